@@ -1,0 +1,311 @@
+//! Packs a folder into a zip whose single root entry is the folder's name (`anymatix/`).
+//!
+//! Reproducible: entries sorted by name, timestamps fixed, modes explicit, nothing that varies
+//! between machines. Written under a temporary name in the destination folder and renamed only
+//! once complete and re-read, so a file with the final name is always a finished one.
+
+use std::io::{BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use walkdir::WalkDir;
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
+
+use crate::fetch::write_sidecar;
+use crate::tree::rel_path;
+
+#[derive(Debug, Clone)]
+pub struct ArchiveSummary {
+    pub entries: usize,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+enum Kind {
+    Dir,
+    File { size: u64 },
+    Symlink { target: String },
+}
+
+struct Entry {
+    name: String,
+    path: PathBuf,
+    mode: u32,
+    kind: Kind,
+}
+
+/// Zips `tree` into `dest` with `root` as the single top folder, and writes `dest.sha256`.
+pub fn archive(tree: &Path, root: &str, dest: &Path) -> Result<ArchiveSummary> {
+    let entries = collect(tree, root)?;
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs_err::create_dir_all(dir)?;
+    let file_name = dest
+        .file_name()
+        .context("the zip needs a file name")?
+        .to_string_lossy()
+        .into_owned();
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let (temp_file, temp_path) = temp.into_parts();
+    let mut zip = ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, temp_file));
+    let base = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(9))
+        .last_modified_time(DateTime::default());
+    for entry in &entries {
+        let options = base.unix_permissions(entry.mode);
+        match &entry.kind {
+            Kind::Dir => zip.add_directory(entry.name.as_str(), options)?,
+            Kind::Symlink { target } => zip.add_symlink(entry.name.as_str(), target, options)?,
+            Kind::File { size } => {
+                zip.start_file(
+                    entry.name.as_str(),
+                    options.large_file(*size >= u32::MAX as u64),
+                )?;
+                let mut file = fs_err::File::open(&entry.path)?;
+                std::io::copy(&mut file, &mut zip)
+                    .with_context(|| format!("cannot read {}", entry.path.display()))?;
+            }
+        }
+    }
+    let writer = zip
+        .finish()
+        .with_context(|| format!("cannot finish {}", temp_path.display()))?;
+    let file = writer.into_inner().map_err(|e| anyhow!(e.into_error()))?;
+    file.sync_all()?;
+    drop(file);
+
+    let summary = check(&temp_path, root, &entries)?;
+    temp_path
+        .persist(dest)
+        .map_err(|e| anyhow!(e.error))
+        .with_context(|| format!("cannot rename the finished zip to {}", dest.display()))?;
+    write_sidecar(dest, &summary.sha256)?;
+    Ok(summary)
+}
+
+fn collect(tree: &Path, root: &str) -> Result<Vec<Entry>> {
+    if !tree.is_dir() {
+        bail!("{} is not a folder", tree.display());
+    }
+    let mut entries = Vec::new();
+    for item in WalkDir::new(tree).follow_links(false) {
+        let item = item.with_context(|| format!("cannot walk {}", tree.display()))?;
+        let rel = rel_path(tree, item.path());
+        let name = if rel.is_empty() {
+            root.to_string()
+        } else {
+            format!("{root}/{rel}")
+        };
+        let meta = item.path().symlink_metadata()?;
+        let mode = unix_mode(&meta);
+        let kind = if meta.is_dir() {
+            Kind::Dir
+        } else if meta.file_type().is_symlink() {
+            Kind::Symlink {
+                target: symlink_target(tree, item.path(), &rel)?,
+            }
+        } else {
+            Kind::File { size: meta.len() }
+        };
+        let name = if matches!(kind, Kind::Dir) {
+            format!("{name}/")
+        } else {
+            name
+        };
+        entries.push(Entry {
+            name,
+            path: item.path().to_path_buf(),
+            mode,
+            kind,
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
+}
+
+/// A link's target, which must be relative and stay inside the tree: the zip has to work wherever
+/// it is unpacked, and extracting tools rightly refuse links that leave the folder.
+fn symlink_target(tree: &Path, link: &Path, rel: &str) -> Result<String> {
+    let target = fs_err::read_link(link)?;
+    let text = target.to_string_lossy().replace('\\', "/");
+    let mut depth: Vec<&str> = rel.split('/').collect();
+    depth.pop();
+    let escapes = target.is_absolute()
+        || target.components().any(|c| match c {
+            Component::ParentDir => depth.pop().is_none(),
+            Component::Normal(_) => {
+                depth.push("");
+                false
+            }
+            Component::CurDir => false,
+            _ => true,
+        });
+    if escapes {
+        bail!(
+            "{} is a symlink to {} outside the tree {}: it would break once unpacked elsewhere",
+            link.display(),
+            target.display(),
+            tree.display()
+        );
+    }
+    Ok(text)
+}
+
+#[cfg(unix)]
+fn unix_mode(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o777
+}
+
+#[cfg(not(unix))]
+fn unix_mode(meta: &std::fs::Metadata) -> u32 {
+    if meta.is_dir() {
+        0o755
+    } else {
+        0o644
+    }
+}
+
+/// Re-reads the written zip: every entry present in order, inside the root, sizes and CRCs right.
+fn check(path: &Path, root: &str, expected: &[Entry]) -> Result<ArchiveSummary> {
+    let file = fs_err::File::open(path)?;
+    let bytes = file.metadata()?.len();
+    let mut archive = ZipArchive::new(BufReader::new(file))
+        .with_context(|| format!("the written zip {} does not read back", path.display()))?;
+    if archive.len() != expected.len() {
+        bail!(
+            "the written zip has {} entries, expected {}",
+            archive.len(),
+            expected.len()
+        );
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    for (i, want) in expected.iter().enumerate() {
+        let mut entry = archive.by_index(i)?;
+        let name = entry.name()?.into_owned();
+        if name != want.name {
+            bail!(
+                "entry {i} of the written zip is {name}, expected {}",
+                want.name
+            );
+        }
+        let inside = entry.enclosed_name().is_some_and(|p| {
+            p.starts_with(root) && !p.components().any(|c| c == Component::ParentDir)
+        });
+        if !inside {
+            bail!("the written zip has an entry outside {root}/: {name}");
+        }
+        // Reading to the end makes the zip crate check the CRC.
+        let mut read = 0u64;
+        loop {
+            let n = entry
+                .read(&mut buf)
+                .with_context(|| format!("entry {name} fails its check"))?;
+            if n == 0 {
+                break;
+            }
+            read += n as u64;
+        }
+        if let Kind::File { size } = want.kind {
+            if read != size {
+                bail!("entry {name} holds {read} bytes, the file has {size}");
+            }
+        }
+    }
+    drop(archive);
+    let sha256 = crate::fetch::sha256_file(path)?;
+    Ok(ArchiveSummary {
+        entries: expected.len(),
+        bytes,
+        sha256,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        fs_err::create_dir_all(t.join("bin")).unwrap();
+        fs_err::create_dir_all(t.join("empty dir")).unwrap();
+        fs_err::write(t.join("bin/tool"), "#!/bin/sh\necho hi\n").unwrap();
+        fs_err::write(t.join("café ü.txt"), "non-ascii name ".repeat(100)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs_err::set_permissions(t.join("bin/tool"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+            std::os::unix::fs::symlink("tool", t.join("bin/alias")).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn same_tree_same_bytes() {
+        let t = tree();
+        let out = tempfile::tempdir().unwrap();
+        let a = archive(t.path(), "anymatix", &out.path().join("a.zip")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let b = archive(t.path(), "anymatix", &out.path().join("b.zip")).unwrap();
+        assert_eq!(a.sha256, b.sha256);
+        let sidecar = fs_err::read_to_string(out.path().join("a.zip.sha256")).unwrap();
+        assert_eq!(sidecar, format!("{}  a.zip\n", a.sha256));
+        let leftovers: Vec<_> = fs_err::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn modes_links_and_names_survive_unpacking() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tree();
+        let out = tempfile::tempdir().unwrap();
+        let zip_path = out.path().join("t.zip");
+        archive(t.path(), "anymatix", &zip_path).unwrap();
+        let unpack = out.path().join("un packed");
+        ZipArchive::new(fs_err::File::open(&zip_path).unwrap())
+            .unwrap()
+            .extract(&unpack)
+            .unwrap();
+        let root = unpack.join("anymatix");
+        let mode = root
+            .join("bin/tool")
+            .metadata()
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o755);
+        assert_eq!(
+            fs_err::read_link(root.join("bin/alias")).unwrap(),
+            Path::new("tool")
+        );
+        assert!(root.join("café ü.txt").is_file());
+        assert!(root.join("empty dir").is_dir());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_tree_are_refused() {
+        let t = tree();
+        std::os::unix::fs::symlink("../../etc/passwd", t.path().join("bin/escape")).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err = archive(t.path(), "anymatix", &out.path().join("t.zip")).unwrap_err();
+        assert!(format!("{err:#}").contains("outside the tree"), "{err:#}");
+        assert!(!out.path().join("t.zip").exists());
+    }
+}

@@ -1,0 +1,315 @@
+//! Downloads, verified while streaming and renamed into the cache only when the digest matches.
+//!
+//! Miniforge's `latest` is resolved to a tag first (the `/latest` page redirects to `/tag/<tag>`),
+//! because only the versioned asset names carry a `.sha256` sidecar. The cache keeps the installer
+//! and, written last, its sidecar: a later build trusts the pair only if the file still hashes to
+//! the sidecar's digest, so an interrupted download is never mistaken for a finished one.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::blocking::{Client, Response};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+use crate::progress::Reporter;
+
+pub struct Fetcher {
+    client: Client,
+    no_redirects: Client,
+    attempts: u32,
+    backoff: Duration,
+}
+
+/// Why one attempt failed, and whether another could succeed.
+enum Failure {
+    Transient(anyhow::Error),
+    Permanent(anyhow::Error),
+}
+
+impl Fetcher {
+    pub fn new() -> Result<Fetcher> {
+        // reqwest is built without a bundled crypto provider; ring is the small, C-light one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = || {
+            Client::builder()
+                .user_agent(concat!("anymatix-xtask/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(30))
+                // The blocking client applies this to each connect, read and write, not to the
+                // whole body: installers are large and links can be slow.
+                .timeout(Duration::from_secs(120))
+        };
+        Ok(Fetcher {
+            client: builder().build().context("cannot set up the HTTP client")?,
+            no_redirects: builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .context("cannot set up the HTTP client")?,
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+        })
+    }
+
+    /// `GET <base_url>/latest` answers with a redirect to `.../tag/<tag>`; returns `<tag>`.
+    pub fn resolve_latest_tag(&self, base_url: &str) -> Result<String> {
+        let url = format!("{}/latest", base_url.trim_end_matches('/'));
+        self.with_retries(&url, || {
+            let response = self.send(&self.no_redirects, &url)?;
+            let status = response.status();
+            if !status.is_redirection() {
+                return Err(Failure::Permanent(anyhow!(
+                    "expected a redirect to the newest release's tag, got HTTP {status}"
+                )));
+            }
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Failure::Permanent(anyhow!("redirect without a Location header")))?;
+            tag_from_location(location).map_err(Failure::Permanent)
+        })
+        .with_context(|| {
+            format!("cannot resolve Miniforge's latest release from {url} (pin installer.release to a tag to skip this)")
+        })
+    }
+
+    /// Reads a `sha256sum`-style sidecar (`<hex>  <name>`) and returns the digest.
+    pub fn fetch_sha256(&self, url: &str) -> Result<String> {
+        self.with_retries(url, || {
+            let response = self.send(&self.client, url)?;
+            let response = check_status(response)?;
+            let text = response
+                .text()
+                .map_err(|e| Failure::Transient(anyhow!(e)))?;
+            parse_sha256_sidecar(&text).map_err(Failure::Permanent)
+        })
+        .with_context(|| format!("cannot read the checksum {url}"))
+    }
+
+    /// Downloads `url` to `dest`, which appears only if the content hashes to `sha256`.
+    pub fn download_verified(
+        &self,
+        url: &str,
+        sha256: &str,
+        dest: &Path,
+        reporter: &Reporter,
+    ) -> Result<()> {
+        let dir = dest
+            .parent()
+            .context("download destination has no parent")?;
+        fs_err::create_dir_all(dir)?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.with_retries(url, || {
+            let response = check_status(self.send(&self.client, url)?)?;
+            let mut progress = reporter.download(&name, response.content_length());
+            let mut temp = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".partial")
+                .tempfile_in(dir)
+                .map_err(|e| Failure::Permanent(anyhow!(e).context("cannot create a temporary file")))?;
+            let digest = copy_hashing(response, temp.as_file_mut(), |n| progress.advance(n))
+                .map_err(|e| Failure::Transient(anyhow!(e).context("download interrupted")))?;
+            progress.finish();
+            if !digest.eq_ignore_ascii_case(sha256) {
+                // The temporary file is deleted on drop: a bad download is never kept.
+                return Err(Failure::Permanent(anyhow!(
+                    "sha256 mismatch: expected {sha256}, got {digest}; the file was discarded. \
+                     If this persists, the release may have been replaced: check the published checksum"
+                )));
+            }
+            temp.as_file()
+                .sync_all()
+                .map_err(|e| Failure::Permanent(e.into()))?;
+            temp.persist(dest)
+                .map_err(|e| Failure::Permanent(anyhow!(e.error).context("cannot move the download into the cache")))?;
+            Ok(())
+        })
+        .with_context(|| format!("cannot download {url}"))
+    }
+
+    fn send(&self, client: &Client, url: &str) -> Result<Response, Failure> {
+        client.get(url).send().map_err(|e| {
+            if e.is_builder() {
+                Failure::Permanent(anyhow!("bad URL: {e}"))
+            } else {
+                Failure::Transient(anyhow!(without_url(e)))
+            }
+        })
+    }
+
+    fn with_retries<T>(
+        &self,
+        url: &str,
+        mut attempt: impl FnMut() -> Result<T, Failure>,
+    ) -> Result<T> {
+        let mut delay = self.backoff;
+        for n in 1..=self.attempts {
+            match attempt() {
+                Ok(value) => return Ok(value),
+                Err(Failure::Permanent(e)) => return Err(e),
+                Err(Failure::Transient(e)) if n == self.attempts => {
+                    return Err(e.context(format!("gave up after {n} attempts")))
+                }
+                Err(Failure::Transient(e)) => {
+                    eprintln!("    {url}: {e:#}; retrying in {:.1}s", delay.as_secs_f64());
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+}
+
+/// The digest of a cached file, if the cache holds it with its sidecar and they agree.
+pub fn cached_digest(path: &Path) -> Result<Option<String>> {
+    let sidecar = sidecar_path(path);
+    if !path.is_file() || !sidecar.is_file() {
+        return Ok(None);
+    }
+    let expected = parse_sha256_sidecar(&fs_err::read_to_string(&sidecar)?)?;
+    let actual = sha256_file(path)?;
+    if actual.eq_ignore_ascii_case(&expected) {
+        Ok(Some(expected))
+    } else {
+        // Never trust it again; the next step downloads afresh.
+        fs_err::remove_file(&sidecar)?;
+        Ok(None)
+    }
+}
+
+/// Records a verified download's digest beside it, in `sha256sum` form; written last, by rename.
+pub fn write_sidecar(path: &Path, sha256: &str) -> Result<()> {
+    let sidecar = sidecar_path(path);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let dir = path.parent().context("no parent")?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".sidecar.")
+        .tempfile_in(dir)?;
+    writeln!(temp, "{sha256}  {name}")?;
+    temp.persist(&sidecar)
+        .map_err(|e| anyhow!(e.error))
+        .with_context(|| format!("cannot write {}", sidecar.display()))?;
+    Ok(())
+}
+
+pub fn sidecar_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".sha256");
+    path.with_file_name(name)
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let file = fs_err::File::open(path)?;
+    copy_hashing(file, &mut std::io::sink(), |_| {})
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn copy_hashing(
+    mut from: impl Read,
+    to: &mut impl Write,
+    mut on_chunk: impl FnMut(u64),
+) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+        on_chunk(n as u64);
+    }
+    to.flush()?;
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_status(response: Response) -> Result<Response, Failure> {
+    let status = response.status();
+    if status.is_success() {
+        Ok(response)
+    } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        Err(Failure::Transient(anyhow!("HTTP {status}")))
+    } else if status == StatusCode::NOT_FOUND {
+        Err(Failure::Permanent(anyhow!(
+            "HTTP 404 Not Found: check the release tag and base URL in the manifest"
+        )))
+    } else {
+        Err(Failure::Permanent(anyhow!("HTTP {status}")))
+    }
+}
+
+/// reqwest's messages repeat the URL, which our context already names once.
+fn without_url(e: reqwest::Error) -> reqwest::Error {
+    e.without_url()
+}
+
+fn tag_from_location(location: &str) -> Result<String> {
+    let tag = location
+        .trim_end_matches('/')
+        .rsplit_once("/tag/")
+        .map(|(_, tag)| tag)
+        .filter(|tag| !tag.is_empty() && !tag.contains('/'))
+        .ok_or_else(|| anyhow!("the redirect to `{location}` does not end in /tag/<tag>"))?;
+    Ok(tag.to_string())
+}
+
+fn parse_sha256_sidecar(text: &str) -> Result<String> {
+    let token = text.split_whitespace().next().unwrap_or("");
+    if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("not a sha256 checksum file (expected `<64 hex digits>  <name>`)");
+    }
+    Ok(token.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_comes_from_the_redirect() {
+        let loc = "https://github.com/conda-forge/miniforge/releases/tag/26.3.2-3";
+        assert_eq!(tag_from_location(loc).unwrap(), "26.3.2-3");
+        assert!(tag_from_location("https://github.com/conda-forge/miniforge/releases").is_err());
+    }
+
+    #[test]
+    fn sidecar_is_sha256sum_output() {
+        let hexd = "ab".repeat(32);
+        assert_eq!(
+            parse_sha256_sidecar(&format!("{hexd}  Miniforge3.sh\n")).unwrap(),
+            hexd
+        );
+        assert_eq!(
+            parse_sha256_sidecar(&format!("{}  x\r\n", hexd.to_uppercase())).unwrap(),
+            hexd
+        );
+        assert!(parse_sha256_sidecar("<html>not found</html>").is_err());
+    }
+
+    #[test]
+    fn cache_trusts_only_a_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("installer.sh");
+        fs_err::write(&file, b"echo hi\n").unwrap();
+        assert_eq!(cached_digest(&file).unwrap(), None, "no sidecar yet");
+        let digest = sha256_file(&file).unwrap();
+        write_sidecar(&file, &digest).unwrap();
+        assert_eq!(cached_digest(&file).unwrap(), Some(digest));
+        fs_err::write(&file, b"echo tampered\n").unwrap();
+        assert_eq!(cached_digest(&file).unwrap(), None);
+        assert!(!sidecar_path(&file).exists(), "a stale sidecar is removed");
+    }
+}

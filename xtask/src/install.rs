@@ -1,0 +1,52 @@
+//! Installs the Miniforge base into the prefix, then any conda packages with its own mamba.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::exec;
+use crate::plan::Command;
+use crate::platform::Platform;
+use crate::progress::Reporter;
+
+pub fn install_base(
+    sh: &Shell,
+    reporter: &Reporter,
+    platform: Platform,
+    command: &Command,
+    prefix: &Path,
+) -> Result<()> {
+    if !platform.is_windows() && prefix.to_string_lossy().contains(' ') {
+        bail!(
+            "the prefix {} contains a space, which Miniforge's installer refuses: pass --out a path without spaces",
+            prefix.display()
+        );
+    }
+    if prefix.exists() {
+        bail!(
+            "the prefix {} already exists and the installer would refuse it: remove it (or the whole --out stage folder) and build again",
+            prefix.display()
+        );
+    }
+    exec::run(sh, reporter, command).context("the Miniforge installer failed")?;
+    let python = prefix.join(platform.python_in_prefix());
+    if !python.is_file() {
+        // The Windows installer is silent, even when it fails.
+        bail!(
+            "the Miniforge installer finished but {} is missing; on Windows, check that the path is short and writable",
+            python.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn install_conda_packages(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<()> {
+    if !command.program.is_file() {
+        bail!(
+            "{} is missing: the Miniforge base should provide mamba for conda_packages",
+            command.program.display()
+        );
+    }
+    exec::run(sh, reporter, command).context("installing conda_packages failed")
+}

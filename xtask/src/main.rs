@@ -1,0 +1,70 @@
+//! `cargo xtask`: builds the anymatix portable Python environment for ComfyUI.
+//! This file only dispatches; each subcommand has its own module.
+
+mod archive;
+mod exec;
+mod fetch;
+mod install;
+mod manifest;
+mod pip;
+mod plan;
+mod platform;
+mod portable;
+mod progress;
+mod prune;
+mod report;
+mod repos;
+mod scripts;
+mod tree;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    version,
+    about = "Builds the anymatix portable Python environment for ComfyUI"
+)]
+#[command(
+    long_about = "Builds the anymatix portable Python environment for ComfyUI: one zip per platform \
+whose root folder anymatix/ holds a Miniforge Python with the packages of anymatix/distribution.yml, \
+ComfyUI and its custom nodes, a helper script to install more packages, and manifest.json."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build anymatix-<version>-<platform>.zip: fetch Miniforge, install, clone the repos,
+    /// pip install, prune, zip, then unpack it elsewhere and run the smoke checks.
+    Portable(portable::PortableArgs),
+}
+
+/// The repository's root: defaults (manifest, policy, version.yml, target/) are found from here,
+/// so `cargo xtask` works from any folder of the checkout.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the root")
+        .to_path_buf()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Portable(args) => portable::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

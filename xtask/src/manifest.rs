@@ -1,0 +1,427 @@
+//! The distribution's definition (`anymatix/distribution.yml`) and version (`version.yml`), as data.
+//!
+//! Parsing is strict: an unknown key, a bad value or an unknown platform is an error that
+//! names the file and the line, since a silently ignored typo would ship the wrong thing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer};
+
+use crate::platform::Platform;
+
+pub const DEFAULT_MINIFORGE_BASE_URL: &str = "https://github.com/conda-forge/miniforge/releases";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(default)]
+    pub installer: Installer,
+    /// Installed into the base with its own mamba from conda-forge (e.g. `python=3.12`).
+    #[serde(default)]
+    pub conda_packages: Vec<String>,
+    #[serde(default)]
+    pub pip: PipSources,
+    #[serde(default)]
+    pub python_packages: Vec<String>,
+    #[serde(default)]
+    pub platforms: BTreeMap<Platform, PlatformSection>,
+    #[serde(default)]
+    pub repos: Vec<Repo>,
+    #[serde(default)]
+    pub smoke: Smoke,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Installer {
+    #[serde(default)]
+    pub release: Release,
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+}
+
+impl Default for Installer {
+    fn default() -> Self {
+        Installer {
+            release: Release::Latest,
+            base_url: default_base_url(),
+        }
+    }
+}
+
+fn default_base_url() -> String {
+    DEFAULT_MINIFORGE_BASE_URL.to_string()
+}
+
+/// Which Miniforge release: the newest, or a pinned tag such as `26.3.2-3`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Release {
+    #[default]
+    Latest,
+    Tag(String),
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Release::Latest => f.write_str("latest"),
+            Release::Tag(tag) => f.write_str(tag),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Release {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "latest" {
+            return Ok(Release::Latest);
+        }
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        {
+            return Err(serde::de::Error::custom(format!(
+                "installer.release must be `latest` or a Miniforge tag such as `26.3.2-3`, not `{s}`"
+            )));
+        }
+        Ok(Release::Tag(s))
+    }
+}
+
+impl<'de> Deserialize<'de> for Platform {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where pip looks for packages; each key optional so mirrors and offline wheelhouses work.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipSources {
+    pub index_url: Option<String>,
+    #[serde(default)]
+    pub extra_index_urls: Vec<String>,
+    /// URLs or local folders; a relative folder is taken from the manifest's directory.
+    #[serde(default)]
+    pub find_links: Vec<String>,
+    #[serde(default)]
+    pub no_index: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformSection {
+    #[serde(default)]
+    pub python_packages: Vec<String>,
+    #[serde(default)]
+    pub pip_args: Vec<String>,
+    #[serde(default)]
+    pub conda_packages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repo {
+    pub name: String,
+    pub url: String,
+    /// A tag, branch or commit.
+    pub rev: String,
+    /// Where the checkout goes, relative to `anymatix/`.
+    pub path: String,
+    /// A requirements file inside the checkout, resolved together with everything else.
+    pub requirements: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    /// Modules the unpacked environment must import; `PIL` also round-trips a PNG and a JPEG.
+    #[serde(default)]
+    pub imports: Vec<String>,
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = read_input(path, "manifest")?;
+        let mut manifest: Manifest = serde_yaml_ng::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("{}: {}", path.display(), locate_platform_key(&text, e))
+        })?;
+        manifest
+            .validate()
+            .with_context(|| format!("invalid manifest {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        manifest.pip.find_links = manifest
+            .pip
+            .find_links
+            .iter()
+            .map(|link| resolve_local(base, link))
+            .collect();
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let mut names = BTreeMap::new();
+        let mut paths = BTreeMap::new();
+        for repo in &self.repos {
+            if repo.name.is_empty() || repo.url.is_empty() || repo.rev.is_empty() {
+                bail!("repo `{}`: name, url and rev must not be empty", repo.name);
+            }
+            check_relative(&repo.path)
+                .with_context(|| format!("repo `{}`: bad path `{}`", repo.name, repo.path))?;
+            if let Some(req) = &repo.requirements {
+                check_relative(req).with_context(|| {
+                    format!("repo `{}`: bad requirements path `{req}`", repo.name)
+                })?;
+            }
+            if names.insert(repo.name.as_str(), ()).is_some() {
+                bail!("two repos are named `{}`", repo.name);
+            }
+            if let Some(other) = paths.insert(repo.path.trim_end_matches('/'), &repo.name) {
+                bail!(
+                    "repos `{other}` and `{}` both go to path `{}`",
+                    repo.name,
+                    repo.path
+                );
+            }
+            if repo.path.trim_end_matches('/') == "python" || repo.path.starts_with("python/") {
+                bail!(
+                    "repo `{}`: path `{}` is inside python/, which is the Miniforge prefix",
+                    repo.name,
+                    repo.path
+                );
+            }
+        }
+        for module in &self.smoke.imports {
+            let valid = !module.is_empty()
+                && module.split('.').all(|part| {
+                    !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+                });
+            if !valid {
+                bail!("smoke.imports: `{module}` is not a Python module name");
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything pip installs for `platform`, in order: shared packages, then the platform's.
+    pub fn python_packages_for(&self, platform: Platform) -> Vec<String> {
+        let mut all = self.python_packages.clone();
+        if let Some(section) = self.platforms.get(&platform) {
+            all.extend(section.python_packages.iter().cloned());
+        }
+        all
+    }
+
+    pub fn pip_args_for(&self, platform: Platform) -> Vec<String> {
+        self.platforms
+            .get(&platform)
+            .map(|s| s.pip_args.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn conda_packages_for(&self, platform: Platform) -> Vec<String> {
+        let mut all = self.conda_packages.clone();
+        if let Some(section) = self.platforms.get(&platform) {
+            all.extend(section.conda_packages.iter().cloned());
+        }
+        all
+    }
+}
+
+/// `version.yml`: the version that goes into zip names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionFile {
+    version: String,
+}
+
+pub fn load_version(path: &Path) -> Result<String> {
+    let text = read_input(path, "version file")?;
+    let file: VersionFile =
+        serde_yaml_ng::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?;
+    check_version(&file.version).with_context(|| format!("{}", path.display()))?;
+    Ok(file.version)
+}
+
+/// A version goes into a file name, so only characters that are safe there.
+pub fn check_version(version: &str) -> Result<()> {
+    let ok = !version.is_empty()
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
+    if !ok {
+        bail!("version `{version}` must be made of letters, digits and . _ + - (it names the zip)");
+    }
+    Ok(())
+}
+
+/// serde_yaml points a bad map key at the start of its map; point at the key's own line instead.
+fn locate_platform_key(text: &str, error: serde_yaml_ng::Error) -> String {
+    let message = error.to_string();
+    let Some(name) = message
+        .split_once("unknown platform `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name)
+    else {
+        return message;
+    };
+    let line = text.lines().position(|line| {
+        let key = line.trim_start().trim_start_matches(['"', '\'']);
+        key.strip_prefix(name).is_some_and(|rest| {
+            rest.trim_start_matches(['"', '\''])
+                .trim_start()
+                .starts_with(':')
+        })
+    });
+    match (line, message.rsplit_once(" at line ")) {
+        (Some(line), Some((head, _))) => format!("{head} at line {}", line + 1),
+        _ => message,
+    }
+}
+
+fn read_input(path: &Path, what: &str) -> Result<String> {
+    match fs_err::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(
+                "{what} not found: {} (check the path, or pass another with its flag)",
+                path.display()
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn check_relative(path: &str) -> Result<()> {
+    let p = Path::new(path);
+    if path.is_empty() || p.is_absolute() || path.contains('\\') || path.starts_with('/') {
+        bail!("must be a relative path with / separators");
+    }
+    if p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        bail!("must not contain `..` or `.`");
+    }
+    Ok(())
+}
+
+fn resolve_local(base: &Path, link: &str) -> String {
+    if link.contains("://") || Path::new(link).is_absolute() {
+        return link.to_string();
+    }
+    let joined: PathBuf = base.join(link);
+    joined.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("distribution.yml");
+        fs_err::write(&path, text).unwrap();
+        Manifest::load(&path)
+    }
+
+    #[test]
+    fn minimal_manifest_takes_defaults() {
+        let m = parse("python_packages: [pillow]\n").unwrap();
+        assert_eq!(m.installer.release, Release::Latest);
+        assert_eq!(m.installer.base_url, DEFAULT_MINIFORGE_BASE_URL);
+        assert_eq!(m.python_packages_for(Platform::LinuxX86_64), ["pillow"]);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let err = parse("python_packages: [pillow]\nrepos: []\npip:\n  index: x\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("distribution.yml"), "{msg}");
+        assert!(msg.contains("unknown field `index`"), "{msg}");
+        assert!(msg.contains("line 4"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_platform_key_names_line_and_lists_valid_ones() {
+        let err = parse("platforms:\n  linux-x86_64: {}\n  beos-x86: {}\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("beos-x86"), "{msg}");
+        assert!(msg.contains("windows-x86_64"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn bad_yaml_names_the_line() {
+        let err = parse("python_packages: [pillow\nrepos: []\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("distribution.yml") && msg.contains("line"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Manifest::load(Path::new("/nonexistent/distribution.yml")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("manifest not found: /nonexistent/distribution.yml"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn repo_paths_must_stay_inside() {
+        let text = "repos:\n  - {name: a, url: u, rev: main, path: ../evil}\n";
+        let msg = format!("{:#}", parse(text).unwrap_err());
+        assert!(msg.contains("repo `a`: bad path `../evil`"), "{msg}");
+    }
+
+    #[test]
+    fn platform_sections_add_to_shared_lists() {
+        let m = parse(
+            "python_packages: [pillow]\nconda_packages: [zlib]\nplatforms:\n  macos-x86_64:\n    python_packages: [torch==2.2.2]\n    conda_packages: [python=3.12]\n    pip_args: [--prefer-binary]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m.python_packages_for(Platform::MacosX86_64),
+            ["pillow", "torch==2.2.2"]
+        );
+        assert_eq!(
+            m.conda_packages_for(Platform::MacosX86_64),
+            ["zlib", "python=3.12"]
+        );
+        assert_eq!(m.pip_args_for(Platform::MacosX86_64), ["--prefer-binary"]);
+        assert_eq!(m.python_packages_for(Platform::LinuxX86_64), ["pillow"]);
+    }
+
+    #[test]
+    fn relative_find_links_resolve_beside_the_manifest() {
+        let m = parse("pip:\n  find_links: [wheels, 'https://example.invalid/w']\n").unwrap();
+        assert!(
+            m.pip.find_links[0].ends_with("/wheels"),
+            "{:?}",
+            m.pip.find_links
+        );
+        assert!(Path::new(&m.pip.find_links[0]).is_absolute());
+        assert_eq!(m.pip.find_links[1], "https://example.invalid/w");
+    }
+
+    #[test]
+    fn release_is_latest_or_a_tag() {
+        let m = parse("installer:\n  release: 26.3.2-3\n").unwrap();
+        assert_eq!(m.installer.release, Release::Tag("26.3.2-3".into()));
+        assert!(parse("installer:\n  release: 'a b'\n").is_err());
+    }
+
+    #[test]
+    fn versions_must_be_file_name_safe() {
+        assert!(check_version("0.1.0").is_ok());
+        assert!(check_version("1.0.0-rc.1+build5").is_ok());
+        assert!(check_version("1.0/evil").is_err());
+        assert!(check_version("").is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! `cargo xtask portable`: fetch → install → repos → pip → prune → scripts → manifest → zip →
+//! verify → publish, each step from the plan, each failure naming its stage.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::fetch::{self, Fetcher};
+use crate::manifest::{self, Manifest, Release};
+use crate::plan::{self, Layout, Plan, Step};
+use crate::platform::Platform;
+use crate::progress::Reporter;
+use crate::prune::{self, Policy, PruneReport};
+use crate::report::{self, BuildManifest, Contents, Miniforge};
+use crate::repos::{self, Checkout};
+use crate::{archive, exec, install, pip, project_root, scripts, tree, verify};
+
+#[derive(Debug, clap::Args)]
+pub struct PortableArgs {
+    /// The platform to build for: linux-x86_64, linux-aarch64, macos-arm64, macos-x86_64 or
+    /// windows-x86_64. Defaults to this host's. A build runs only on its own platform (Miniforge's
+    /// installer must), but --dry-run shows the plan of any platform anywhere.
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    /// The distribution's definition.
+    #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/distribution.yml"))]
+    pub manifest: PathBuf,
+    /// The prune policy.
+    #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/prune.yml"))]
+    pub policy: PathBuf,
+    /// Where the zip, the download cache (cache/) and the build stages (stage/) go.
+    #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
+    pub out: PathBuf,
+    /// The version in the zip's name [default: version.yml's]
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Print every step (URLs, command lines, paths) and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Show every command line as it runs.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// What the steps found out, for manifest.json.
+#[derive(Default)]
+struct Results {
+    miniforge: Option<Miniforge>,
+    checkouts: Vec<Checkout>,
+    python: Option<String>,
+    packages: Vec<pip::Package>,
+    prune: Option<PruneReport>,
+}
+
+pub fn run(args: PortableArgs) -> Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let policy = Policy::load(&args.policy)?;
+    let version = match &args.version {
+        Some(v) => {
+            manifest::check_version(v)?;
+            v.clone()
+        }
+        None => manifest::load_version(&project_root().join("version.yml"))?,
+    };
+    let platform = match args.platform.or_else(Platform::host) {
+        Some(p) => p,
+        None => bail!(
+            "this host ({} {}) is none of the platforms we ship; pass --platform with --dry-run to see a plan",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        ),
+    };
+    let out = std::path::absolute(&args.out)
+        .with_context(|| format!("bad --out {}", args.out.display()))?;
+    let layout = Layout::new(&out, platform, &version);
+
+    if args.dry_run {
+        let plan = plan::plan(&manifest, platform, &version, &layout, None, &args.policy);
+        print_plan(&plan, &policy);
+        return Ok(());
+    }
+    if Platform::host() != Some(platform) {
+        bail!(
+            "cannot build {platform} on this {} host: Miniforge's installer must run on its own platform. \
+             Build it on a {platform} machine (CI has a runner for each), or pass --dry-run to see its plan",
+            Platform::host().map_or("unknown", |p| p.name())
+        );
+    }
+    if !platform.is_windows() {
+        exec::require_tool(
+            "bash",
+            "install bash; Miniforge's installer is a bash script",
+        )?;
+    }
+    if !manifest.repos.is_empty() {
+        exec::require_tool(
+            "git",
+            "install git (https://git-scm.com) to clone the repos",
+        )?;
+    }
+
+    let reporter = Reporter::new(args.verbose);
+    let sh = Shell::new()?;
+    let started = std::time::Instant::now();
+    eprintln!(
+        "Building {} for {platform} in {}",
+        plan::zip_name(&version, platform),
+        out.display()
+    );
+
+    // The tag is needed to name the installer, so `latest` is resolved before planning.
+    let fetcher = Fetcher::new()?;
+    let tag = match &manifest.installer.release {
+        Release::Tag(tag) => tag.clone(),
+        Release::Latest => {
+            let stage = reporter.stage("Resolve Miniforge's latest release");
+            let tag = fetcher.resolve_latest_tag(&manifest.installer.base_url)?;
+            reporter.note(format!("latest is {tag}"));
+            stage.finish();
+            tag
+        }
+    };
+    let plan = plan::plan(
+        &manifest,
+        platform,
+        &version,
+        &layout,
+        Some(&tag),
+        &args.policy,
+    );
+
+    // Every build starts from an empty stage: nothing half-made by an earlier run is trusted.
+    if layout.stage().exists() {
+        fs_err::remove_dir_all(layout.stage())?;
+    }
+    fs_err::create_dir_all(&layout.tree)?;
+
+    let mut results = Results::default();
+    for step in &plan.steps {
+        let title = step_title(step);
+        let stage = reporter.stage(&title);
+        execute(
+            step,
+            &plan,
+            &manifest,
+            &policy,
+            &tag,
+            &fetcher,
+            &sh,
+            &reporter,
+            &mut results,
+        )
+        .with_context(|| format!("stage `{title}` failed"))?;
+        stage.finish();
+    }
+    let zip_size = fs_err::metadata(&layout.zip)?.len();
+    eprintln!(
+        "Built {} ({}) in {}",
+        layout.zip.display(),
+        crate::progress::human_bytes(zip_size),
+        crate::progress::human_duration(started.elapsed())
+    );
+    Ok(())
+}
+
+fn step_title(step: &Step) -> String {
+    match step {
+        Step::FetchInstaller { .. } => "Fetch Miniforge".into(),
+        Step::InstallBase(_) => "Install the Miniforge base".into(),
+        Step::CondaInstall(_) => "Install conda packages".into(),
+        Step::Clone { name, .. } => format!("Clone {name}"),
+        Step::PipInstall(_) => "Install Python packages".into(),
+        Step::Prune { .. } => "Prune".into(),
+        Step::HelperScript { .. } => "Write the helper script".into(),
+        Step::WriteManifest { .. } => "Write manifest.json".into(),
+        Step::Archive { .. } => "Zip".into(),
+        Step::Verify { .. } => "Verify the unpacked zip".into(),
+        Step::Publish { .. } => "Publish".into(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    step: &Step,
+    plan: &Plan,
+    manifest: &Manifest,
+    policy: &Policy,
+    tag: &str,
+    fetcher: &Fetcher,
+    sh: &Shell,
+    reporter: &Reporter,
+    results: &mut Results,
+) -> Result<()> {
+    let platform = plan.platform;
+    let layout = &plan.layout;
+    match step {
+        Step::FetchInstaller { url, dest, .. } => {
+            let (url, dest) = (
+                url.as_ref().expect("tag resolved"),
+                dest.as_ref().expect("tag resolved"),
+            );
+            let sha256 = match fetch::cached_digest(dest)? {
+                Some(digest) => {
+                    reporter.note(format!("cached: {}", dest.display()));
+                    digest
+                }
+                None => {
+                    let digest = fetcher.fetch_sha256(&format!("{url}.sha256"))?;
+                    fetcher.download_verified(url, &digest, dest, reporter)?;
+                    fetch::write_sidecar(dest, &digest)?;
+                    digest
+                }
+            };
+            reporter.note(format!("sha256 {sha256}"));
+            results.miniforge = Some(Miniforge {
+                release: manifest.installer.release.to_string(),
+                tag: tag.to_string(),
+                asset: platform.miniforge_asset(tag),
+                sha256,
+            });
+        }
+        Step::InstallBase(command) => {
+            install::install_base(sh, reporter, platform, command, &layout.prefix)?;
+        }
+        Step::CondaInstall(command) => install::install_conda_packages(sh, reporter, command)?,
+        Step::Clone {
+            name,
+            url,
+            rev,
+            dest,
+            requirements,
+        } => {
+            let commit = repos::clone(sh, reporter, url, rev, dest)?;
+            reporter.note(format!("{name} at {commit}"));
+            if let Some(req) = requirements {
+                if !req.is_file() {
+                    bail!(
+                        "repo {name} at {rev} has no requirements file {}",
+                        req.display()
+                    );
+                }
+            }
+            results.checkouts.push(Checkout {
+                name: name.clone(),
+                url: url.clone(),
+                rev: rev.clone(),
+                commit,
+                path: tree::rel_path(&layout.tree, dest),
+            });
+        }
+        Step::PipInstall(command) => {
+            exec::run(sh, reporter, command)?;
+            let python = layout.prefix.join(platform.python_in_prefix());
+            results.python = Some(pip::python_version(sh, &python)?);
+            results.packages = pip::installed_packages(sh, &python)?;
+            reporter.note(format!(
+                "Python {}, {} packages",
+                results.python.as_deref().unwrap_or("?"),
+                results.packages.len()
+            ));
+        }
+        Step::Prune { tree, .. } => {
+            let report = prune::prune(tree, policy, platform, false)?;
+            for rule in report.rules.iter().filter(|r| r.removed.files > 0) {
+                reporter.note(format!(
+                    "{:<34} {:>7} files {:>10}",
+                    rule.rule,
+                    rule.removed.files,
+                    crate::progress::human_bytes(rule.removed.bytes)
+                ));
+            }
+            reporter.note(format!(
+                "{} in {} files -> {} in {} files",
+                crate::progress::human_bytes(report.before.bytes),
+                report.before.files,
+                crate::progress::human_bytes(report.after.bytes),
+                report.after.files
+            ));
+            results.prune = Some(report);
+        }
+        Step::HelperScript { path } => scripts::write_helper_script(platform, path)?,
+        Step::WriteManifest { path } => {
+            let (files, bytes) = tree::stats(&layout.tree)?;
+            let built = BuildManifest {
+                version: plan.version.clone(),
+                platform: platform.to_string(),
+                miniforge: results
+                    .miniforge
+                    .take()
+                    .context("Miniforge was not fetched")?,
+                python: results.python.clone().context("pip did not run")?,
+                packages: std::mem::take(&mut results.packages),
+                repos: std::mem::take(&mut results.checkouts),
+                contents: Contents { files, bytes },
+                prune: results.prune.take().context("prune did not run")?,
+            };
+            report::write(path, &built)?;
+        }
+        Step::Archive { tree, zip } => {
+            let summary = archive::archive(tree, "anymatix", zip)?;
+            reporter.note(format!(
+                "{} entries, {}",
+                summary.entries,
+                crate::progress::human_bytes(summary.bytes)
+            ));
+        }
+        Step::Verify {
+            zip,
+            unpack,
+            imports,
+        } => {
+            let root = verify::unpack(zip, unpack)?;
+            verify::smoke(sh, reporter, platform, &root, imports)?;
+        }
+        Step::Publish { from, to } => {
+            fs_err::rename(from, to)?;
+            fs_err::rename(fetch::sidecar_path(from), fetch::sidecar_path(to))?;
+        }
+    }
+    Ok(())
+}
+
+fn print_plan(plan: &Plan, policy: &Policy) {
+    println!(
+        "Plan for {} on {} (dry run: nothing is done)",
+        plan::zip_name(&plan.version, plan.platform),
+        plan.platform
+    );
+    for (i, step) in plan.steps.iter().enumerate() {
+        println!("{:>2}. {step}", i + 1);
+        if let Step::Prune { .. } = step {
+            for rule in policy.rules.iter().filter(|r| r.applies_to(plan.platform)) {
+                println!("      rule {}: {}", rule.name, rule.patterns.join(", "));
+                println!("        ({})", rule.reason);
+            }
+            println!("      keep: {}", policy.keep_patterns.join(", "));
+        }
+    }
+}

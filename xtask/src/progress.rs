@@ -1,0 +1,167 @@
+//! What the user sees while a build runs: a header per stage with its duration, and download
+//! progress on a terminal. Stages report through this, never by printing themselves, so the
+//! output stays one consistent shape (and plain, one line per event, when it is not a terminal).
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+pub struct Reporter {
+    tty: bool,
+    pub verbose: bool,
+}
+
+impl Reporter {
+    pub fn new(verbose: bool) -> Reporter {
+        Reporter {
+            tty: std::io::stderr().is_terminal(),
+            verbose,
+        }
+    }
+
+    /// Starts a stage: prints its header now and its duration when the returned guard is finished.
+    pub fn stage(&self, title: impl Into<String>) -> Stage {
+        let title = title.into();
+        eprintln!("==> {title}");
+        Stage {
+            title,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn note(&self, message: impl AsRef<str>) {
+        eprintln!("    {}", message.as_ref());
+    }
+
+    /// Shown only with `--verbose`: command lines and other detail.
+    pub fn detail(&self, message: impl AsRef<str>) {
+        if self.verbose {
+            eprintln!("    $ {}", message.as_ref());
+        }
+    }
+
+    pub fn download(&self, what: &str, total: Option<u64>) -> Download {
+        Download {
+            tty: self.tty,
+            what: what.to_string(),
+            total,
+            done: 0,
+            started: Instant::now(),
+            last_draw: None,
+        }
+    }
+}
+
+pub struct Stage {
+    title: String,
+    started: Instant,
+}
+
+impl Stage {
+    pub fn finish(self) {
+        eprintln!(
+            "    {} done in {}",
+            self.title,
+            human_duration(self.started.elapsed())
+        );
+    }
+}
+
+pub struct Download {
+    tty: bool,
+    what: String,
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+    last_draw: Option<Instant>,
+}
+
+impl Download {
+    pub fn advance(&mut self, bytes: u64) {
+        self.done += bytes;
+        if !self.tty {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_draw
+            .is_some_and(|t| now - t < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last_draw = Some(now);
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = self.done as f64 / elapsed;
+        let line = match self.total {
+            Some(total) if total > 0 => {
+                let eta = (total.saturating_sub(self.done)) as f64 / rate.max(1.0);
+                format!(
+                    "{} {} / {} ({}/s, ETA {})",
+                    self.what,
+                    human_bytes(self.done),
+                    human_bytes(total),
+                    human_bytes(rate as u64),
+                    human_duration(Duration::from_secs_f64(eta))
+                )
+            }
+            _ => format!(
+                "{} {} ({}/s)",
+                self.what,
+                human_bytes(self.done),
+                human_bytes(rate as u64)
+            ),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K    {line}");
+        let _ = err.flush();
+    }
+
+    pub fn finish(self) {
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!(
+            "    downloaded {} ({}) in {}",
+            self.what,
+            human_bytes(self.done),
+            human_duration(self.started.elapsed())
+        );
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_and_durations_read_naturally() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(human_duration(Duration::from_secs(125)), "2m05s");
+    }
+}
