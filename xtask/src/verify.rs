@@ -54,7 +54,8 @@ pub fn smoke(
     // Run from a neutral folder, and keep the build's environment variables out of the way.
     let scratch = tempfile::tempdir()?;
     let _cwd = sh.push_dir(scratch.path());
-    let _home = sh.push_env("PYTHONNOUSERSITE", "1");
+    let _user_site = sh.push_env("PYTHONNOUSERSITE", "1");
+    let _quiet_pip = sh.push_env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
 
     check(reporter, "python -m pip --version", || {
         cmd!(sh, "{python} -s -m pip --version")
@@ -82,17 +83,16 @@ pub fn smoke(
         }
     }
     let helper = root.join(platform.helper_script_name());
-    check(
-        reporter,
-        &format!("{} --version", platform.helper_script_name()),
-        || {
-            if platform.is_windows() {
-                cmd!(sh, "cmd /C {helper} --version")
-            } else {
-                cmd!(sh, "{helper} --version")
-            }
-        },
-    )?;
+    // `pip install --help` proves the script finds its python from wherever it is unpacked.
+    let name = format!("{} --help", platform.helper_script_name());
+    check(reporter, &name, || {
+        let cmd = if platform.is_windows() {
+            cmd!(sh, "cmd /C {helper} --help")
+        } else {
+            cmd!(sh, "{helper} --help")
+        };
+        cmd.ignore_stdout()
+    })?;
     Ok(())
 }
 

@@ -1,0 +1,368 @@
+//! End to end: `cargo xtask portable` against hermetic stand-ins for Miniforge's releases, git
+//! hosting and PyPI, then the zip unpacked elsewhere and used.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{asset, stderr, world, xtask, zip_listing, BAD_TAG, TAG};
+
+fn build(manifest: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "portable",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--version",
+        "0.0.0-test",
+    ];
+    args.extend_from_slice(extra);
+    xtask(&args)
+}
+
+#[test]
+fn builds_a_zip_that_works_unpacked_elsewhere() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), "latest", "");
+    let out = dir.path().join("out");
+
+    let first = build(&manifest, &out, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let zip = out.join(format!("anymatix-0.0.0-test-{}.zip", host_platform()));
+    assert!(zip.is_file());
+
+    // The sidecar is sha256sum's form, and right.
+    let sidecar = std::fs::read_to_string(out.join(format!(
+        "{}.sha256",
+        zip.file_name().unwrap().to_str().unwrap()
+    )))
+    .unwrap();
+    let digest = support::sha256_hex(&std::fs::read(&zip).unwrap());
+    assert_eq!(
+        sidecar,
+        format!("{digest}  {}\n", zip.file_name().unwrap().to_str().unwrap())
+    );
+
+    // What reviewers read: the zip's tree.
+    insta::with_settings!({
+        snapshot_path => "../../snapshots",
+        prepend_module_to_snapshot => false,
+        snapshot_suffix => host_platform(),
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!("portable_zip_tree", zip_listing(&zip, &w.host.version));
+    });
+
+    // manifest.json tells what is inside.
+    let unpacked = tempfile::tempdir().unwrap();
+    let home = unpacked.path().join("somewhere else ä");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
+    archive.extract(&home).unwrap();
+    let root = home.join("anymatix");
+    let manifest_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest_json["version"], "0.0.0-test");
+    assert_eq!(manifest_json["platform"], host_platform());
+    assert_eq!(manifest_json["miniforge"]["tag"], TAG);
+    assert_eq!(manifest_json["miniforge"]["release"], "latest");
+    assert_eq!(manifest_json["miniforge"]["asset"], asset(TAG));
+    assert_eq!(
+        manifest_json["miniforge"]["sha256"],
+        w.installer_sha256.as_str()
+    );
+    assert!(manifest_json["python"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}.", w.host.version)));
+    let packages: Vec<(String, String)> = manifest_json["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        packages.contains(&("anyfix-native".into(), "1.0.0".into())),
+        "{packages:?}"
+    );
+    assert!(
+        packages.contains(&("anyfix-cli".into(), "2.0.0".into())),
+        "{packages:?}"
+    );
+    assert!(
+        packages.iter().any(|(name, _)| name == "pip"),
+        "{packages:?}"
+    );
+    let repos = manifest_json["repos"].as_array().unwrap();
+    assert_eq!(repos[0]["name"], "ComfyUI");
+    assert_eq!(repos[0]["commit"], w.comfy_tag_commit.as_str());
+    assert_eq!(repos[0]["path"], "ComfyUI");
+    assert_eq!(repos[1]["commit"], w.node_commit.as_str());
+    assert_eq!(repos[1]["path"], "ComfyUI/custom_nodes/anyfix-node");
+    let contents = &manifest_json["contents"];
+    assert!(
+        contents["files"].as_u64().unwrap() > 100
+            && contents["bytes"].as_u64().unwrap() > 1_000_000
+    );
+    let rules: Vec<&str> = manifest_json["prune"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["removed"]["files"].as_u64().unwrap() > 0)
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    for rule in [
+        "bytecode-caches",
+        "test-suites",
+        "documentation",
+        "conda-package-cache",
+        "conda-metadata",
+        "headers",
+        "git-metadata",
+    ] {
+        assert!(
+            rules.contains(&rule),
+            "rule {rule} removed nothing: {rules:?}"
+        );
+    }
+
+    // The checkouts are the pinned revs, not the branches' heads.
+    let main_py = std::fs::read_to_string(root.join("ComfyUI/main.py")).unwrap();
+    assert!(main_py.contains("v1.0"), "{main_py}");
+    let node =
+        std::fs::read_to_string(root.join("ComfyUI/custom_nodes/anyfix-node/__init__.py")).unwrap();
+    assert!(!node.contains("unreleased"), "{node}");
+
+    // Pruned as the policy says, kept what runs.
+    let stdlib = root.join(format!("python/lib/python{}", w.host.version));
+    for gone in ["idlelib", "ensurepip", "tkinter", "lib2to3"] {
+        assert!(!stdlib.join(gone).exists(), "{gone} should be pruned");
+    }
+    assert!(
+        stdlib.join("unittest/__init__.py").is_file(),
+        "unittest is runtime code"
+    );
+    assert!(root.join("python/conda-meta/history").is_file());
+    assert!(root
+        .join(format!("python/include/python{}/Python.h", w.host.version))
+        .is_file());
+
+    // The helper script installs a wheel into the unpacked environment, from any directory.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut install = Command::new(root.join("install_package.sh"));
+    install
+        .args(["--no-index", "--find-links"])
+        .arg(&w.wheelhouse)
+        .arg("anyfix-extra")
+        .current_dir(elsewhere.path());
+    support::hermetic_env(&mut install);
+    let installed = install.output().unwrap();
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    let python = root.join("python/bin/python3");
+    let check = Command::new(&python)
+        .args(["-s", "-c", "import anyfix_extra, anyfix_cli, os, sys; print(anyfix_extra.EXTRA); print(os.path.realpath(anyfix_extra.__file__))"])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(printed.contains("installed later"), "{printed}");
+    assert!(
+        printed.contains(
+            &std::fs::canonicalize(&root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
+        ),
+        "installed into the unpacked copy: {printed}"
+    );
+
+    // A second build downloads nothing: the cached installer is verified against its sidecar.
+    let client = support::client_name(dir.path());
+    let before = w.requests_of(&client).len();
+    let second = build(&manifest, &out, &[]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let asked = w.requests_of(&client)[before..].to_vec();
+    assert!(!asked.is_empty());
+    assert!(
+        asked.iter().all(|path| path.ends_with("/latest")),
+        "the second build should only resolve `latest`: {asked:?}"
+    );
+    assert_eq!(
+        std::fs::read(&zip)
+            .map(|b| support::sha256_hex(&b))
+            .unwrap(),
+        digest,
+        "same inputs, same zip"
+    );
+}
+
+#[test]
+fn pruning_dist_info_is_caught_by_verify() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), TAG, "");
+    let policy_text = std::fs::read_to_string(project_root().join("anymatix/prune.yml")).unwrap();
+    let turned_on = policy_text.replacen("    enabled: false\n", "    enabled: true\n", 1);
+    assert_ne!(policy_text, turned_on);
+    let policy = dir.path().join("prune.yml");
+    std::fs::write(&policy, turned_on).unwrap();
+    let out = dir.path().join("out");
+    let result = build(&manifest, &out, &["--policy", policy.to_str().unwrap()]);
+    let text = stderr(&result);
+    assert!(!result.status.success(), "{text}");
+    assert!(
+        text.contains("stage `Verify the unpacked zip` failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("smoke check `import anyfix_cli` failed"),
+        "{text}"
+    );
+    assert!(text.contains("PackageNotFoundError"), "{text}");
+    // A zip that failed verify is never published.
+    assert!(!out
+        .join(format!("anymatix-0.0.0-test-{}.zip", host_platform()))
+        .exists());
+}
+
+#[test]
+fn wrong_checksum_fails_and_leaves_nothing_in_the_cache() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), BAD_TAG, "");
+    let out = dir.path().join("out");
+    let result = build(&manifest, &out, &[]);
+    let text = stderr(&result);
+    assert!(!result.status.success(), "{text}");
+    assert!(text.contains("sha256 mismatch"), "{text}");
+    assert!(text.contains(&asset(BAD_TAG)), "names the URL: {text}");
+    let cached: Vec<String> = std::fs::read_dir(out.join("cache"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        cached.is_empty(),
+        "nothing may stay in the cache: {cached:?}"
+    );
+}
+
+#[test]
+fn unreachable_server_is_named() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let manifest = w.manifest(dir.path(), "latest", "");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        &w.base_url(&support::client_name(dir.path())),
+        &format!("http://127.0.0.1:{port}/releases"),
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let result = build(&manifest, &dir.path().join("out"), &[]);
+    let text = stderr(&result);
+    assert!(!result.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{port}/releases/latest")),
+        "{text}"
+    );
+    assert!(text.contains("gave up after 4 attempts"), "{text}");
+}
+
+#[test]
+fn missing_git_rev_is_a_clear_error() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), TAG, "");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("rev: v1.0", "rev: v9.9-missing");
+    std::fs::write(&manifest, text).unwrap();
+    let result = build(&manifest, &dir.path().join("out"), &[]);
+    let text = stderr(&result);
+    assert!(!result.status.success(), "{text}");
+    assert!(text.contains("stage `Clone ComfyUI` failed"), "{text}");
+    assert!(
+        text.contains("rev `v9.9-missing` not found in file://"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_is_reported_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let missing = dir.path().join("nope.yml");
+    let result = build(&missing, &out, &[]);
+    assert!(
+        stderr(&result).contains(&format!("manifest not found: {}", missing.display())),
+        "{}",
+        stderr(&result)
+    );
+
+    let manifest = dir.path().join("typo.yml");
+    std::fs::write(&manifest, "python_packages: [pillow]\nrepoz: []\n").unwrap();
+    let result = build(&manifest, &out, &[]);
+    let text = stderr(&result);
+    assert!(!result.status.success());
+    assert!(
+        text.contains("typo.yml")
+            && text.contains("unknown field `repoz`")
+            && text.contains("line 2"),
+        "{text}"
+    );
+
+    let result = xtask(&["portable", "--platform", "solaris-sparc", "--dry-run"]);
+    let text = stderr(&result);
+    assert!(!result.status.success());
+    assert!(
+        text.contains("solaris-sparc")
+            && text
+                .contains("linux-x86_64, linux-aarch64, macos-arm64, macos-x86_64, windows-x86_64"),
+        "{text}"
+    );
+
+    let other = if cfg!(target_os = "linux") {
+        "windows-x86_64"
+    } else {
+        "linux-x86_64"
+    };
+    let manifest = world().manifest(dir.path(), TAG, "");
+    let result = build(&manifest, &out, &["--platform", other]);
+    let text = stderr(&result);
+    assert!(!result.status.success());
+    assert!(
+        text.contains(&format!("cannot build {other} on this")),
+        "{text}"
+    );
+    assert!(!out.exists(), "nothing was written");
+}
+
+fn host_platform() -> &'static str {
+    match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => "linux-x86_64",
+        ("linux", "aarch64") => "linux-aarch64",
+        ("macos", "aarch64") => "macos-arm64",
+        ("macos", "x86_64") => "macos-x86_64",
+        other => panic!("no platform for {other:?}"),
+    }
+}
+
+fn project_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}

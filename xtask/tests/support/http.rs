@@ -1,0 +1,123 @@
+//! A real HTTP/1.1 server on loopback, serving fixed routes, recording what was asked.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+#[derive(Clone)]
+pub enum Route {
+    Body(Vec<u8>),
+    Redirect(String),
+}
+
+pub struct Server {
+    pub base: String,
+    routes: Arc<Mutex<HashMap<String, Route>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    addr: std::net::SocketAddr,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, q, s) = (routes.clone(), requests.clone(), stop.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (r, q) = (r.clone(), q.clone());
+                thread::spawn(move || {
+                    let _ = serve(stream, &r, &q);
+                });
+            }
+        });
+        Server {
+            base: format!("http://{addr}"),
+            routes,
+            requests,
+            stop,
+            addr,
+        }
+    }
+
+    pub fn route(&self, path: &str, route: Route) {
+        self.routes.lock().unwrap().insert(path.to_string(), route);
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    routes: &Mutex<HashMap<String, Route>>,
+    requests: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
+            break;
+        }
+    }
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string();
+    requests.lock().unwrap().push(path.clone());
+    // The first segment names the client (`/<client>/releases/...`), so tests that share this
+    // server can tell their own requests apart; routes are looked up without it.
+    let route_path = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .map_or(String::new(), |(_, rest)| format!("/{rest}"));
+    let route = routes.lock().unwrap().get(&route_path).cloned();
+    let mut out = stream;
+    match route {
+        Some(Route::Body(body)) => {
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            out.write_all(&body)?;
+        }
+        Some(Route::Redirect(location)) => {
+            write!(
+                out,
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+        }
+        None => {
+            let body = b"not found";
+            write!(
+                out,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            out.write_all(body)?;
+        }
+    }
+    out.flush()
+}

@@ -1,0 +1,397 @@
+//! Hermetic stand-ins for every outside source of a build: a loopback HTTP server with a
+//! Miniforge-shaped installer, git repositories made here, and a wheelhouse of wheels built here.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod installer;
+pub mod wheels;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+use http::{Route, Server};
+use installer::HostPython;
+use wheels::{build_wheel, WheelSpec};
+
+pub const TAG: &str = "26.3.2-3";
+/// A release whose published checksum does not match its installer.
+pub const BAD_TAG: &str = "26.1.0-0";
+
+pub struct World {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub server: Server,
+    pub host: HostPython,
+    pub wheelhouse: PathBuf,
+    pub comfy_repo: PathBuf,
+    pub node_repo: PathBuf,
+    /// The commit `v1.0` of the ComfyUI stand-in names (main has moved on since).
+    pub comfy_tag_commit: String,
+    /// The custom node is pinned by full commit id, an older one than its branch's head.
+    pub node_commit: String,
+    pub installer_sha256: String,
+}
+
+/// One world per test binary: the fixtures are read-only once made, so tests share them.
+pub fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(World::create)
+}
+
+pub fn asset(tag: &str) -> String {
+    let (os, arch) = match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", arch) => ("Linux", arch),
+        ("macos", "aarch64") => ("MacOSX", "arm64"),
+        ("macos", arch) => ("MacOSX", arch),
+        (os, arch) => panic!("the hermetic tests run on Linux and macOS, not {os} {arch}"),
+    };
+    format!("Miniforge3-{tag}-{os}-{arch}.sh")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl World {
+    fn create() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let host = HostPython::find();
+        let server = Server::start();
+
+        let script = installer::installer_script(&host, TAG).into_bytes();
+        let installer_sha256 = sha256_hex(&script);
+        let releases = "/releases";
+        server.route(
+            &format!("{releases}/latest"),
+            Route::Redirect(format!("{}/any{releases}/tag/{TAG}", server.base)),
+        );
+        let url = format!("{releases}/download/{TAG}/{}", asset(TAG));
+        server.route(&url, Route::Body(script.clone()));
+        server.route(
+            &format!("{url}.sha256"),
+            Route::Body(format!("{installer_sha256}  {}\n", asset(TAG)).into_bytes()),
+        );
+        let bad = format!("{releases}/download/{BAD_TAG}/{}", asset(BAD_TAG));
+        server.route(&bad, Route::Body(script));
+        server.route(
+            &format!("{bad}.sha256"),
+            Route::Body(format!("{}  {}\n", "0".repeat(64), asset(BAD_TAG)).into_bytes()),
+        );
+
+        let wheelhouse = root.join("wheelhouse");
+        std::fs::create_dir_all(&wheelhouse).unwrap();
+        make_wheels(&wheelhouse);
+
+        let (comfy_repo, comfy_tag_commit) = make_comfy_repo(&root.join("repos/ComfyUI"));
+        let (node_repo, node_commit) = make_node_repo(&root.join("repos/anyfix-node"));
+
+        World {
+            _dir: dir,
+            root,
+            server,
+            host,
+            wheelhouse,
+            comfy_repo,
+            node_repo,
+            comfy_tag_commit,
+            node_commit,
+            installer_sha256,
+        }
+    }
+
+    /// The releases URL for one client of the shared server (see [`http::Server`]).
+    pub fn base_url(&self, client: &str) -> String {
+        format!("{}/{client}/releases", self.server.base)
+    }
+
+    /// The requests that one client made.
+    pub fn requests_of(&self, client: &str) -> Vec<String> {
+        let prefix = format!("/{client}/");
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|p| p.starts_with(&prefix))
+            .collect()
+    }
+
+    /// A manifest for the stand-ins, in `dir`, whose name is the client name on the server;
+    /// `extra` is appended (YAML).
+    pub fn manifest(&self, dir: &Path, release: &str, extra: &str) -> PathBuf {
+        let text = format!(
+            r#"installer:
+  release: {release}
+  base_url: {base}
+pip:
+  find_links: ['{wheels}']
+  no_index: true
+python_packages: [anyfix-native]
+platforms:
+  linux-x86_64:
+    conda_packages: [zlib=1.3.1]
+repos:
+  - name: ComfyUI
+    url: 'file://{comfy}'
+    rev: v1.0
+    path: ComfyUI
+    requirements: requirements.txt
+  - name: anyfix-node
+    url: 'file://{node}'
+    rev: {node_commit}
+    path: ComfyUI/custom_nodes/anyfix-node
+smoke:
+  imports: [anyfix_native, anyfix_cli, json]
+{extra}"#,
+            base = self.base_url(&client_name(dir)),
+            wheels = self.wheelhouse.display(),
+            comfy = self.comfy_repo.display(),
+            node = self.node_repo.display(),
+            node_commit = self.node_commit,
+        );
+        let path = dir.join("distribution.yml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+pub fn client_name(dir: &Path) -> String {
+    dir.file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches('.')
+        .to_string()
+}
+
+fn make_wheels(dir: &Path) {
+    let native_init = br#"import os
+_libs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "anyfix_native.libs")
+if not os.path.isfile(os.path.join(_libs, "libanyfix-0a1b2c3d.so.1")):
+    raise ImportError("anyfix_native: its vendored library is missing from " + _libs)
+from . import testing
+VALUE = 42
+"#;
+    build_wheel(
+        dir,
+        &WheelSpec {
+            name: "anyfix-native",
+            version: "1.0.0",
+            requires: &[],
+            files: &[
+                ("anyfix_native/__init__.py", native_init),
+                (
+                    "anyfix_native/testing/__init__.py",
+                    b"# runtime helpers, like numpy.testing\n",
+                ),
+                (
+                    "anyfix_native/tests/test_native.py",
+                    b"def test_value():\n    assert True\n",
+                ),
+                ("anyfix_native/include/anyfix.h", b"int anyfix(void);\n"),
+                ("anyfix_native/docs/index.txt", b"documentation\n"),
+                (
+                    "anyfix_native.libs/libanyfix-0a1b2c3d.so.1",
+                    b"\x7fELF stand-in for a vendored library\n",
+                ),
+            ],
+            console_scripts: &[],
+        },
+    );
+    // Reads its own metadata at import time, as transformers does: pruning .dist-info breaks it.
+    let cli_init = br#"from importlib.metadata import version
+__version__ = version("anyfix-cli")
+def main():
+    import anyfix_native
+    print("anyfix-cli", __version__, anyfix_native.VALUE)
+"#;
+    build_wheel(
+        dir,
+        &WheelSpec {
+            name: "anyfix-cli",
+            version: "2.0.0",
+            requires: &["anyfix-native>=1"],
+            files: &[("anyfix_cli/__init__.py", cli_init)],
+            console_scripts: &[("anyfix-cli", "anyfix_cli:main")],
+        },
+    );
+    build_wheel(
+        dir,
+        &WheelSpec {
+            name: "anyfix-extra",
+            version: "0.5.0",
+            requires: &[],
+            files: &[("anyfix_extra/__init__.py", b"EXTRA = 'installed later'\n")],
+            console_scripts: &[],
+        },
+    );
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=anymatix tests",
+            "-c",
+            "user.email=tests@anymatix.invalid",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "tag.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn write(root: &Path, rel: &str, content: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+fn make_comfy_repo(dir: &Path) -> (PathBuf, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "--quiet"]);
+    write(dir, "main.py", "print('ComfyUI stand-in v1.0')\n");
+    write(dir, "comfy/__init__.py", "");
+    write(dir, "requirements.txt", "anyfix-cli\n");
+    write(dir, "tests/test_main.py", "def test_main():\n    pass\n");
+    write(dir, "docs/usage.md", "# usage\n");
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "--quiet", "-m", "v1.0"]);
+    git(dir, &["tag", "-a", "v1.0", "-m", "v1.0"]);
+    let tagged = git(dir, &["rev-parse", "HEAD"]);
+    write(dir, "main.py", "print('ComfyUI stand-in, unreleased')\n");
+    git(dir, &["commit", "--quiet", "-am", "after v1.0"]);
+    (dir.to_path_buf(), tagged)
+}
+
+fn make_node_repo(dir: &Path) -> (PathBuf, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "--quiet"]);
+    write(dir, "__init__.py", "NODE_CLASS_MAPPINGS = {}\n");
+    write(dir, "examples/workflow.json", "{}\n");
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "--quiet", "-m", "first"]);
+    let pinned = git(dir, &["rev-parse", "HEAD"]);
+    write(
+        dir,
+        "__init__.py",
+        "NODE_CLASS_MAPPINGS = {'unreleased': None}\n",
+    );
+    git(dir, &["commit", "--quiet", "-am", "second"]);
+    (dir.to_path_buf(), pinned)
+}
+
+/// Runs `cargo xtask` with an environment cleared of the user's pip settings, so only the
+/// manifest decides where pip looks.
+pub fn xtask(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(args);
+    hermetic_env(&mut cmd);
+    cmd.output().unwrap()
+}
+
+pub fn hermetic_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("PIP_") || key.starts_with("PYTHON") || key == "VIRTUAL_ENV" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("PIP_CONFIG_FILE", "/dev/null");
+    cmd.env("GIT_CONFIG_GLOBAL", "/dev/null");
+}
+
+pub fn stderr(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The zip's entries, one `kind mode size path` line each, in archive order. Folders whose content
+/// comes from the host (the stdlib, pip, Python's headers) are summarised, the Python version and
+/// sizes that depend on the host or on temp paths are redacted, so the listing is the same on any
+/// machine with the same inputs.
+pub fn zip_listing(zip: &Path, python_version: &str) -> String {
+    let file = std::fs::File::open(zip).unwrap();
+    let mut archive = zip::ZipArchive::new(file).unwrap();
+    let pyver = format!("python{python_version}");
+    let site = "anymatix/python/lib/python3.X/site-packages/";
+    // (prefix, what the summary says, which names below the prefix are listed anyway)
+    type Listed = fn(&str) -> bool;
+    let summarised: [(&str, &str, Listed); 3] = [
+        (
+            "anymatix/python/lib/python3.X/",
+            "stdlib, from the host",
+            |rest| rest.starts_with("site-packages/"),
+        ),
+        (site, "pip and setuptools, from ensurepip", |rest| {
+            rest.starts_with("anyfix")
+        }),
+        (
+            "anymatix/python/include/python3.X/",
+            "Python's headers, from the host",
+            |_| false,
+        ),
+    ];
+    let mut lines: Vec<String> = Vec::new();
+    for i in 0..archive.len() {
+        let entry = archive.by_index(i).unwrap();
+        let name = entry
+            .name()
+            .unwrap()
+            .replace(&pyver, "python3.X")
+            .replace(&format!("bin/pip{python_version}"), "bin/pip3.X");
+        let summary = summarised.iter().find(|(prefix, _, listed)| {
+            name.starts_with(prefix) && name != *prefix && !listed(&name[prefix.len()..])
+        });
+        if let Some((prefix, what, _)) = summary {
+            let line = format!("summary {prefix}… ({what})");
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
+            continue;
+        }
+        let mode = entry.unix_mode().unwrap_or(0);
+        let kind = if entry.is_dir() {
+            "dir "
+        } else if entry.is_symlink() {
+            "link"
+        } else {
+            "file"
+        };
+        let volatile = name.starts_with("anymatix/python/bin/")
+            || name.starts_with("anymatix/python/lib/libpython")
+            || name.contains(".dist-info/")
+            || name == "anymatix/manifest.json";
+        let size = if entry.is_dir() || volatile {
+            "-".to_string()
+        } else {
+            entry.size().to_string()
+        };
+        lines.push(format!("{kind} {:o} {size:>6} {name}", mode & 0o7777));
+    }
+    lines.join("\n") + "\n"
+}
