@@ -77,9 +77,8 @@ pub struct Policy {
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy> {
-        let text = fs_err::read_to_string(path).with_context(|| {
-            format!("cannot read the prune policy (pass another with --policy)")
-        })?;
+        let text = fs_err::read_to_string(path)
+            .context("cannot read the prune policy (pass another with --policy)")?;
         Policy::parse(&text).map_err(|e| anyhow!("{}: {e:#}", path.display()))
     }
 
