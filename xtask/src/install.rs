@@ -32,9 +32,17 @@ pub fn install_base(
     exec::run(sh, reporter, command).context("the Miniforge installer failed")?;
     let python = prefix.join(platform.python_in_prefix());
     if !python.is_file() {
-        // The Windows installer is silent, even when it fails.
+        if platform.is_windows() {
+            // The Windows installer is silent, even when it refuses the prefix.
+            bail!(
+                "the Miniforge installer finished but {} is missing. The Windows installer fails silently, \
+                 most often because the prefix path ({} characters) is too long: pass a short --out such as C:\\amx",
+                python.display(),
+                prefix.as_os_str().len()
+            );
+        }
         bail!(
-            "the Miniforge installer finished but {} is missing; on Windows, check that the path is short and writable",
+            "the Miniforge installer finished but {} is missing",
             python.display()
         );
     }

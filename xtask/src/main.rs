@@ -43,6 +43,11 @@ struct Cli {
 enum Command {
     /// Build anymatix-<version>-<platform>.zip: fetch Miniforge, install, clone the repos,
     /// pip install, prune, zip, then unpack it elsewhere and run the smoke checks.
+    #[command(after_help = "Examples:
+  cargo xtask portable                                      build for this host
+  cargo xtask portable --platform windows-x86_64 --dry-run  show the Windows plan, anywhere
+  cargo xtask portable --out /tmp/amx --version 0.2.0-rc1   another folder and version
+  cargo xtask portable --verbose                            show every command line")]
     Portable(portable::PortableArgs),
 }
 

@@ -424,15 +424,7 @@ mod tests {
              platforms: {linux-x86_64: {python_packages: [torch], pip_args: [--extra-index-url, 'https://download.pytorch.org/whl/cu128']}}\n\
              repos: [{name: ComfyUI, url: 'file:///r', rev: v1, path: ComfyUI, requirements: requirements.txt}]\n",
         );
-        let layout = Layout::new(Path::new("/o"), Platform::LinuxX86_64, "0.1.0");
-        let plan = plan(
-            &m,
-            Platform::LinuxX86_64,
-            "0.1.0",
-            &layout,
-            Some("26.3.2-3"),
-            Path::new("/prune.yml"),
-        );
+        let plan = plan_for(&m, Platform::LinuxX86_64, Some("26.3.2-3"));
         let pips: Vec<_> = plan
             .steps
             .iter()
@@ -454,15 +446,7 @@ mod tests {
     #[test]
     fn pinned_tag_gives_the_versioned_url() {
         let m = manifest("installer: {release: 26.3.2-3, base_url: 'http://127.0.0.1:9/r/'}\n");
-        let layout = Layout::new(Path::new("/o"), Platform::MacosX86_64, "0.1.0");
-        let plan = plan(
-            &m,
-            Platform::MacosX86_64,
-            "0.1.0",
-            &layout,
-            None,
-            Path::new("/p.yml"),
-        );
+        let plan = plan_for(&m, Platform::MacosX86_64, None);
         let Step::FetchInstaller { url, .. } = &plan.steps[0] else {
             panic!()
         };
@@ -475,15 +459,7 @@ mod tests {
     #[test]
     fn conda_packages_use_the_bases_own_mamba() {
         let m = manifest("platforms: {macos-x86_64: {conda_packages: [python=3.12]}}\n");
-        let layout = Layout::new(Path::new("/o"), Platform::MacosX86_64, "0.1.0");
-        let plan = plan(
-            &m,
-            Platform::MacosX86_64,
-            "0.1.0",
-            &layout,
-            Some("t"),
-            Path::new("/p.yml"),
-        );
+        let plan = plan_for(&m, Platform::MacosX86_64, Some("t"));
         let conda: Vec<String> = plan
             .steps
             .iter()
@@ -496,22 +472,15 @@ mod tests {
             conda,
             ["MAMBA_ROOT_PREFIX=/o/stage/macos-x86_64/anymatix/python /o/stage/macos-x86_64/anymatix/python/bin/mamba install --yes --prefix /o/stage/macos-x86_64/anymatix/python --override-channels --channel conda-forge python=3.12"]
         );
-        let plan = plan_for_linux(&m);
+        let plan = plan_for(&m, Platform::LinuxX86_64, Some("t"));
         assert!(!plan
             .steps
             .iter()
             .any(|s| matches!(s, Step::CondaInstall(_))));
     }
 
-    fn plan_for_linux(m: &Manifest) -> Plan {
-        let layout = Layout::new(Path::new("/o"), Platform::LinuxX86_64, "0.1.0");
-        plan(
-            m,
-            Platform::LinuxX86_64,
-            "0.1.0",
-            &layout,
-            Some("t"),
-            Path::new("/p.yml"),
-        )
+    fn plan_for(m: &Manifest, platform: Platform, tag: Option<&str>) -> Plan {
+        let layout = Layout::new(Path::new("/o"), platform, "0.1.0");
+        plan(m, platform, "0.1.0", &layout, tag, Path::new("/p.yml"))
     }
 }
