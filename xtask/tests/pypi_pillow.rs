@@ -45,6 +45,8 @@ fn real_pillow_keeps_its_native_libraries() {
     let result = cmd.output().unwrap();
     let text = stderr(&result);
     assert!(result.status.success(), "{text}");
+    // The build's own log (stage durations, prune figures), shown with --nocapture.
+    eprintln!("{text}");
     assert!(
         text.contains("ok: Pillow saves and reloads a PNG and a JPEG"),
         "{text}"
