@@ -271,6 +271,13 @@ fn execute(
                 ));
             }
             reporter.note(format!(
+                "native libraries: {} binaries checked, every needed library found ({} in the tree, {} from the system, {} by name)",
+                report.linkage.binaries,
+                report.linkage.resolved_in_tree,
+                report.linkage.resolved_by_system,
+                report.linkage.resolved_by_name
+            ));
+            reporter.note(format!(
                 "{} in {} files -> {} in {} files",
                 crate::progress::human_bytes(report.before.bytes),
                 report.before.files,

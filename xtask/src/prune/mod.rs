@@ -4,12 +4,13 @@
 //! as a link, never what it points at) and nothing outside the tree is touched. Keep patterns win
 //! over any rule: a kept path inside a removed directory stays, with the folders that hold it.
 
+pub mod linkage;
 pub mod policy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use walkdir::WalkDir;
 
@@ -43,6 +44,11 @@ pub struct PruneReport {
     pub after: Totals,
     /// Every rule in force, in policy order, with what it removed (files counts files and links).
     pub rules: Vec<RuleOutcome>,
+    /// Each removed file (or link) and its rule; for the linkage check, not for manifest.json.
+    #[serde(skip)]
+    pub removed: Vec<linkage::Removed>,
+    /// The native libraries of the kept tree, all resolved.
+    pub linkage: linkage::LinkageReport,
 }
 
 #[derive(Clone, Copy)]
@@ -52,13 +58,48 @@ enum Inherited {
     Remove(usize),
 }
 
-/// Prunes `tree` for `platform`. With `dry_run`, decides and counts but changes nothing.
+/// Prunes `tree` for `platform`. Decides first, then checks that every kept binary still finds
+/// its libraries, and only then deletes: a policy that would break a binary fails, naming it, and
+/// leaves the tree as it was. With `dry_run`, decides, checks and counts but changes nothing.
 pub fn prune(
     tree: &Path,
     policy: &Policy,
     platform: Platform,
     dry_run: bool,
 ) -> Result<PruneReport> {
+    let (mut report, files, dirs) = decide(tree, policy, platform)?;
+    report.linkage = linkage::check(
+        tree,
+        platform,
+        policy.system_libraries(platform.os()),
+        &report.removed,
+    )?;
+    let missing = report.linkage.missing.len();
+    if missing > 0 {
+        bail!(
+            "pruning would break {missing} native library link(s):\n{}Change the rule, or add a keep pattern, in the prune policy.",
+            report.linkage.describe_missing()
+        );
+    }
+    if !dry_run {
+        for file in &files {
+            // remove_file on a symlink removes the link itself.
+            fs_err::remove_file(file)?;
+        }
+        // Deepest first; a folder that still holds something kept stays.
+        for dir in dirs.iter().rev() {
+            if fs_err::read_dir(dir)?.next().is_none() {
+                fs_err::remove_dir(dir)?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+type Decision = (PruneReport, Vec<PathBuf>, Vec<PathBuf>);
+
+/// One sorted walk: what each rule removes, and the files and folders to delete.
+fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> {
     let rules: Vec<usize> = (0..policy.rules.len())
         .filter(|&i| policy.rules[i].applies_to(platform))
         .collect();
@@ -66,6 +107,7 @@ pub fn prune(
         rules.iter().map(|&i| (i, Totals::default())).collect();
     let mut before = Totals::default();
     let mut files_to_remove: Vec<PathBuf> = Vec::new();
+    let mut removed_files: Vec<linkage::Removed> = Vec::new();
     let mut dirs_to_remove: Vec<PathBuf> = Vec::new();
     // (depth, what the directory at that depth passes to what is inside it)
     let mut stack: Vec<(usize, Inherited)> = Vec::new();
@@ -122,19 +164,10 @@ pub fn prune(
         if let Some(rule) = rule {
             removed.get_mut(&rule).expect("rule in force").add(size);
             files_to_remove.push(entry.path().to_path_buf());
-        }
-    }
-
-    if !dry_run {
-        for file in &files_to_remove {
-            // remove_file on a symlink removes the link itself.
-            fs_err::remove_file(file)?;
-        }
-        // Deepest first; a folder that still holds something kept stays.
-        for dir in dirs_to_remove.iter().rev() {
-            if fs_err::read_dir(dir)?.next().is_none() {
-                fs_err::remove_dir(dir)?;
-            }
+            removed_files.push(linkage::Removed {
+                path: rel,
+                rule: policy.rules[rule].name.clone(),
+            });
         }
     }
 
@@ -143,7 +176,7 @@ pub fn prune(
         acc.bytes += t.bytes;
         acc
     });
-    Ok(PruneReport {
+    let report = PruneReport {
         before,
         after: Totals {
             files: before.files - total_removed.files,
@@ -156,7 +189,10 @@ pub fn prune(
                 removed,
             })
             .collect(),
-    })
+        removed: removed_files,
+        linkage: linkage::LinkageReport::default(),
+    };
+    Ok((report, files_to_remove, dirs_to_remove))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
-use crate::platform::Platform;
+use crate::platform::{Os, Platform};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,6 +14,20 @@ struct PolicyFile {
     rules: Vec<RuleFile>,
     #[serde(default)]
     keep: Vec<String>,
+    #[serde(default)]
+    system_libraries: SystemLibrariesFile,
+}
+
+/// Libraries each platform provides itself, as globs over the names binaries ask for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemLibrariesFile {
+    #[serde(default)]
+    linux: Vec<String>,
+    #[serde(default)]
+    macos: Vec<String>,
+    #[serde(default)]
+    windows: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +87,9 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     pub keep_patterns: Vec<String>,
     keep: GlobSet,
+    system_linux: GlobSet,
+    system_macos: GlobSet,
+    system_windows: GlobSet,
 }
 
 impl Policy {
@@ -104,11 +121,25 @@ impl Policy {
             });
         }
         let keep = glob_set(&file.keep).context("keep")?;
+        let system = &file.system_libraries;
         Ok(Policy {
             rules,
             keep_patterns: file.keep,
             keep,
+            system_linux: name_set(&system.linux, false).context("system_libraries.linux")?,
+            system_macos: name_set(&system.macos, false).context("system_libraries.macos")?,
+            // Windows looks DLL names up case-insensitively.
+            system_windows: name_set(&system.windows, true).context("system_libraries.windows")?,
         })
+    }
+
+    /// The libraries `os` provides itself, which binaries may need without the tree holding them.
+    pub fn system_libraries(&self, os: Os) -> &GlobSet {
+        match os {
+            Os::Linux => &self.system_linux,
+            Os::Macos => &self.system_macos,
+            Os::Windows => &self.system_windows,
+        }
     }
 
     pub fn is_kept(&self, rel: &str) -> bool {
@@ -121,6 +152,19 @@ fn glob_set(patterns: &[String]) -> Result<GlobSet> {
     let mut builder = GlobSetBuilder::new();
     for pattern in patterns {
         builder.add(glob(pattern)?);
+    }
+    Ok(builder.build()?)
+}
+
+/// Globs over library names (or, for macOS, install paths): `*` may span `/` here.
+fn name_set(patterns: &[String], case_insensitive: bool) -> Result<GlobSet> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = GlobBuilder::new(pattern)
+            .case_insensitive(case_insensitive)
+            .build()
+            .with_context(|| format!("bad pattern `{pattern}`"))?;
+        builder.add(glob);
     }
     Ok(builder.build()?)
 }

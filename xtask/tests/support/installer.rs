@@ -81,6 +81,16 @@ tar -C "{hp}/lib" --exclude="python{v}/site-packages" --exclude="python{v}/test"
   --exclude="__pycache__" -cf - "python{v}" | tar -C "$PREFIX/lib" -xf -
 mkdir -p "$PREFIX/lib/python{v}/site-packages"
 if [ -d "{hp}/include/python{v}" ]; then cp -R "{hp}/include/python{v}" "$PREFIX/include/"; fi
+# Like conda, carry the libraries the interpreter and its extension modules link (libffi,
+# libssl, ...) in lib/, leaving out only glibc's own, which every Linux has.
+for so in "$PREFIX/bin/python{v}" "$PREFIX"/lib/libpython3* "$PREFIX"/lib/python{v}/lib-dynload/*.so; do
+  [ -e "$so" ] && ldd "$so" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {{ print $3 }}'
+done | sort -u | while read -r lib; do
+  case "${{lib##*/}}" in
+    libc.so*|libm.so*|libmvec.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libutil.so*|libresolv.so*|libnsl.so.1|libanl.so*|libpython*) ;;
+    *) [ -e "$PREFIX/lib/${{lib##*/}}" ] || cp -L "$lib" "$PREFIX/lib/" ;;
+  esac
+done
 
 # What conda lays around it: records, the package cache, man pages, a static library, condarc.
 for pkg in python-{v}.0-0 zlib-1.3.1-0 pip-24.0-0; do

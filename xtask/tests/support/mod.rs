@@ -341,7 +341,8 @@ pub fn zip_listing(zip: &Path, python_version: &str) -> String {
     let site = "anymatix/python/lib/python3.X/site-packages/";
     // (prefix, what the summary says, which names below the prefix are listed anyway)
     type Listed = fn(&str) -> bool;
-    let summarised: [(&str, &str, Listed); 3] = [
+    let summarised: [(&str, &str, Listed); 4] = [
+        ("anymatix/python/lib/lib", "libpython and the libraries it links, from the host", |_| false),
         (
             "anymatix/python/lib/python3.X/",
             "stdlib, from the host",
@@ -383,7 +384,6 @@ pub fn zip_listing(zip: &Path, python_version: &str) -> String {
             "file"
         };
         let volatile = name.starts_with("anymatix/python/bin/")
-            || name.starts_with("anymatix/python/lib/libpython")
             || name.contains(".dist-info/")
             || name == "anymatix/manifest.json";
         let size = if entry.is_dir() || volatile {

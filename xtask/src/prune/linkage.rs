@@ -1,0 +1,420 @@
+//! Proves pruning removed nothing a kept binary needs: every ELF, Mach-O and PE file of the
+//! platform is parsed (on any host, no platform tools), and each library it needs is resolved the
+//! way that platform's loader would. What resolves neither in the tree nor to a system library is
+//! reported with the file, the library and, where pruning removed it, the rule that did.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use globset::GlobSet;
+use goblin::mach::{Mach, MachO, SingleArch};
+use serde::Serialize;
+use walkdir::WalkDir;
+
+use crate::platform::{Os, Platform};
+use crate::tree::rel_path;
+
+/// A file pruning removed, and the rule that removed it.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub path: String,
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MissingLibrary {
+    /// The binary that needs it, relative to the tree.
+    pub file: String,
+    /// As the binary names it (`libjpeg.so.62`, `@rpath/libz.1.dylib`, `zlib.dll`).
+    pub library: String,
+    /// The rule that removed a file of that name, and that file.
+    pub removed_by: Option<String>,
+    pub removed_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LinkageReport {
+    /// Binaries of the platform's format that were parsed.
+    pub binaries: usize,
+    /// Needed libraries found in the tree by the loader's own search.
+    pub resolved_in_tree: usize,
+    /// Needed libraries the platform itself provides.
+    pub resolved_by_system: usize,
+    /// Found in the tree only by name: loaded through a path set at run time (an already
+    /// loaded library, `os.add_dll_directory`, an rpath of the loading executable).
+    pub resolved_by_name: usize,
+    pub missing: Vec<MissingLibrary>,
+}
+
+impl LinkageReport {
+    /// A readable account of what is missing, one library a line.
+    pub fn describe_missing(&self) -> String {
+        let mut text = String::new();
+        for m in &self.missing {
+            text.push_str(&format!("  {} needs {}", m.file, m.library));
+            match (&m.removed_by, &m.removed_path) {
+                (Some(rule), Some(path)) => {
+                    text.push_str(&format!(", which prune rule `{rule}` removed ({path})"))
+                }
+                _ => text.push_str(", which is neither in the tree nor a system library"),
+            }
+            text.push('\n');
+        }
+        text
+    }
+}
+
+enum Found {
+    InTree,
+    System,
+    ByName,
+    Missing,
+}
+
+/// Checks the kept tree: `removed` files count as gone even if still on disk (a dry run).
+pub fn check(
+    tree: &Path,
+    platform: Platform,
+    system: &GlobSet,
+    removed: &[Removed],
+) -> Result<LinkageReport> {
+    let os = platform.os();
+    let gone: HashSet<&str> = removed.iter().map(|r| r.path.as_str()).collect();
+    let mut kept: HashSet<String> = HashSet::new();
+    let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
+    let mut candidates: Vec<String> = Vec::new();
+    for entry in WalkDir::new(tree)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+    {
+        let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = rel_path(tree, entry.path());
+        if gone.contains(rel.as_str()) {
+            continue;
+        }
+        let name = fold(os, entry.file_name().to_string_lossy().as_ref());
+        by_name.entry(name).or_default().push(rel.clone());
+        kept.insert(fold(os, &rel));
+        if entry.file_type().is_file() && has_native_magic(entry.path(), os)? {
+            candidates.push(rel);
+        }
+    }
+    let removed_by_name: HashMap<String, &Removed> = removed
+        .iter()
+        .map(|r| (fold(os, r.path.rsplit('/').next().unwrap_or(&r.path)), r))
+        .collect();
+
+    let mut report = LinkageReport::default();
+    for rel in candidates {
+        let path = tree.join(&rel);
+        let file = fs_err::File::open(&path)?;
+        // Mapped, not read: libtorch_cuda alone is over a gigabyte.
+        // SAFETY: the tree is ours and not modified while the check runs.
+        let bytes = unsafe { memmap2::Mmap::map(&file) }
+            .with_context(|| format!("cannot map {}", path.display()))?;
+        let Some(needs) = needed_libraries(&bytes, os) else {
+            continue; // not a binary of this platform after all (a Java class, a stub)
+        };
+        report.binaries += 1;
+        let dir = parent(&rel);
+        for need in needs {
+            let found = resolve(os, &need, &dir, system, &kept, &by_name);
+            match found {
+                Found::InTree => report.resolved_in_tree += 1,
+                Found::System => report.resolved_by_system += 1,
+                Found::ByName => report.resolved_by_name += 1,
+                Found::Missing if need.weak => report.resolved_by_system += 1,
+                Found::Missing => {
+                    let removed = removed_by_name.get(&fold(os, base_name(&need.name)));
+                    report.missing.push(MissingLibrary {
+                        file: rel.clone(),
+                        library: need.name.clone(),
+                        removed_by: removed.map(|r| r.rule.clone()),
+                        removed_path: removed.map(|r| r.path.clone()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// One library a binary needs, with the places its own headers say to look.
+struct Need {
+    name: String,
+    /// ELF RPATH/RUNPATH, Mach-O LC_RPATH; unexpanded.
+    search: Vec<String>,
+    /// Mach-O weak links may be absent.
+    weak: bool,
+}
+
+fn has_native_magic(path: &Path, os: Os) -> Result<bool> {
+    let mut magic = [0u8; 4];
+    let mut file = fs_err::File::open(path)?;
+    let n = file.read(&mut magic)?;
+    if n < 4 {
+        return Ok(false);
+    }
+    Ok(match os {
+        Os::Linux => magic == *b"\x7fELF",
+        Os::Macos => matches!(
+            u32::from_be_bytes(magic),
+            0xfeedface | 0xfeedfacf | 0xcefaedfe | 0xcffaedfe | 0xcafebabe
+        ),
+        Os::Windows => {
+            magic[..2] == *b"MZ" && {
+                let lower = path.to_string_lossy().to_lowercase();
+                lower.ends_with(".dll") || lower.ends_with(".pyd") || lower.ends_with(".exe")
+            }
+        }
+    })
+}
+
+fn needed_libraries(bytes: &[u8], os: Os) -> Option<Vec<Need>> {
+    match os {
+        Os::Linux => {
+            let elf = goblin::elf::Elf::parse(bytes).ok()?;
+            // The loader uses RUNPATH when present and ignores RPATH then.
+            let search: Vec<String> = if elf.runpaths.is_empty() {
+                &elf.rpaths
+            } else {
+                &elf.runpaths
+            }
+            .iter()
+            .flat_map(|p| p.split(':'))
+            .map(str::to_string)
+            .collect();
+            Some(
+                elf.libraries
+                    .iter()
+                    .map(|lib| Need {
+                        name: lib.to_string(),
+                        search: search.clone(),
+                        weak: false,
+                    })
+                    .collect(),
+            )
+        }
+        Os::Macos => match Mach::parse(bytes).ok()? {
+            Mach::Binary(macho) => Some(macho_needs(&macho)),
+            Mach::Fat(fat) => {
+                // A universal binary: every architecture must find its libraries.
+                let mut all = Vec::new();
+                for arch in &fat {
+                    if let Ok(SingleArch::MachO(macho)) = arch {
+                        all.extend(macho_needs(&macho));
+                    }
+                }
+                Some(all)
+            }
+        },
+        Os::Windows => {
+            let pe = goblin::pe::PE::parse(bytes).ok()?;
+            Some(
+                pe.libraries
+                    .iter()
+                    .map(|lib| Need {
+                        name: lib.to_string(),
+                        search: Vec::new(),
+                        weak: false,
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Weak links are told apart by their load command.
+fn macho_needs(macho: &MachO) -> Vec<Need> {
+    use goblin::mach::load_command::CommandVariant;
+    let weak_count = macho
+        .load_commands
+        .iter()
+        .filter(|c| matches!(c.command, CommandVariant::LoadWeakDylib(_)))
+        .count();
+    let mut weak_names = HashSet::new();
+    if weak_count > 0 {
+        // goblin lists every dylib in load-command order; pair them up with the commands.
+        let mut libs = macho.libs.iter().skip(1);
+        for command in &macho.load_commands {
+            let is_dylib = matches!(
+                command.command,
+                CommandVariant::LoadDylib(_)
+                    | CommandVariant::LoadUpwardDylib(_)
+                    | CommandVariant::ReexportDylib(_)
+                    | CommandVariant::LoadWeakDylib(_)
+                    | CommandVariant::LazyLoadDylib(_)
+            );
+            if is_dylib {
+                if let Some(name) = libs.next() {
+                    if matches!(command.command, CommandVariant::LoadWeakDylib(_)) {
+                        weak_names.insert(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let search: Vec<String> = macho.rpaths.iter().map(|r| r.to_string()).collect();
+    macho
+        .libs
+        .iter()
+        .skip(1) // goblin puts "self" first
+        .map(|lib| Need {
+            name: lib.to_string(),
+            search: search.clone(),
+            weak: weak_names.contains(*lib),
+        })
+        .collect()
+}
+
+fn resolve(
+    os: Os,
+    need: &Need,
+    dir: &str,
+    system: &GlobSet,
+    kept: &HashSet<String>,
+    by_name: &HashMap<String, Vec<String>>,
+) -> Found {
+    let exists = |rel: &str| normalise(rel).is_some_and(|p| kept.contains(&fold(os, &p)));
+    let name = need.name.as_str();
+    let known_by_name = || by_name.contains_key(&fold(os, base_name(name)));
+    match os {
+        Os::Linux => {
+            if system.is_match(name) {
+                return Found::System;
+            }
+            if name.contains('/') {
+                return if exists(name) {
+                    Found::InTree
+                } else {
+                    Found::Missing
+                };
+            }
+            let dirs = need
+                .search
+                .iter()
+                .filter_map(|entry| {
+                    entry
+                        .strip_prefix("$ORIGIN")
+                        .or_else(|| entry.strip_prefix("${ORIGIN}"))
+                        .map(|rest| format!("{dir}{rest}"))
+                })
+                // conda's python finds its prefix's lib/ through its own RPATH.
+                .chain(["python/lib".to_string()]);
+            for d in dirs {
+                if exists(&format!("{d}/{name}")) {
+                    return Found::InTree;
+                }
+            }
+            if known_by_name() {
+                Found::ByName
+            } else {
+                Found::Missing
+            }
+        }
+        Os::Macos => {
+            if name.starts_with('/') {
+                return if system.is_match(name) {
+                    Found::System
+                } else {
+                    Found::Missing
+                };
+            }
+            let expand = |p: &str| -> Option<String> {
+                if let Some(rest) = p.strip_prefix("@loader_path") {
+                    Some(format!("{dir}{rest}"))
+                } else {
+                    p.strip_prefix("@executable_path")
+                        .map(|rest| format!("python/bin{rest}"))
+                }
+            };
+            let candidates: Vec<String> = if let Some(rest) = name.strip_prefix("@rpath") {
+                need.search
+                    .iter()
+                    .filter_map(|r| expand(r))
+                    .map(|r| format!("{r}{rest}"))
+                    .collect()
+            } else {
+                expand(name).into_iter().collect()
+            };
+            if candidates.iter().any(|c| exists(c)) {
+                Found::InTree
+            } else if system.is_match(base_name(name)) {
+                Found::System
+            } else if (name.starts_with("@rpath") || !name.starts_with('@')) && known_by_name() {
+                // dyld also uses the rpaths of the images that load this one.
+                Found::ByName
+            } else {
+                Found::Missing
+            }
+        }
+        Os::Windows => {
+            let lower = name.to_ascii_lowercase();
+            if system.is_match(&lower) {
+                return Found::System;
+            }
+            // The DLL search: the loading file's folder, then where conda puts DLLs.
+            for d in [dir, "python", "python/Library/bin", "python/DLLs"] {
+                if exists(&format!("{d}/{name}")) {
+                    return Found::InTree;
+                }
+            }
+            if known_by_name() {
+                Found::ByName
+            } else {
+                Found::Missing
+            }
+        }
+    }
+}
+
+/// Windows paths are case-insensitive; elsewhere names are bytes.
+fn fold(os: Os, s: &str) -> String {
+    if os == Os::Windows {
+        s.to_ascii_lowercase()
+    } else {
+        s.to_string()
+    }
+}
+
+fn parent(rel: &str) -> String {
+    rel.rsplit_once('/')
+        .map_or(String::new(), |(dir, _)| dir.to_string())
+}
+
+fn base_name(name: &str) -> &str {
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
+/// `a/b/../c` → `a/c`; `None` if it climbs out of the tree.
+fn normalise(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalise_inside_the_tree_only() {
+        assert_eq!(normalise("a/b/../c").as_deref(), Some("a/c"));
+        assert_eq!(normalise("a/./b//c").as_deref(), Some("a/b/c"));
+        assert_eq!(normalise("a/../../etc"), None);
+    }
+}
