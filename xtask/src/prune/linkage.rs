@@ -410,11 +410,199 @@ fn normalise(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prune::fixtures::{elf, macho, pe, MachLink};
+    use crate::prune::{prune, Policy};
+    use crate::tree::listing;
 
     #[test]
     fn paths_normalise_inside_the_tree_only() {
         assert_eq!(normalise("a/b/../c").as_deref(), Some("a/c"));
         assert_eq!(normalise("a/./b//c").as_deref(), Some("a/b/c"));
         assert_eq!(normalise("a/../../etc"), None);
+    }
+
+    /// A policy with one careless rule and the real system-library lists.
+    fn policy(careless: &str) -> Policy {
+        let real = include_str!("../../../anymatix/prune.yml");
+        let system = &real[real.find("system_libraries:").unwrap()..];
+        Policy::parse(&format!(
+            "rules:\n  - {{name: careless, reason: testing, match: any, patterns: ['{careless}']}}\n{system}"
+        ))
+        .unwrap()
+    }
+
+    const SITE: &str = "python/lib/python3.12/site-packages";
+
+    fn linux_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        // As auditwheel lays it out: the extension finds its vendored libraries by RUNPATH.
+        elf(t, &format!("{SITE}/pkg.libs/libbar-1a2b.so.2"), &[], None);
+        elf(
+            t,
+            &format!("{SITE}/pkg.libs/libfoo-3c4d.so.1"),
+            &[(&format!("{SITE}/pkg.libs"), "libbar-1a2b.so.2")],
+            Some("$ORIGIN"),
+        );
+        elf(
+            t,
+            &format!("{SITE}/pkg/_ext.so"),
+            &[(&format!("{SITE}/pkg.libs"), "libfoo-3c4d.so.1")],
+            Some("$ORIGIN/../pkg.libs"),
+        );
+        dir
+    }
+
+    #[test]
+    fn linux_vendored_libraries_resolve_by_runpath() {
+        let dir = linux_tree();
+        let report = prune(
+            dir.path(),
+            &policy("nothing/matches"),
+            Platform::LinuxX86_64,
+            true,
+        )
+        .unwrap();
+        assert_eq!(report.linkage.binaries, 3);
+        assert_eq!(report.linkage.resolved_in_tree, 2, "{:?}", report.linkage);
+        assert!(
+            report.linkage.resolved_by_system >= 3,
+            "libc for each: {:?}",
+            report.linkage
+        );
+        assert!(report.linkage.missing.is_empty());
+    }
+
+    #[test]
+    fn removing_a_needed_library_fails_naming_file_library_and_rule() {
+        let dir = linux_tree();
+        let before = listing(dir.path()).unwrap();
+        let err = prune(
+            dir.path(),
+            &policy("**/libbar-*.so.*"),
+            Platform::LinuxX86_64,
+            false,
+        )
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!(
+                "{SITE}/pkg.libs/libfoo-3c4d.so.1 needs libbar-1a2b.so.2, which prune rule `careless` removed ({SITE}/pkg.libs/libbar-1a2b.so.2)"
+            )),
+            "{message}"
+        );
+        assert_eq!(
+            listing(dir.path()).unwrap(),
+            before,
+            "nothing is deleted when the check fails"
+        );
+    }
+
+    #[test]
+    fn windows_dlls_resolve_in_their_folder_and_conda_dirs_case_insensitively() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        pe(t, "python/Library/bin/zlib.dll", &[]);
+        pe(t, "python/Lib/site-packages/pkg/helper.dll", &[]);
+        pe(
+            t,
+            "python/Lib/site-packages/pkg/_ext.pyd",
+            &[
+                "python/Library/bin/zlib.dll",
+                "python/Lib/site-packages/pkg/helper.dll",
+            ],
+        );
+        // Windows file names are case-insensitive: the import may not match the file's case.
+        fs_err::rename(
+            t.join("python/Library/bin/zlib.dll"),
+            t.join("python/Library/bin/ZLIB.dll"),
+        )
+        .unwrap();
+        let ok = prune(t, &policy("nothing/matches"), Platform::WindowsX86_64, true).unwrap();
+        assert_eq!(ok.linkage.binaries, 3);
+        assert_eq!(ok.linkage.resolved_in_tree, 2, "{:?}", ok.linkage);
+        assert!(
+            ok.linkage.resolved_by_system > 0,
+            "kernel32 and the CRT: {:?}",
+            ok.linkage
+        );
+
+        let err = prune(
+            t,
+            &policy("python/Library/bin/*"),
+            Platform::WindowsX86_64,
+            true,
+        )
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("python/Lib/site-packages/pkg/_ext.pyd needs zlib.dll, which prune rule `careless` removed (python/Library/bin/ZLIB.dll)"),
+            "{message}"
+        );
+        // Linux ELF rules do not look at PE files: on Linux nothing here is a binary.
+        let linux = prune(
+            t,
+            &policy("python/Library/bin/*"),
+            Platform::LinuxX86_64,
+            true,
+        )
+        .unwrap();
+        assert_eq!(linux.linkage.binaries, 0);
+    }
+
+    #[test]
+    fn macos_rpath_loader_path_weak_and_system_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        macho(
+            t,
+            &format!("{SITE}/PIL/.dylibs/libjpeg.62.dylib"),
+            &[MachLink::Load("/usr/lib/libSystem.B.dylib")],
+            &[],
+        );
+        macho(
+            t,
+            "python/lib/libz.1.dylib",
+            &[MachLink::Load("/usr/lib/libSystem.B.dylib")],
+            &[],
+        );
+        macho(
+            t,
+            &format!("{SITE}/PIL/_imaging.cpython-312-darwin.so"),
+            &[
+                MachLink::Load("@loader_path/.dylibs/libjpeg.62.dylib"),
+                MachLink::Load("@rpath/libz.1.dylib"),
+                MachLink::Load("/usr/lib/libSystem.B.dylib"),
+                MachLink::Load(
+                    "/System/Library/Frameworks/Accelerate.framework/Versions/A/Accelerate",
+                ),
+                MachLink::Weak("@rpath/libmaybe.dylib"),
+            ],
+            &["@loader_path/../../.."],
+        );
+        let ok = prune(t, &policy("nothing/matches"), Platform::MacosArm64, true).unwrap();
+        assert_eq!(ok.linkage.binaries, 3);
+        assert!(ok.linkage.missing.is_empty(), "{:?}", ok.linkage);
+        assert_eq!(ok.linkage.resolved_in_tree, 2, "{:?}", ok.linkage);
+
+        let err = prune(t, &policy("**/.dylibs"), Platform::MacosArm64, true).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "{SITE}/PIL/_imaging.cpython-312-darwin.so needs @loader_path/.dylibs/libjpeg.62.dylib, which prune rule `careless` removed"
+            )),
+            "{err}"
+        );
+        // A build machine's absolute path would not exist on a user's machine.
+        macho(
+            t,
+            "python/lib/libbad.dylib",
+            &[MachLink::Load("/Users/runner/work/lib/libz.1.dylib")],
+            &[],
+        );
+        let err = prune(t, &policy("nothing/matches"), Platform::MacosArm64, true).unwrap_err();
+        assert!(
+            err.to_string().contains("python/lib/libbad.dylib needs /Users/runner/work/lib/libz.1.dylib, which is neither in the tree nor a system library"),
+            "{err}"
+        );
     }
 }

@@ -4,6 +4,8 @@
 //! as a link, never what it points at) and nothing outside the tree is touched. Keep patterns win
 //! over any rule: a kept path inside a removed directory stays, with the folders that hold it.
 
+#[cfg(test)]
+pub mod fixtures;
 pub mod linkage;
 pub mod policy;
 

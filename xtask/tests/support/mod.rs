@@ -342,7 +342,11 @@ pub fn zip_listing(zip: &Path, python_version: &str) -> String {
     // (prefix, what the summary says, which names below the prefix are listed anyway)
     type Listed = fn(&str) -> bool;
     let summarised: [(&str, &str, Listed); 4] = [
-        ("anymatix/python/lib/lib", "libpython and the libraries it links, from the host", |_| false),
+        (
+            "anymatix/python/lib/lib",
+            "libpython and the libraries it links, from the host",
+            |_| false,
+        ),
         (
             "anymatix/python/lib/python3.X/",
             "stdlib, from the host",
