@@ -2,6 +2,7 @@
 //! This file only dispatches; each subcommand has its own module.
 
 mod archive;
+mod commands;
 mod exec;
 mod fetch;
 mod install;
@@ -9,7 +10,6 @@ mod manifest;
 mod pip;
 mod plan;
 mod platform;
-mod portable;
 mod progress;
 mod prune;
 mod report;
@@ -48,7 +48,10 @@ enum Command {
   cargo xtask portable --platform windows-x86_64 --dry-run  show the Windows plan, anywhere
   cargo xtask portable --out /tmp/amx --version 0.2.0-rc1   another folder and version
   cargo xtask portable --verbose                            show every command line")]
-    Portable(portable::PortableArgs),
+    Portable(commands::portable::PortableArgs),
+    /// Prune a folder laid out like anymatix/ by the prune policy: what each rule removes, the
+    /// largest kept folders, and a check that every native library still finds what it needs.
+    Prune(commands::prune::PruneArgs),
 }
 
 /// The repository's root: defaults (manifest, policy, version.yml, target/) are found from here,
@@ -63,7 +66,8 @@ pub fn project_root() -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Portable(args) => portable::run(args),
+        Command::Portable(args) => commands::portable::run(args),
+        Command::Prune(args) => commands::prune::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -169,3 +169,348 @@ pub fn macho(tree: &Path, rel: &str, links: &[MachLink], rpaths: &[&str]) {
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     std::fs::write(out, bytes).unwrap();
 }
+
+fn text(tree: &Path, rel: &str, content: &str) {
+    let path = tree.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+/// A tree modelled on a real `anymatix/` for `platform`: the Miniforge prefix in its platform's
+/// layout, pip-installed packages with vendored native libraries that need each other, repos with
+/// `.git`, and something for every prune rule to remove and every keep pattern to save.
+pub fn platform_tree(platform: crate::platform::Platform, tree: &Path) {
+    use crate::platform::Os;
+    let os = platform.os();
+    let (stdlib, site) = match os {
+        Os::Windows => (
+            "python/Lib".to_string(),
+            "python/Lib/site-packages".to_string(),
+        ),
+        _ => (
+            "python/lib/python3.12".to_string(),
+            "python/lib/python3.12/site-packages".to_string(),
+        ),
+    };
+
+    // Repos and the helper script.
+    text(tree, "ComfyUI/main.py", "print('ComfyUI')\n");
+    text(tree, "ComfyUI/.git/HEAD", "ref: refs/heads/master\n");
+    text(tree, "ComfyUI/tests/test_main.py", "def test(): pass\n");
+    text(
+        tree,
+        "ComfyUI/custom_nodes/ComfyUI-Manager/__init__.py",
+        "\n",
+    );
+    text(
+        tree,
+        "ComfyUI/custom_nodes/ComfyUI-Manager/.git/HEAD",
+        "ref: refs/heads/main\n",
+    );
+    text(tree, "ComfyUI/web/app.js", "console.log(1)\n");
+    text(tree, "ComfyUI/web/app.js.map", "{\"version\":3}\n");
+
+    // The stdlib: modules to drop, and unittest, which PyTorch imports.
+    text(tree, &format!("{stdlib}/os.py"), "# os\n");
+    text(
+        tree,
+        &format!("{stdlib}/unittest/__init__.py"),
+        "# unittest\n",
+    );
+    text(
+        tree,
+        &format!("{stdlib}/__pycache__/os.cpython-312.pyc"),
+        "bytecode",
+    );
+    for module in ["idlelib", "turtledemo", "tkinter", "ensurepip", "lib2to3"] {
+        text(
+            tree,
+            &format!("{stdlib}/{module}/__init__.py"),
+            "# dropped\n",
+        );
+    }
+    text(
+        tree,
+        &format!("{stdlib}/test/test_os.py"),
+        "# the stdlib's own tests\n",
+    );
+
+    // conda's bookkeeping.
+    text(tree, "python/conda-meta/history", "==> 2026-01-01 <==\n");
+    text(tree, "python/conda-meta/python-3.12.0-0.json", "{}\n");
+    text(tree, "python/pkgs/python-3.12.0-0/info/index.json", "{}\n");
+    text(tree, "python/pkgs/urls.txt", "\n");
+    std::fs::create_dir_all(tree.join("python/envs")).unwrap();
+    text(tree, "python/envs/.conda_envs_dir_test", "");
+
+    // Packages.
+    text(tree, &format!("{site}/PIL/__init__.py"), "# Pillow\n");
+    text(
+        tree,
+        &format!("{site}/pillow-11.0.0.dist-info/METADATA"),
+        "Name: pillow\n",
+    );
+    text(tree, &format!("{site}/numpy/__init__.py"), "# numpy\n");
+    text(
+        tree,
+        &format!("{site}/numpy/testing/__init__.py"),
+        "# runtime code, kept\n",
+    );
+    text(
+        tree,
+        &format!("{site}/numpy/_core/tests/test_multiarray.py"),
+        "# removed\n",
+    );
+    text(
+        tree,
+        &format!("{site}/numpy/_core/include/numpy/ndarraytypes.h"),
+        "/* header */\n",
+    );
+    text(
+        tree,
+        &format!("{site}/numpy/__pycache__/__init__.cpython-312.pyc"),
+        "bytecode",
+    );
+    text(tree, &format!("{site}/torch/__init__.py"), "# torch\n");
+    text(
+        tree,
+        &format!("{site}/torch/include/ATen/ATen.h"),
+        "/* kept: cpp_extension */\n",
+    );
+    text(
+        tree,
+        &format!("{site}/torch/testing/__init__.py"),
+        "# runtime code, kept\n",
+    );
+    text(
+        tree,
+        &format!("{site}/torch/utils/data/examples/readme.txt"),
+        "examples\n",
+    );
+    text(
+        tree,
+        &format!("{site}/transformers/__init__.py"),
+        "# transformers\n",
+    );
+    text(
+        tree,
+        &format!("{site}/transformers-4.50.0.dist-info/METADATA"),
+        "Name: transformers\n",
+    );
+
+    match os {
+        Os::Linux => {
+            text(
+                tree,
+                "python/include/python3.12/Python.h",
+                "/* kept: Triton compiles against it */\n",
+            );
+            text(tree, "python/share/man/man1/python3.1", ".TH PYTHON\n");
+            elf(tree, "python/lib/libz.so.1", &[], None);
+            text(tree, "python/lib/libz.a", "!<arch>\n");
+            elf(
+                tree,
+                "python/lib/libpython3.12.so.1.0",
+                &[("python/lib", "libz.so.1")],
+                Some("$ORIGIN"),
+            );
+            elf(
+                tree,
+                "python/bin/python3.12",
+                &[("python/lib", "libpython3.12.so.1.0")],
+                Some("$ORIGIN/../lib"),
+            );
+            elf(
+                tree,
+                &format!("{stdlib}/lib-dynload/zlib.cpython-312-x86_64-linux-gnu.so"),
+                &[("python/lib", "libz.so.1")],
+                Some("$ORIGIN/../.."),
+            );
+            elf(
+                tree,
+                &format!("{site}/pillow.libs/libjpeg-45e70d75.so.62.4.0"),
+                &[],
+                None,
+            );
+            elf(
+                tree,
+                &format!("{site}/PIL/_imaging.cpython-312-x86_64-linux-gnu.so"),
+                &[(&format!("{site}/pillow.libs"), "libjpeg-45e70d75.so.62.4.0")],
+                Some("$ORIGIN/../pillow.libs"),
+            );
+            elf(
+                tree,
+                &format!("{site}/numpy.libs/libscipy_openblas64_-ff651d7f.so"),
+                &[],
+                None,
+            );
+            elf(
+                tree,
+                &format!("{site}/numpy/_core/_multiarray_umath.cpython-312-x86_64-linux-gnu.so"),
+                &[(
+                    &format!("{site}/numpy.libs"),
+                    "libscipy_openblas64_-ff651d7f.so",
+                )],
+                Some("$ORIGIN/../../numpy.libs"),
+            );
+            elf(tree, &format!("{site}/torch/lib/libc10.so"), &[], None);
+            elf(
+                tree,
+                &format!("{site}/torch/_C.cpython-312-x86_64-linux-gnu.so"),
+                &[(&format!("{site}/torch/lib"), "libc10.so")],
+                Some("$ORIGIN/lib"),
+            );
+        }
+        Os::Macos => {
+            let system = MachLink::Load("/usr/lib/libSystem.B.dylib");
+            text(
+                tree,
+                "python/include/python3.12/Python.h",
+                "/* kept: Triton compiles against it */\n",
+            );
+            text(tree, "python/share/man/man1/python3.1", ".TH PYTHON\n");
+            macho(
+                tree,
+                "python/lib/libz.1.dylib",
+                &[MachLink::Load("/usr/lib/libSystem.B.dylib")],
+                &[],
+            );
+            text(tree, "python/lib/libz.a", "!<arch>\n");
+            macho(
+                tree,
+                "python/lib/libpython3.12.dylib",
+                &[
+                    MachLink::Load("@rpath/libz.1.dylib"),
+                    MachLink::Load("/usr/lib/libSystem.B.dylib"),
+                ],
+                &["@loader_path"],
+            );
+            macho(
+                tree,
+                "python/bin/python3.12",
+                &[MachLink::Load("@rpath/libpython3.12.dylib"), system],
+                &["@loader_path/../lib"],
+            );
+            macho(
+                tree,
+                &format!("{stdlib}/lib-dynload/zlib.cpython-312-darwin.so"),
+                &[MachLink::Load("@rpath/libz.1.dylib")],
+                &["@loader_path/../.."],
+            );
+            macho(
+                tree,
+                &format!("{site}/PIL/.dylibs/libjpeg.62.4.0.dylib"),
+                &[MachLink::Load("/usr/lib/libSystem.B.dylib")],
+                &[],
+            );
+            macho(
+                tree,
+                &format!("{site}/PIL/_imaging.cpython-312-darwin.so"),
+                &[
+                    MachLink::Load("@loader_path/.dylibs/libjpeg.62.4.0.dylib"),
+                    MachLink::Load("/usr/lib/libSystem.B.dylib"),
+                ],
+                &[],
+            );
+            macho(
+                tree,
+                &format!("{site}/numpy/.dylibs/libscipy_openblas64_.dylib"),
+                &[MachLink::Load("/usr/lib/libSystem.B.dylib")],
+                &[],
+            );
+            macho(
+                tree,
+                &format!("{site}/numpy/_core/_multiarray_umath.cpython-312-darwin.so"),
+                &[
+                    MachLink::Load("@loader_path/../.dylibs/libscipy_openblas64_.dylib"),
+                    MachLink::Weak("@rpath/libgfortran.5.dylib"),
+                ],
+                &[],
+            );
+            macho(
+                tree,
+                &format!("{site}/torch/lib/libc10.dylib"),
+                &[MachLink::Load("/usr/lib/libc++.1.dylib")],
+                &[],
+            );
+            macho(
+                tree,
+                &format!("{site}/torch/_C.cpython-312-darwin.so"),
+                &[MachLink::Load("@rpath/libc10.dylib")],
+                &["@loader_path/lib"],
+            );
+        }
+        Os::Windows => {
+            text(
+                tree,
+                "python/Include/Python.h",
+                "/* kept: Triton compiles against it */\n",
+            );
+            text(
+                tree,
+                "python/libs/python312.lib",
+                "import library, kept: Triton links it\n",
+            );
+            text(
+                tree,
+                "python/Library/include/openssl/ssl.h",
+                "/* removed */\n",
+            );
+            text(tree, "python/Library/share/doc/openssl/README", "docs\n");
+            text(tree, "python/Library/lib/zlibstatic.a", "!<arch>\n");
+            pe(tree, "python/Library/bin/zlib.dll", &[]);
+            pe(
+                tree,
+                "python/python312.dll",
+                &["python/Library/bin/zlib.dll"],
+            );
+            pe(tree, "python/python.exe.dll", &["python/python312.dll"]);
+            fs_err::rename(
+                tree.join("python/python.exe.dll"),
+                tree.join("python/python.exe"),
+            )
+            .unwrap();
+            pe(
+                tree,
+                "python/DLLs/zlib_ext.pyd",
+                &["python/python312.dll", "python/Library/bin/zlib.dll"],
+            );
+            pe(
+                tree,
+                &format!("{site}/pillow.libs/jpeg62-45e70d75.dll"),
+                &[],
+            );
+            pe(
+                tree,
+                &format!("{site}/PIL/_imaging.cp312-win_amd64.pyd"),
+                &[
+                    "python/python312.dll",
+                    &format!("{site}/pillow.libs/jpeg62-45e70d75.dll"),
+                ],
+            );
+            pe(
+                tree,
+                &format!("{site}/numpy.libs/libscipy_openblas64_-43e11ff0.dll"),
+                &[],
+            );
+            pe(
+                tree,
+                &format!("{site}/numpy/_core/_multiarray_umath.cp312-win_amd64.pyd"),
+                &[&format!(
+                    "{site}/numpy.libs/libscipy_openblas64_-43e11ff0.dll"
+                )],
+            );
+            pe(tree, &format!("{site}/torch/lib/c10.dll"), &[]);
+            pe(
+                tree,
+                &format!("{site}/torch/_C.cp312-win_amd64.pyd"),
+                &[&format!("{site}/torch/lib/c10.dll")],
+            );
+        }
+    }
+    #[cfg(unix)]
+    if os != Os::Windows {
+        std::os::unix::fs::symlink("python3.12", tree.join("python/bin/python3")).unwrap();
+        std::os::unix::fs::symlink("python3.12", tree.join("python/bin/python")).unwrap();
+    }
+}

@@ -9,7 +9,7 @@ pub mod fixtures;
 pub mod linkage;
 pub mod policy;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -17,6 +17,7 @@ use serde::Serialize;
 use walkdir::WalkDir;
 
 use crate::platform::Platform;
+use crate::progress::human_bytes;
 use crate::tree::rel_path;
 use policy::Matches;
 pub use policy::Policy;
@@ -46,11 +47,80 @@ pub struct PruneReport {
     pub after: Totals,
     /// Every rule in force, in policy order, with what it removed (files counts files and links).
     pub rules: Vec<RuleOutcome>,
+    /// Where the kept size goes: the largest folders that are not mere wrappers of one child.
+    pub largest_kept: Vec<FolderSize>,
     /// Each removed file (or link) and its rule; for the linkage check, not for manifest.json.
     #[serde(skip)]
     pub removed: Vec<linkage::Removed>,
     /// The native libraries of the kept tree, all resolved.
     pub linkage: linkage::LinkageReport,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FolderSize {
+    pub path: String,
+    pub bytes: u64,
+}
+
+impl PruneReport {
+    /// The terminal summary: what each rule removed, the totals, where the size goes, and the
+    /// native-library check.
+    pub fn summary(&self) -> Vec<String> {
+        let mut lines = vec![format!("{:<34} {:>8} {:>11}", "rule", "files", "removed")];
+        for rule in &self.rules {
+            lines.push(format!(
+                "{:<34} {:>8} {:>11}",
+                rule.rule,
+                rule.removed.files,
+                human_bytes(rule.removed.bytes)
+            ));
+        }
+        lines.push(format!(
+            "before {} in {} files; after {} in {} files ({:.1}% of the bytes removed)",
+            human_bytes(self.before.bytes),
+            self.before.files,
+            human_bytes(self.after.bytes),
+            self.after.files,
+            100.0 * (self.before.bytes - self.after.bytes) as f64 / self.before.bytes.max(1) as f64
+        ));
+        lines.push("largest kept folders:".to_string());
+        for folder in &self.largest_kept {
+            lines.push(format!(
+                "  {:>11}  {}",
+                human_bytes(folder.bytes),
+                folder.path
+            ));
+        }
+        let l = &self.linkage;
+        lines.push(format!(
+            "native libraries: {} binaries; needed libraries found: {} in the tree, {} from the system, {} by name only",
+            l.binaries, l.resolved_in_tree, l.resolved_by_system, l.resolved_by_name
+        ));
+        lines
+    }
+}
+
+/// The `n` largest folders, leaving out any whose bytes are mostly (over half) in one child
+/// folder (`python/` when `python/lib/` holds 99% of it), so the list points at where size is.
+fn largest_folders(bytes: &HashMap<String, u64>, n: usize) -> Vec<FolderSize> {
+    let mut largest_child: HashMap<&str, u64> = HashMap::new();
+    for (path, size) in bytes {
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            let entry = largest_child.entry(parent).or_default();
+            *entry = (*entry).max(*size);
+        }
+    }
+    let mut folders: Vec<FolderSize> = bytes
+        .iter()
+        .filter(|(path, size)| largest_child.get(path.as_str()).copied().unwrap_or(0) * 2 <= **size)
+        .map(|(path, size)| FolderSize {
+            path: path.clone(),
+            bytes: *size,
+        })
+        .collect();
+    folders.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
+    folders.truncate(n);
+    folders
 }
 
 #[derive(Clone, Copy)]
@@ -76,10 +146,18 @@ pub fn prune(
         policy.system_libraries(platform.os()),
         &report.removed,
     )?;
-    let missing = report.linkage.missing.len();
-    if missing > 0 {
+    let missing = &report.linkage.missing;
+    if !missing.is_empty() {
+        let hint = if missing.iter().any(|m| m.removed_by.is_some()) {
+            "Change the rule, or add a keep pattern, in the prune policy."
+        } else {
+            "Pruning removed none of them: the environment itself relies on libraries of the \
+             machine it was built on and would fail elsewhere. Add them to the environment, or, if \
+             every target system has them, to system_libraries in the prune policy."
+        };
         bail!(
-            "pruning would break {missing} native library link(s):\n{}Change the rule, or add a keep pattern, in the prune policy.",
+            "{} native library link(s) would be broken:\n{}{hint}",
+            missing.len(),
             report.linkage.describe_missing()
         );
     }
@@ -110,6 +188,7 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
     let mut before = Totals::default();
     let mut files_to_remove: Vec<PathBuf> = Vec::new();
     let mut removed_files: Vec<linkage::Removed> = Vec::new();
+    let mut kept_bytes: HashMap<String, u64> = HashMap::new();
     let mut dirs_to_remove: Vec<PathBuf> = Vec::new();
     // (depth, what the directory at that depth passes to what is inside it)
     let mut stack: Vec<(usize, Inherited)> = Vec::new();
@@ -170,6 +249,13 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
                 path: rel,
                 rule: policy.rules[rule].name.clone(),
             });
+        } else {
+            // Every folder above a kept file holds its bytes.
+            let mut end = rel.len();
+            while let Some(slash) = rel[..end].rfind('/') {
+                *kept_bytes.entry(rel[..slash].to_string()).or_default() += size;
+                end = slash;
+            }
         }
     }
 
@@ -191,6 +277,7 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
                 removed,
             })
             .collect(),
+        largest_kept: largest_folders(&kept_bytes, 10),
         removed: removed_files,
         linkage: linkage::LinkageReport::default(),
     };
@@ -280,6 +367,129 @@ keep:
         assert_eq!(listing(dir.path()).unwrap(), before);
         let real = prune(dir.path(), &policy, Platform::LinuxX86_64, false).unwrap();
         assert_eq!(dry.after, real.after);
+    }
+
+    /// What reviewers read per platform: the rules' figures, the linkage check and the pruned
+    /// tree (kind, mode, size; native binaries' sizes depend on the compiler, so they show `-`).
+    fn pruned_fixture_snapshot(platform: Platform) {
+        let dir = tempfile::tempdir().unwrap();
+        super::fixtures::platform_tree(platform, dir.path());
+        let policy = Policy::load(&crate::project_root().join("anymatix/prune.yml")).unwrap();
+        let report = prune(dir.path(), &policy, platform, false).unwrap();
+        let mut lines = vec![format!("# {platform}: removed by each rule (files, bytes)")];
+        for rule in &report.rules {
+            lines.push(format!(
+                "{} {} {}",
+                rule.rule, rule.removed.files, rule.removed.bytes
+            ));
+        }
+        let l = &report.linkage;
+        lines.push(format!(
+            "# native libraries: {} binaries; found {} in the tree, {} from the system, {} by name; {} missing",
+            l.binaries, l.resolved_in_tree, l.resolved_by_system, l.resolved_by_name, l.missing.len()
+        ));
+        lines.push("# the pruned tree: kind mode size path".to_string());
+        for entry in WalkDir::new(dir.path())
+            .follow_links(false)
+            .sort_by_file_name()
+            .min_depth(1)
+        {
+            let entry = entry.unwrap();
+            let meta = entry.path().symlink_metadata().unwrap();
+            let rel = crate::tree::rel_path(dir.path(), entry.path());
+            let (kind, size) = if meta.is_dir() {
+                ("dir ", "-".to_string())
+            } else if meta.file_type().is_symlink() {
+                let target = fs_err::read_link(entry.path()).unwrap();
+                lines.push(format!("link {rel} -> {}", target.display()));
+                continue;
+            } else if is_native(entry.path()) {
+                ("bin ", "-".to_string())
+            } else {
+                ("file", meta.len().to_string())
+            };
+            lines.push(format!("{kind} {:o} {size:>4} {rel}", mode(&meta)));
+        }
+        insta::with_settings!({
+            snapshot_path => "../../../snapshots",
+            prepend_module_to_snapshot => false,
+            snapshot_suffix => platform.name(),
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!("pruned_fixture_tree", lines.join("\n") + "\n");
+        });
+    }
+
+    fn is_native(path: &Path) -> bool {
+        let bytes = fs_err::read(path).unwrap();
+        bytes.starts_with(b"\x7fELF")
+            || bytes.starts_with(b"MZ")
+            || bytes.starts_with(&0xfeed_facf_u32.to_le_bytes())
+    }
+
+    #[cfg(unix)]
+    fn mode(meta: &std::fs::Metadata) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o777
+    }
+
+    #[cfg(not(unix))]
+    fn mode(_: &std::fs::Metadata) -> u32 {
+        0
+    }
+
+    #[test]
+    fn pruned_fixture_linux_x86_64() {
+        pruned_fixture_snapshot(Platform::LinuxX86_64);
+    }
+
+    #[test]
+    fn pruned_fixture_linux_aarch64() {
+        pruned_fixture_snapshot(Platform::LinuxAarch64);
+    }
+
+    #[test]
+    fn pruned_fixture_macos_arm64() {
+        pruned_fixture_snapshot(Platform::MacosArm64);
+    }
+
+    #[test]
+    fn pruned_fixture_macos_x86_64() {
+        pruned_fixture_snapshot(Platform::MacosX86_64);
+    }
+
+    #[test]
+    fn pruned_fixture_windows_x86_64() {
+        pruned_fixture_snapshot(Platform::WindowsX86_64);
+    }
+
+    #[test]
+    fn largest_folders_skip_wrappers_of_one_child() {
+        let sizes: HashMap<String, u64> = [
+            ("python", 100),
+            ("python/lib", 95),
+            ("python/lib/site-packages", 90),
+            ("python/lib/site-packages/torch", 40),
+            ("python/lib/site-packages/numpy", 30),
+            ("python/lib/site-packages/numpy/core", 10),
+            ("ComfyUI", 5),
+        ]
+        .into_iter()
+        .map(|(p, b)| (p.to_string(), b))
+        .collect();
+        let names: Vec<String> = largest_folders(&sizes, 4)
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "python/lib/site-packages",
+                "python/lib/site-packages/torch",
+                "python/lib/site-packages/numpy",
+                "python/lib/site-packages/numpy/core"
+            ]
+        );
     }
 
     #[cfg(unix)]

@@ -109,7 +109,15 @@ impl Policy {
             if rule.patterns.is_empty() {
                 bail!("rule `{}` has no patterns", rule.name);
             }
-            let set = glob_set(&rule.patterns).with_context(|| format!("rule `{}`", rule.name))?;
+            let set = glob_set(&rule.patterns).map_err(|e| {
+                // Point at the line that holds the bad pattern, as YAML errors do.
+                let bad = rule.patterns.iter().find(|p| glob(p).is_err());
+                let line = bad.and_then(|p| text.lines().position(|l| l.contains(p.as_str())));
+                match line {
+                    Some(line) => e.context(format!("rule `{}` at line {}", rule.name, line + 1)),
+                    None => e.context(format!("rule `{}`", rule.name)),
+                }
+            })?;
             rules.push(Rule {
                 name: rule.name,
                 reason: rule.reason,

@@ -262,28 +262,9 @@ fn execute(
         }
         Step::Prune { tree, .. } => {
             let report = prune::prune(tree, policy, platform, false)?;
-            for rule in report.rules.iter().filter(|r| r.removed.files > 0) {
-                reporter.note(format!(
-                    "{:<34} {:>7} files {:>10}",
-                    rule.rule,
-                    rule.removed.files,
-                    crate::progress::human_bytes(rule.removed.bytes)
-                ));
+            for line in report.summary() {
+                reporter.note(line);
             }
-            reporter.note(format!(
-                "native libraries: {} binaries checked, every needed library found ({} in the tree, {} from the system, {} by name)",
-                report.linkage.binaries,
-                report.linkage.resolved_in_tree,
-                report.linkage.resolved_by_system,
-                report.linkage.resolved_by_name
-            ));
-            reporter.note(format!(
-                "{} in {} files -> {} in {} files",
-                crate::progress::human_bytes(report.before.bytes),
-                report.before.files,
-                crate::progress::human_bytes(report.after.bytes),
-                report.after.files
-            ));
             results.prune = Some(report);
         }
         Step::HelperScript { path } => scripts::write_helper_script(platform, path)?,

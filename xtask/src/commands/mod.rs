@@ -1,0 +1,4 @@
+//! One module per subcommand: each parses its flags and drives the stages below it.
+
+pub mod portable;
+pub mod prune;

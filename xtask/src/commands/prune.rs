@@ -1,0 +1,58 @@
+//! `cargo xtask prune DIR`: applies the prune policy to any folder laid out like `anymatix/`,
+//! prints what each rule removes and where the size goes, and checks every native library.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::platform::Platform;
+use crate::project_root;
+use crate::prune::{self, Policy};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  cargo xtask prune target/portable/stage/linux-x86_64/anymatix --dry-run
+  cargo xtask prune ~/unpacked/anymatix --platform windows-x86_64 --dry-run --policy my-prune.yml")]
+pub struct PruneArgs {
+    /// The folder to prune, laid out like the zip's `anymatix/` (the Miniforge prefix in `python/`).
+    pub dir: PathBuf,
+    /// Whose rules and native-library format apply [default: this host's]
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    /// The prune policy.
+    #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/prune.yml"))]
+    pub policy: PathBuf,
+    /// Decide, check and count, but remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: PruneArgs) -> Result<()> {
+    let policy = Policy::load(&args.policy)?;
+    let Some(platform) = args.platform.or_else(Platform::host) else {
+        bail!("this host is none of the platforms we ship: pass --platform");
+    };
+    if !args.dir.is_dir() {
+        bail!("{} is not a folder", args.dir.display());
+    }
+    let report = prune::prune(&args.dir, &policy, platform, args.dry_run)
+        .with_context(|| format!("cannot prune {}", args.dir.display()))?;
+    println!(
+        "{} {} for {platform}{}",
+        if args.dry_run {
+            "Would prune"
+        } else {
+            "Pruned"
+        },
+        args.dir.display(),
+        if args.dry_run {
+            " (dry run: nothing removed)"
+        } else {
+            ""
+        }
+    );
+    for line in report.summary() {
+        println!("{line}");
+    }
+    Ok(())
+}
