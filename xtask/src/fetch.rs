@@ -185,17 +185,11 @@ pub fn cached_digest(path: &Path) -> Result<Option<String>> {
 
 /// Records a verified download's digest beside it, in `sha256sum` form; written last, by rename.
 pub fn write_sidecar(path: &Path, sha256: &str) -> Result<()> {
-    let sidecar = sidecar_path(path);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let dir = path.parent().context("no parent")?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".sidecar.")
-        .tempfile_in(dir)?;
-    writeln!(temp, "{sha256}  {name}")?;
-    temp.persist(&sidecar)
-        .map_err(|e| anyhow!(e.error))
-        .with_context(|| format!("cannot write {}", sidecar.display()))?;
-    Ok(())
+    crate::atomic::write_atomic(
+        &sidecar_path(path),
+        format!("{sha256}  {name}\n").as_bytes(),
+    )
 }
 
 pub fn sidecar_path(path: &Path) -> PathBuf {

@@ -2,6 +2,7 @@
 //! This file only dispatches; each subcommand has its own module.
 
 mod archive;
+mod atomic;
 mod commands;
 mod exec;
 mod fetch;

@@ -20,6 +20,9 @@ pub struct Layout {
     pub zip: PathBuf,
     /// Where the zip is written and verified before it is published as `zip`.
     pub staged_zip: PathBuf,
+    /// The HTML prune report, published beside the zip.
+    pub report: PathBuf,
+    pub staged_report: PathBuf,
     /// Where verify unpacks the zip: a path with a space and non-ASCII characters on purpose,
     /// since users unpack anywhere.
     pub unpack: PathBuf,
@@ -36,6 +39,8 @@ impl Layout {
             tree,
             zip: out.join(zip_name(version, platform)),
             staged_zip: stage.join(zip_name(version, platform)),
+            report: out.join(report_name(version, platform)),
+            staged_report: stage.join(report_name(version, platform)),
             unpack: out
                 .join("verify")
                 .join(platform.name())
@@ -50,6 +55,10 @@ impl Layout {
 
 pub fn zip_name(version: &str, platform: Platform) -> String {
     format!("anymatix-{version}-{platform}.zip")
+}
+
+pub fn report_name(version: &str, platform: Platform) -> String {
+    format!("anymatix-{version}-{platform}.prune.html")
 }
 
 /// A program and its arguments, run without a shell.
@@ -123,6 +132,8 @@ pub enum Step {
     Prune {
         tree: PathBuf,
         policy: PathBuf,
+        /// The HTML size report, written in the stage and published with the zip.
+        report: PathBuf,
     },
     HelperScript {
         path: PathBuf,
@@ -139,9 +150,9 @@ pub enum Step {
         unpack: PathBuf,
         imports: Vec<String>,
     },
+    /// Moves each finished file to its final name: the zip, its .sha256 and the prune report.
     Publish {
-        from: PathBuf,
-        to: PathBuf,
+        files: Vec<(PathBuf, PathBuf)>,
     },
 }
 
@@ -182,12 +193,17 @@ impl fmt::Display for Step {
                 Ok(())
             }
             Step::PipInstall(cmd) => write!(f, "pip install (one resolve): {cmd}"),
-            Step::Prune { tree, policy } => {
+            Step::Prune {
+                tree,
+                policy,
+                report,
+            } => {
                 write!(
                     f,
-                    "prune {} by the rules in {}",
+                    "prune {} by the rules in {}, check every native library, report in {}",
                     tree.display(),
-                    policy.display()
+                    policy.display(),
+                    report.display()
                 )
             }
             Step::HelperScript { path } => write!(f, "write helper script {}", path.display()),
@@ -210,13 +226,12 @@ impl fmt::Display for Step {
                     imports.join(", ")
                 }
             ),
-            Step::Publish { from, to } => {
-                write!(
-                    f,
-                    "publish {} as {} (with its .sha256)",
-                    from.display(),
-                    to.display()
-                )
+            Step::Publish { files } => {
+                write!(f, "publish")?;
+                for (from, to) in files {
+                    write!(f, "\n      {} as {}", from.display(), to.display())?;
+                }
+                Ok(())
             }
         }
     }
@@ -321,6 +336,7 @@ pub fn plan(
     steps.push(Step::Prune {
         tree: layout.tree.clone(),
         policy: prune_policy.to_path_buf(),
+        report: layout.staged_report.clone(),
     });
     steps.push(Step::HelperScript {
         path: layout.tree.join(platform.helper_script_name()),
@@ -337,9 +353,17 @@ pub fn plan(
         unpack: layout.unpack.clone(),
         imports: manifest.smoke.imports.clone(),
     });
+    let sidecar = |p: &Path| {
+        let mut name = p.file_name().unwrap_or_default().to_os_string();
+        name.push(".sha256");
+        p.with_file_name(name)
+    };
     steps.push(Step::Publish {
-        from: layout.staged_zip.clone(),
-        to: layout.zip.clone(),
+        files: vec![
+            (layout.staged_zip.clone(), layout.zip.clone()),
+            (sidecar(&layout.staged_zip), sidecar(&layout.zip)),
+            (layout.staged_report.clone(), layout.report.clone()),
+        ],
     });
     Plan {
         platform,

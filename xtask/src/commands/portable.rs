@@ -260,11 +260,19 @@ fn execute(
                 results.packages.len()
             ));
         }
-        Step::Prune { tree, .. } => {
+        Step::Prune {
+            tree, report: html, ..
+        } => {
             let report = prune::prune(tree, policy, platform, false)?;
             for line in report.summary() {
                 reporter.note(line);
             }
+            let name = plan::zip_name(&plan.version, platform);
+            report::html::write(
+                html,
+                &report::html::page_data(&name, platform, &report, policy),
+            )?;
+            reporter.note(format!("size report: {}", html.display()));
             results.prune = Some(report);
         }
         Step::HelperScript { path } => scripts::write_helper_script(platform, path)?,
@@ -301,9 +309,10 @@ fn execute(
             let root = verify::unpack(zip, unpack)?;
             verify::smoke(sh, reporter, platform, &root, imports)?;
         }
-        Step::Publish { from, to } => {
-            fs_err::rename(from, to)?;
-            fs_err::rename(fetch::sidecar_path(from), fetch::sidecar_path(to))?;
+        Step::Publish { files } => {
+            for (from, to) in files {
+                fs_err::rename(from, to)?;
+            }
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use crate::platform::Platform;
 use crate::project_root;
 use crate::prune::{self, Policy};
+use crate::report;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -25,6 +26,10 @@ pub struct PruneArgs {
     /// Decide, check and count, but remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also write a self-contained HTML page: a treemap of the kept tree and the bytes each
+    /// rule removed.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 pub fn run(args: PruneArgs) -> Result<()> {
@@ -53,6 +58,17 @@ pub fn run(args: PruneArgs) -> Result<()> {
     );
     for line in report.summary() {
         println!("{line}");
+    }
+    if let Some(html) = &args.report {
+        let name = args.dir.file_name().map_or_else(
+            || args.dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        report::html::write(
+            html,
+            &report::html::page_data(&name, platform, &report, &policy),
+        )?;
+        println!("size report: {}", html.display());
     }
     Ok(())
 }

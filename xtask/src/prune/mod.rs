@@ -22,7 +22,7 @@ use crate::tree::rel_path;
 use policy::Matches;
 pub use policy::Policy;
 
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Totals {
     pub files: u64,
     pub bytes: u64,
@@ -49,6 +49,9 @@ pub struct PruneReport {
     pub rules: Vec<RuleOutcome>,
     /// Where the kept size goes: the largest folders that are not mere wrappers of one child.
     pub largest_kept: Vec<FolderSize>,
+    /// Each kept file (or link) and its size; for the HTML report's treemap.
+    #[serde(skip)]
+    pub kept_files: Vec<(String, u64)>,
     /// Each removed file (or link) and its rule; for the linkage check, not for manifest.json.
     #[serde(skip)]
     pub removed: Vec<linkage::Removed>,
@@ -189,6 +192,7 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
     let mut files_to_remove: Vec<PathBuf> = Vec::new();
     let mut removed_files: Vec<linkage::Removed> = Vec::new();
     let mut kept_bytes: HashMap<String, u64> = HashMap::new();
+    let mut kept_files: Vec<(String, u64)> = Vec::new();
     let mut dirs_to_remove: Vec<PathBuf> = Vec::new();
     // (depth, what the directory at that depth passes to what is inside it)
     let mut stack: Vec<(usize, Inherited)> = Vec::new();
@@ -250,6 +254,7 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
                 rule: policy.rules[rule].name.clone(),
             });
         } else {
+            kept_files.push((rel.clone(), size));
             // Every folder above a kept file holds its bytes.
             let mut end = rel.len();
             while let Some(slash) = rel[..end].rfind('/') {
@@ -278,6 +283,7 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
             })
             .collect(),
         largest_kept: largest_folders(&kept_bytes, 10),
+        kept_files,
         removed: removed_files,
         linkage: linkage::LinkageReport::default(),
     };

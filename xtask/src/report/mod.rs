@@ -1,4 +1,7 @@
-//! `manifest.json`: what is inside the zip, for users and for tests to write against.
+//! What a build tells: `manifest.json` (what is inside the zip, for users and for tests to
+//! write against) and the HTML prune report.
+
+pub mod html;
 
 use std::path::Path;
 
