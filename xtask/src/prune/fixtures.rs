@@ -167,7 +167,13 @@ pub fn macho(tree: &Path, rel: &str, links: &[MachLink], rpaths: &[&str]) {
     }
     let out = tree.join(rel);
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    std::fs::write(out, bytes).unwrap();
+    std::fs::write(&out, bytes).unwrap();
+    // As on macOS, binaries and dylibs are executable.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 }
 
 fn text(tree: &Path, rel: &str, content: &str) {

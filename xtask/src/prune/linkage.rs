@@ -11,10 +11,8 @@ use anyhow::{Context, Result};
 use globset::GlobSet;
 use goblin::mach::{Mach, MachO, SingleArch};
 use serde::Serialize;
-use walkdir::WalkDir;
 
 use crate::platform::{Os, Platform};
-use crate::tree::rel_path;
 
 /// A file pruning removed, and the rule that removed it.
 #[derive(Debug, Clone)]
@@ -73,36 +71,50 @@ enum Found {
     Missing,
 }
 
-/// Checks the kept tree: `removed` files count as gone even if still on disk (a dry run).
+/// A kept file (or link), as the prune walk saw it.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub path: String,
+    pub size: u64,
+    /// A regular file whose name or mode says it may be a native binary of the platform;
+    /// only these are opened, so the check costs little on trees of many thousand files.
+    pub maybe_binary: bool,
+}
+
+/// Whether a regular file may be a native binary for `os`, by name and mode alone.
+pub fn maybe_binary(os: Os, name: &str, executable: bool) -> bool {
+    match os {
+        Os::Linux => executable || name.ends_with(".so") || name.contains(".so."),
+        Os::Macos => executable || name.ends_with(".so") || name.ends_with(".dylib"),
+        Os::Windows => {
+            let lower = name.to_ascii_lowercase();
+            lower.ends_with(".dll") || lower.ends_with(".pyd") || lower.ends_with(".exe")
+        }
+    }
+}
+
+/// Checks the kept files of `tree` (pruning's own walk tells which: removed files count as gone
+/// even while still on disk, as in a dry run).
 pub fn check(
     tree: &Path,
     platform: Platform,
     system: &GlobSet,
+    kept_files: &[Kept],
     removed: &[Removed],
 ) -> Result<LinkageReport> {
     let os = platform.os();
-    let gone: HashSet<&str> = removed.iter().map(|r| r.path.as_str()).collect();
-    let mut kept: HashSet<String> = HashSet::new();
+    let mut kept: HashSet<String> = HashSet::with_capacity(kept_files.len());
     let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
     let mut candidates: Vec<String> = Vec::new();
-    for entry in WalkDir::new(tree)
-        .follow_links(false)
-        .sort_by_file_name()
-        .min_depth(1)
-    {
-        let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        let rel = rel_path(tree, entry.path());
-        if gone.contains(rel.as_str()) {
-            continue;
-        }
-        let name = fold(os, entry.file_name().to_string_lossy().as_ref());
-        by_name.entry(name).or_default().push(rel.clone());
-        kept.insert(fold(os, &rel));
-        if entry.file_type().is_file() && has_native_magic(entry.path(), os)? {
-            candidates.push(rel);
+    for file in kept_files {
+        let name = file.path.rsplit('/').next().unwrap_or(&file.path);
+        by_name
+            .entry(fold(os, name))
+            .or_default()
+            .push(file.path.clone());
+        kept.insert(fold(os, &file.path));
+        if file.maybe_binary && has_native_magic(&tree.join(&file.path), os)? {
+            candidates.push(file.path.clone());
         }
     }
     let removed_by_name: HashMap<String, &Removed> = removed
@@ -307,16 +319,7 @@ fn resolve(
                 })
                 // conda's python finds its prefix's lib/ through its own RPATH.
                 .chain(["python/lib".to_string()]);
-            for d in dirs {
-                if exists(&format!("{d}/{name}")) {
-                    return Found::InTree;
-                }
-            }
-            if known_by_name() {
-                Found::ByName
-            } else {
-                Found::Missing
-            }
+            search(dirs, name, exists, known_by_name)
         }
         Os::Macos => {
             if name.starts_with('/') {
@@ -360,17 +363,25 @@ fn resolve(
                 return Found::System;
             }
             // The DLL search: the loading file's folder, then where conda puts DLLs.
-            for d in [dir, "python", "python/Library/bin", "python/DLLs"] {
-                if exists(&format!("{d}/{name}")) {
-                    return Found::InTree;
-                }
-            }
-            if known_by_name() {
-                Found::ByName
-            } else {
-                Found::Missing
-            }
+            let dirs = [dir, "python", "python/Library/bin", "python/DLLs"].map(str::to_string);
+            search(dirs, name, exists, known_by_name)
         }
+    }
+}
+
+/// The loader's folders in order, then anywhere in the tree by name.
+fn search(
+    dirs: impl IntoIterator<Item = String>,
+    name: &str,
+    exists: impl Fn(&str) -> bool,
+    known_by_name: impl Fn() -> bool,
+) -> Found {
+    if dirs.into_iter().any(|d| exists(&format!("{d}/{name}"))) {
+        Found::InTree
+    } else if known_by_name() {
+        Found::ByName
+    } else {
+        Found::Missing
     }
 }
 

@@ -49,9 +49,9 @@ pub struct PruneReport {
     pub rules: Vec<RuleOutcome>,
     /// Where the kept size goes: the largest folders that are not mere wrappers of one child.
     pub largest_kept: Vec<FolderSize>,
-    /// Each kept file (or link) and its size; for the HTML report's treemap.
+    /// Each kept file (or link) and its size; for the linkage check and the report's treemap.
     #[serde(skip)]
-    pub kept_files: Vec<(String, u64)>,
+    pub kept_files: Vec<linkage::Kept>,
     /// Each removed file (or link) and its rule; for the linkage check, not for manifest.json.
     #[serde(skip)]
     pub removed: Vec<linkage::Removed>,
@@ -147,6 +147,7 @@ pub fn prune(
         tree,
         platform,
         policy.system_libraries(platform.os()),
+        &report.kept_files,
         &report.removed,
     )?;
     let missing = &report.linkage.missing;
@@ -165,21 +166,56 @@ pub fn prune(
         );
     }
     if !dry_run {
-        for file in &files {
-            // remove_file on a symlink removes the link itself.
-            fs_err::remove_file(file)?;
-        }
-        // Deepest first; a folder that still holds something kept stays.
-        for dir in dirs.iter().rev() {
-            if fs_err::read_dir(dir)?.next().is_none() {
-                fs_err::remove_dir(dir)?;
-            }
-        }
+        remove(&files, &dirs)?;
     }
     Ok(report)
 }
 
+/// Deletes the files on every core (unlinking is most of pruning's time), then the folders,
+/// deepest first; a folder that still holds something kept stays.
+fn remove(files: &[PathBuf], dirs: &[PathBuf]) -> Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<()> {
+                    for file in part {
+                        // remove_file on a symlink removes the link itself.
+                        fs_err::remove_file(file)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("a deleting thread panicked"))
+    })?;
+    for dir in dirs.iter().rev() {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {}
+            other => other.with_context(|| format!("cannot remove {}", dir.display()))?,
+        }
+    }
+    Ok(())
+}
+
 type Decision = (PruneReport, Vec<PathBuf>, Vec<PathBuf>);
+
+#[cfg(unix)]
+fn is_executable(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &std::fs::Metadata) -> bool {
+    false
+}
 
 /// One sorted walk: what each rule removes, and the files and folders to delete.
 fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> {
@@ -192,7 +228,7 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
     let mut files_to_remove: Vec<PathBuf> = Vec::new();
     let mut removed_files: Vec<linkage::Removed> = Vec::new();
     let mut kept_bytes: HashMap<String, u64> = HashMap::new();
-    let mut kept_files: Vec<(String, u64)> = Vec::new();
+    let mut kept_files: Vec<linkage::Kept> = Vec::new();
     let mut dirs_to_remove: Vec<PathBuf> = Vec::new();
     // (depth, what the directory at that depth passes to what is inside it)
     let mut stack: Vec<(usize, Inherited)> = Vec::new();
@@ -235,10 +271,10 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
             continue;
         }
 
-        let size = entry
+        let metadata = entry
             .metadata()
-            .with_context(|| format!("cannot read {}", entry.path().display()))?
-            .len();
+            .with_context(|| format!("cannot read {}", entry.path().display()))?;
+        let size = metadata.len();
         before.add(size);
         let rule = match inherited {
             Inherited::Keep => None,
@@ -254,7 +290,17 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
                 rule: policy.rules[rule].name.clone(),
             });
         } else {
-            kept_files.push((rel.clone(), size));
+            let maybe_binary = entry.file_type().is_file()
+                && linkage::maybe_binary(
+                    platform.os(),
+                    &entry.file_name().to_string_lossy(),
+                    is_executable(&metadata),
+                );
+            kept_files.push(linkage::Kept {
+                path: rel.clone(),
+                size,
+                maybe_binary,
+            });
             // Every folder above a kept file holds its bytes.
             let mut end = rel.len();
             while let Some(slash) = rel[..end].rfind('/') {

@@ -48,6 +48,18 @@ struct Folder {
     children: BTreeMap<String, Folder>,
 }
 
+impl Folder {
+    /// Counts a file's bytes here and in every folder on its way.
+    fn add(&mut self, path: &str, size: u64) {
+        self.size += size;
+        let mut folder = self;
+        for part in path.split('/') {
+            folder = folder.children.entry(part.to_string()).or_default();
+            folder.size += size;
+        }
+    }
+}
+
 pub fn page_data(
     name: &str,
     platform: Platform,
@@ -55,13 +67,8 @@ pub fn page_data(
     policy: &Policy,
 ) -> PageData {
     let mut root = Folder::default();
-    for (path, size) in &report.kept_files {
-        root.size += size;
-        let mut folder = &mut root;
-        for part in path.split('/') {
-            folder = folder.children.entry(part.to_string()).or_default();
-            folder.size += size;
-        }
+    for file in &report.kept_files {
+        root.add(&file.path, file.size);
     }
     let total = root.size;
     PageData {
@@ -153,12 +160,7 @@ mod tests {
             ("tiny/c", 3),
             ("tiny2/d", 2),
         ] {
-            root.size += size;
-            let mut f = &mut root;
-            for part in path.split('/') {
-                f = f.children.entry(part.to_string()).or_default();
-                f.size += size;
-            }
+            root.add(path, size);
         }
         let total = root.size;
         let tree = node("anymatix".into(), root, total, 0);
@@ -176,12 +178,7 @@ mod tests {
             ("python/lib/python3.12/os.py", 10u64),
             ("python/lib/python3.12/re.py", 20),
         ] {
-            root.size += size;
-            let mut f = &mut root;
-            for part in path.split('/') {
-                f = f.children.entry(part.to_string()).or_default();
-                f.size += size;
-            }
+            root.add(path, size);
         }
         let tree = node("anymatix".into(), root, 30, 0);
         assert_eq!(tree.name, "anymatix/python/lib/python3.12");

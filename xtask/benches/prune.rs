@@ -1,0 +1,183 @@
+//! Benchmark: `cargo xtask prune` against `find … -delete` doing the same removals, in one run,
+//! on a tree of at least 50,000 files: a copy of the host's CPython prefix laid out as
+//! `anymatix/python/`, with real wheels added when PyPI answers. Prints times and the ratio.
+//! Goal: no slower than find, while also checking every native library and writing the report.
+//!
+//!     cargo bench --bench prune
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MIN_FILES: usize = 50_000;
+
+fn main() {
+    let work = tempfile::tempdir().unwrap();
+    let (python, prefix, version) = host_python();
+    println!(
+        "building the tree from {} (Python {version}) ...",
+        prefix.display()
+    );
+    let template = work.path().join("template/anymatix");
+    copy(&prefix, &template.join("python"));
+    bundle_libraries(&template.join("python"), &version);
+    add_wheels(
+        &python,
+        &template.join(format!("python/lib/python{version}/site-packages")),
+    );
+    // Reach the size the goal is set for by adding a vendored copy of the stdlib, as
+    // custom nodes sometimes carry whole libraries.
+    let mut copies = 0;
+    while count_files(&template) < MIN_FILES {
+        copies += 1;
+        copy(
+            &prefix.join(format!("lib/python{version}")),
+            &template.join(format!("ComfyUI/custom_nodes/vendored-{copies}/lib")),
+        );
+    }
+    let files = count_files(&template);
+    println!("tree: {files} files ({copies} vendored stdlib copies added)");
+
+    let ours_tree = work.path().join("ours/anymatix");
+    let find_tree = work.path().join("find/anymatix");
+    copy(&template, &ours_tree);
+    copy(&template, &find_tree);
+    // Same page cache state for both: read every file once.
+    count_files(&ours_tree);
+    count_files(&find_tree);
+
+    let report = work.path().join("report.html");
+    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let ours = time(|| {
+        let out = Command::new(xtask)
+            .args([
+                "prune",
+                ours_tree.to_str().unwrap(),
+                "--platform",
+                "linux-x86_64",
+                "--report",
+            ])
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let find = time(|| find_prune(&find_tree, &version));
+
+    let (ours_left, find_left) = (listing(&ours_tree), listing(&find_tree));
+    let differ = ours_left.symmetric_difference(&find_left).count();
+    println!(
+        "xtask prune (with linkage check and HTML report): {:>7.2} s, {} files kept",
+        ours.as_secs_f64(),
+        ours_left.len()
+    );
+    println!(
+        "find -delete / rm -rf (same rules):                {:>7.2} s, {} files kept",
+        find.as_secs_f64(),
+        find_left.len()
+    );
+    println!(
+        "ratio xtask / find: {:.2} (goal: at most 1.00)",
+        ours.as_secs_f64() / find.as_secs_f64()
+    );
+    println!("paths kept by one and not the other: {differ} (keep patterns find cannot express account for these)");
+}
+
+fn time(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+fn host_python() -> (PathBuf, PathBuf, String) {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable); print(sys.base_prefix); print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .expect("python3 on PATH");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    (
+        lines.next().unwrap().into(),
+        lines.next().unwrap().into(),
+        lines.next().unwrap().into(),
+    )
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn add_wheels(python: &Path, site: &Path) {
+    let status = Command::new(python)
+        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
+        .arg(site)
+        .args(["--upgrade", "numpy", "scipy", "pillow"])
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        println!("(PyPI did not answer: measuring without the extra wheels)");
+    }
+}
+
+/// Like conda, carry the libraries the interpreter's extension modules link (the host's CPython
+/// may take libffi or libssl from the system), so the linkage check has a complete tree.
+fn bundle_libraries(prefix: &Path, version: &str) {
+    let script = format!(
+        r#"for so in "{p}"/lib/python{version}/lib-dynload/*.so; do ldd "$so" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {{ print $3 }}'; done   | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libutil|libresolv|libpython[^/]*)\.so'   | while read -r lib; do cp -nL "$lib" "{p}/lib/" || true; done"#,
+        p = prefix.display()
+    );
+    let status = Command::new("bash").arg("-c").arg(script).status().unwrap();
+    assert!(status.success());
+}
+
+fn count_files(root: &Path) -> usize {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter(|e| e.as_ref().is_ok_and(|e| !e.file_type().is_dir()))
+        .count()
+}
+
+fn listing(root: &Path) -> std::collections::BTreeSet<String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| {
+            e.path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// The default policy's removals as a find expression, the way one would write them by hand.
+fn find_prune(tree: &Path, version: &str) {
+    let t = tree.to_str().unwrap();
+    let stdlib = format!("{t}/python/lib/python{version}");
+    let script = format!(
+        r#"set -e
+find "{t}" -depth -type d \( -name __pycache__ -o -name tests -o -name test -o -name man -o -name doc \
+  -o -name docs -o -name examples -o -name .git \) -exec rm -rf {{}} +
+find "{t}" -type f \( -name '*.a' -o -name '*.js.map' -o \( \( -name '*.h' -o -name '*.hpp' \) \
+  ! -path "{t}/python/include/*" ! -path '*/torch/include/*' \) \) -delete
+rm -rf "{t}"/python/pkgs/* "{t}"/python/envs "{stdlib}/idlelib" "{stdlib}/turtledemo" "{stdlib}/tkinter" \
+  "{stdlib}/ensurepip" "{stdlib}/distutils" "{stdlib}/lib2to3"
+find "{t}/python" -maxdepth 2 -path '*/conda-meta/*.json' -delete
+"#
+    );
+    let status = Command::new("bash").arg("-c").arg(script).status().unwrap();
+    assert!(status.success());
+}
