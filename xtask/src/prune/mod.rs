@@ -142,7 +142,7 @@ pub fn prune(
     platform: Platform,
     dry_run: bool,
 ) -> Result<PruneReport> {
-    let (mut report, files, dirs) = decide(tree, policy, platform)?;
+    let (mut report, deletion) = decide(tree, policy, platform)?;
     report.linkage = linkage::check(
         tree,
         platform,
@@ -166,28 +166,52 @@ pub fn prune(
         );
     }
     if !dry_run {
-        remove(&files, &dirs)?;
+        remove(&deletion)?;
     }
     Ok(report)
 }
 
-/// Deletes the files on every core (unlinking is most of pruning's time), then the folders,
-/// deepest first; a folder that still holds something kept stays.
-fn remove(files: &[PathBuf], dirs: &[PathBuf]) -> Result<()> {
+/// What pruning deletes, grouped so that it is quick: whole folders where nothing inside is
+/// kept, single files elsewhere, and the folders to remove once emptied.
+#[derive(Default)]
+struct Deletion {
+    whole_dirs: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+    emptied_dirs: Vec<PathBuf>,
+}
+
+/// Deletes on every core (unlinking is most of pruning's time): each worker takes the next
+/// folder or file. Then the emptied folders, deepest first; one that still holds something
+/// kept stays.
+fn remove(deletion: &Deletion) -> Result<()> {
+    enum Item<'a> {
+        Dir(&'a Path),
+        File(&'a Path),
+    }
+    let items: Vec<Item> = deletion
+        .whole_dirs
+        .iter()
+        .map(|d| Item::Dir(d))
+        .chain(deletion.files.iter().map(|f| Item::File(f)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    let chunk = files.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || -> Result<()> {
-                    for file in part {
-                        // remove_file on a symlink removes the link itself.
-                        fs_err::remove_file(file)?;
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        match items.get(i) {
+                            None => return Ok(()),
+                            // Never follows symlinks: std removes a link inside as a link.
+                            Some(Item::Dir(dir)) => fs_err::remove_dir_all(dir)?,
+                            // remove_file on a symlink removes the link itself.
+                            Some(Item::File(file)) => fs_err::remove_file(file)?,
+                        }
                     }
-                    Ok(())
                 })
             })
             .collect();
@@ -195,7 +219,7 @@ fn remove(files: &[PathBuf], dirs: &[PathBuf]) -> Result<()> {
             .into_iter()
             .try_for_each(|w| w.join().expect("a deleting thread panicked"))
     })?;
-    for dir in dirs.iter().rev() {
+    for dir in deletion.emptied_dirs.iter().rev() {
         match std::fs::remove_dir(dir) {
             Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {}
             other => other.with_context(|| format!("cannot remove {}", dir.display()))?,
@@ -204,7 +228,7 @@ fn remove(files: &[PathBuf], dirs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-type Decision = (PruneReport, Vec<PathBuf>, Vec<PathBuf>);
+type Decision = (PruneReport, Deletion);
 
 #[cfg(unix)]
 fn is_executable(metadata: &std::fs::Metadata) -> bool {
@@ -225,13 +249,16 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
     let mut removed: BTreeMap<usize, Totals> =
         rules.iter().map(|&i| (i, Totals::default())).collect();
     let mut before = Totals::default();
-    let mut files_to_remove: Vec<PathBuf> = Vec::new();
     let mut removed_files: Vec<linkage::Removed> = Vec::new();
     let mut kept_bytes: HashMap<String, u64> = HashMap::new();
     let mut kept_files: Vec<linkage::Kept> = Vec::new();
-    let mut dirs_to_remove: Vec<PathBuf> = Vec::new();
-    // (depth, what the directory at that depth passes to what is inside it)
-    let mut stack: Vec<(usize, Inherited)> = Vec::new();
+    // Removed folders, each with whether something inside is kept (then it is emptied file by
+    // file instead of removed whole).
+    let mut removed_dirs: Vec<RemovedDir> = Vec::new();
+    // Files to remove, with the innermost removed folder they are in.
+    let mut files_in: Vec<(PathBuf, Option<usize>)> = Vec::new();
+    // (depth, what the folder at that depth passes to what is inside it, its removed_dirs index)
+    let mut stack: Vec<(usize, Inherited, Option<usize>)> = Vec::new();
 
     let walk = WalkDir::new(tree)
         .follow_links(false)
@@ -241,11 +268,12 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
         let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
         while stack
             .last()
-            .is_some_and(|(depth, _)| *depth >= entry.depth())
+            .is_some_and(|(depth, _, _)| *depth >= entry.depth())
         {
             stack.pop();
         }
-        let inherited = stack.last().map_or(Inherited::Nothing, |(_, i)| *i);
+        let inherited = stack.last().map_or(Inherited::Nothing, |(_, i, _)| *i);
+        let innermost_removed = stack.iter().rev().find_map(|(_, _, index)| *index);
         let rel = rel_path(tree, entry.path());
         let is_dir = entry.file_type().is_dir();
         let matching_rule = |want: &[Matches]| {
@@ -264,10 +292,22 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
                     None => Inherited::Nothing,
                 },
             };
-            if let Inherited::Remove(_) = passes {
-                dirs_to_remove.push(entry.path().to_path_buf());
-            }
-            stack.push((entry.depth(), passes));
+            let index = match passes {
+                Inherited::Remove(_) => {
+                    removed_dirs.push(RemovedDir {
+                        path: entry.path().to_path_buf(),
+                        partial: false,
+                        parent: innermost_removed,
+                    });
+                    Some(removed_dirs.len() - 1)
+                }
+                Inherited::Keep => {
+                    mark_partial(&stack, &mut removed_dirs);
+                    None
+                }
+                Inherited::Nothing => None,
+            };
+            stack.push((entry.depth(), passes, index));
             continue;
         }
 
@@ -284,12 +324,13 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
         };
         if let Some(rule) = rule {
             removed.get_mut(&rule).expect("rule in force").add(size);
-            files_to_remove.push(entry.path().to_path_buf());
+            files_in.push((entry.path().to_path_buf(), innermost_removed));
             removed_files.push(linkage::Removed {
                 path: rel,
                 rule: policy.rules[rule].name.clone(),
             });
         } else {
+            mark_partial(&stack, &mut removed_dirs);
             let maybe_binary = entry.file_type().is_file()
                 && linkage::maybe_binary(
                     platform.os(),
@@ -333,7 +374,38 @@ fn decide(tree: &Path, policy: &Policy, platform: Platform) -> Result<Decision> 
         removed: removed_files,
         linkage: linkage::LinkageReport::default(),
     };
-    Ok((report, files_to_remove, dirs_to_remove))
+    // A folder with nothing kept inside goes whole (the outermost such); every other removed file
+    // goes alone, and the folders that still hold something stay.
+    let is_whole = |index: Option<usize>| index.is_some_and(|i| !removed_dirs[i].partial);
+    let mut deletion = Deletion::default();
+    for (path, index) in files_in {
+        if !is_whole(index) {
+            deletion.files.push(path);
+        }
+    }
+    for dir in &removed_dirs {
+        match (dir.partial, is_whole(dir.parent)) {
+            (false, false) => deletion.whole_dirs.push(dir.path.clone()),
+            (true, _) => deletion.emptied_dirs.push(dir.path.clone()),
+            (false, true) => {}
+        }
+    }
+    Ok((report, deletion))
+}
+
+/// Something inside the removed folders on the stack is kept: none of them can go whole.
+fn mark_partial(stack: &[(usize, Inherited, Option<usize>)], removed_dirs: &mut [RemovedDir]) {
+    for index in stack.iter().filter_map(|(_, _, index)| *index) {
+        removed_dirs[index].partial = true;
+    }
+}
+
+struct RemovedDir {
+    path: PathBuf,
+    /// Something inside is kept.
+    partial: bool,
+    /// The removed folder it is in, if any.
+    parent: Option<usize>,
 }
 
 #[cfg(test)]
@@ -557,6 +629,13 @@ keep:
         let policy = Policy::parse(POLICY).unwrap();
         prune(dir.path(), &policy, Platform::LinuxX86_64, false).unwrap();
         assert!(outside.path().join("tests/precious.py").is_file());
+        // A link inside a folder removed whole goes as a link; its target stays.
+        write(dir.path(), "pkg/sub/tests/a.py", "");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("pkg/sub/tests/escape"))
+            .unwrap();
+        prune(dir.path(), &policy, Platform::LinuxX86_64, false).unwrap();
+        assert!(!dir.path().join("pkg/sub/tests").exists());
+        assert!(outside.path().join("tests/precious.py").is_file());
         // Neither link is a directory to the walk, so the tests rule does not take them.
         assert_eq!(
             listing(dir.path()).unwrap(),
@@ -564,6 +643,7 @@ keep:
                 "dir pkg",
                 "file pkg/__init__.py",
                 "link pkg/outside",
+                "dir pkg/sub",
                 "link pkg/tests"
             ]
         );
