@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MIN_FILES: usize = 50_000;
+const ROUNDS: usize = 3;
 
 fn main() {
     let work = tempfile::tempdir().unwrap();
@@ -38,46 +39,59 @@ fn main() {
     let files = count_files(&template);
     println!("tree: {files} files ({copies} vendored stdlib copies added)");
 
-    let ours_tree = work.path().join("ours/anymatix");
-    let find_tree = work.path().join("find/anymatix");
-    copy(&template, &ours_tree);
-    copy(&template, &find_tree);
-    // Same page cache state for both: read every file once.
-    count_files(&ours_tree);
-    count_files(&find_tree);
-
+    // Interleaved rounds on fresh copies, each after `sync`, so neither side inherits the
+    // other's unwritten journal; medians are reported.
     let report = work.path().join("report.html");
     let xtask = env!("CARGO_BIN_EXE_xtask");
-    let ours = time(|| {
-        let out = Command::new(xtask)
-            .args([
-                "prune",
-                ours_tree.to_str().unwrap(),
-                "--platform",
-                "linux-x86_64",
-                "--report",
-            ])
-            .arg(&report)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    let find = time(|| find_prune(&find_tree, &version));
-
-    let (ours_left, find_left) = (listing(&ours_tree), listing(&find_tree));
+    let (mut ours, mut find) = (Vec::new(), Vec::new());
+    let (mut ours_left, mut find_left) = (Default::default(), Default::default());
+    for round in 0..ROUNDS {
+        for side in if round % 2 == 0 {
+            ["ours", "find"]
+        } else {
+            ["find", "ours"]
+        } {
+            let tree = work.path().join(side).join("anymatix");
+            let _ = std::fs::remove_dir_all(tree.parent().unwrap());
+            copy(&template, &tree);
+            count_files(&tree); // the same page-cache state for both: every entry read once
+            Command::new("sync").status().unwrap();
+            if side == "ours" {
+                ours.push(time(|| {
+                    let out = Command::new(xtask)
+                        .args([
+                            "prune",
+                            tree.to_str().unwrap(),
+                            "--platform",
+                            "linux-x86_64",
+                            "--report",
+                        ])
+                        .arg(&report)
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }));
+                ours_left = listing(&tree);
+            } else {
+                find.push(time(|| find_prune(&tree, &version)));
+                find_left = listing(&tree);
+            }
+        }
+    }
+    let (ours, find) = (median(ours), median(find));
     let differ = ours_left.symmetric_difference(&find_left).count();
     println!(
-        "xtask prune (with linkage check and HTML report): {:>7.2} s, {} files kept",
+        "xtask prune (with linkage check and HTML report): {:>6.2} s median of {ROUNDS}, {} files kept",
         ours.as_secs_f64(),
         ours_left.len()
     );
     println!(
-        "find -delete / rm -rf (same rules):                {:>7.2} s, {} files kept",
+        "find -delete / rm -rf (same rules):                {:>6.2} s median of {ROUNDS}, {} files kept",
         find.as_secs_f64(),
         find_left.len()
     );
@@ -85,7 +99,12 @@ fn main() {
         "ratio xtask / find: {:.2} (goal: at most 1.00)",
         ours.as_secs_f64() / find.as_secs_f64()
     );
-    println!("paths kept by one and not the other: {differ} (keep patterns find cannot express account for these)");
+    println!("paths kept by one and not the other: {differ}");
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }
 
 fn time(f: impl FnOnce()) -> Duration {
