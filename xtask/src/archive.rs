@@ -4,12 +4,15 @@
 //! between machines. Written under a temporary name in the destination folder and renamed only
 //! once complete and re-read, so a file with the final name is always a finished one.
 
-use std::io::{BufReader, Read};
+use std::collections::BTreeMap;
+use std::io::{BufReader, Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Condvar, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use walkdir::WalkDir;
-use zip::write::SimpleFileOptions;
+use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
 use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
 use crate::fetch::write_sidecar;
@@ -36,7 +39,40 @@ struct Entry {
 }
 
 /// Zips `tree` into `dest` with `root` as the single top folder, and writes `dest.sha256`.
+/// How the archive is written. The bytes never depend on these: only speed and memory do.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Compressing threads (files are compressed apart, then written in order).
+    pub threads: usize,
+    /// At most this many bytes of files are being compressed or wait to be written at once,
+    /// which bounds memory whatever the tree.
+    pub in_flight: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            in_flight: 64 << 20,
+        }
+    }
+}
+
+/// Files of this size or more are compressed while being written, by the writing thread, so no
+/// large file is ever held in memory; the workers go on with the files after it meanwhile.
+const STREAMED: u64 = 16 << 20;
+
+/// Zips `tree` into `dest` with `root` as the single top folder, and writes `dest.sha256`.
 pub fn archive(tree: &Path, root: &str, dest: &Path) -> Result<ArchiveSummary> {
+    archive_with(tree, root, dest, Settings::default())
+}
+
+pub fn archive_with(
+    tree: &Path,
+    root: &str,
+    dest: &Path,
+    settings: Settings,
+) -> Result<ArchiveSummary> {
     let entries = collect(tree, root)?;
     let dir = dest
         .parent()
@@ -54,41 +90,155 @@ pub fn archive(tree: &Path, root: &str, dest: &Path) -> Result<ArchiveSummary> {
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let (temp_file, temp_path) = temp.into_parts();
-    let mut zip = ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, temp_file));
-    let base = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .compression_level(Some(9))
-        .last_modified_time(DateTime::default());
-    for entry in &entries {
-        let options = base.unix_permissions(entry.mode);
-        match &entry.kind {
-            Kind::Dir => zip.add_directory(entry.name.as_str(), options)?,
-            Kind::Symlink { target } => zip.add_symlink(entry.name.as_str(), target, options)?,
-            Kind::File { size } => {
-                zip.start_file(
-                    entry.name.as_str(),
-                    options.large_file(*size >= u32::MAX as u64),
-                )?;
-                let mut file = fs_err::File::open(&entry.path)?;
-                std::io::copy(&mut file, &mut zip)
-                    .with_context(|| format!("cannot read {}", entry.path.display()))?;
-            }
-        }
-    }
-    let writer = zip
-        .finish()
-        .with_context(|| format!("cannot finish {}", temp_path.display()))?;
+    let zip = ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, temp_file));
+    let writer = write_entries(zip, &entries, settings)?;
     let file = writer.into_inner().map_err(|e| anyhow!(e.into_error()))?;
     file.sync_all()?;
     drop(file);
 
     let summary = check(&temp_path, root, &entries)?;
+    crate::atomic::make_readable(&temp_path)?;
     temp_path
         .persist(dest)
         .map_err(|e| anyhow!(e.error))
         .with_context(|| format!("cannot rename the finished zip to {}", dest.display()))?;
     write_sidecar(dest, &summary.sha256)?;
     Ok(summary)
+}
+
+fn options(entry: &Entry) -> SimpleFileOptions {
+    let large = matches!(entry.kind, Kind::File { size } if size >= u32::MAX as u64);
+    SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(9))
+        .last_modified_time(DateTime::default())
+        .unix_permissions(entry.mode)
+        .large_file(large)
+}
+
+/// The in-flight budget, shared by the workers and the writer.
+struct Budget {
+    state: Mutex<BudgetState>,
+    changed: Condvar,
+}
+
+struct BudgetState {
+    used: u64,
+    /// The entry the writer waits for next: its job may always start, so nothing deadlocks.
+    next_to_write: usize,
+    failed: bool,
+}
+
+/// Workers compress files (taken in archive order) into prepared entries; the writer appends
+/// every entry in archive order, waiting for the next one when it is not ready yet.
+fn write_entries<W: Write + Seek + Send>(
+    mut zip: ZipWriter<W>,
+    entries: &[Entry],
+    settings: Settings,
+) -> Result<W> {
+    let jobs: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e.kind, Kind::File { size } if size < STREAMED))
+        .map(|(i, _)| i)
+        .collect();
+    let next_job = AtomicUsize::new(0);
+    let budget = Budget {
+        state: Mutex::new(BudgetState {
+            used: 0,
+            next_to_write: 0,
+            failed: false,
+        }),
+        changed: Condvar::new(),
+    };
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<PreparedZipFile>)>();
+    let size_of = |i: usize| match entries[i].kind {
+        Kind::File { size } => size,
+        _ => 0,
+    };
+
+    std::thread::scope(|scope| -> Result<W> {
+        for _ in 0..settings.threads.max(1) {
+            let done_tx = done_tx.clone();
+            let (jobs, next_job, budget) = (&jobs, &next_job, &budget);
+            scope.spawn(move || loop {
+                let Some(&i) = jobs.get(next_job.fetch_add(1, Ordering::Relaxed)) else {
+                    return;
+                };
+                let size = size_of(i);
+                {
+                    let mut state = budget.state.lock().expect("budget lock");
+                    while !state.failed
+                        && i != state.next_to_write
+                        && state.used + size > settings.in_flight
+                    {
+                        state = budget.changed.wait(state).expect("budget lock");
+                    }
+                    if state.failed {
+                        return;
+                    }
+                    state.used += size;
+                }
+                let prepared = compress(&entries[i]);
+                if done_tx.send((i, prepared)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+
+        let result = (|| -> Result<W> {
+            let mut ready: BTreeMap<usize, Result<PreparedZipFile>> = BTreeMap::new();
+            for (i, entry) in entries.iter().enumerate() {
+                {
+                    let mut state = budget.state.lock().expect("budget lock");
+                    state.next_to_write = i;
+                    budget.changed.notify_all();
+                }
+                let name = entry.name.as_str();
+                match &entry.kind {
+                    Kind::Dir => zip.add_directory(name, options(entry))?,
+                    Kind::Symlink { target } => zip.add_symlink(name, target, options(entry))?,
+                    Kind::File { size } if *size >= STREAMED => {
+                        zip.start_file(name, options(entry))?;
+                        let mut file = fs_err::File::open(&entry.path)?;
+                        std::io::copy(&mut file, &mut zip)
+                            .with_context(|| format!("cannot read {}", entry.path.display()))?;
+                    }
+                    Kind::File { size } => {
+                        let prepared = loop {
+                            if let Some(prepared) = ready.remove(&i) {
+                                break prepared;
+                            }
+                            let (j, prepared) =
+                                done_rx.recv().context("a compressing thread stopped")?;
+                            ready.insert(j, prepared);
+                        };
+                        zip.add_prepared_file(prepared?)?;
+                        let mut state = budget.state.lock().expect("budget lock");
+                        state.used -= size;
+                        budget.changed.notify_all();
+                    }
+                }
+            }
+            Ok(zip.finish()?)
+        })();
+        if result.is_err() {
+            // Let waiting workers go; the scope then joins them.
+            budget.state.lock().expect("budget lock").failed = true;
+            budget.changed.notify_all();
+            drop(done_rx);
+        }
+        result
+    })
+}
+
+fn compress(entry: &Entry) -> Result<PreparedZipFile> {
+    let mut builder = ZipFileBuilder::new(entry.name.as_str(), options(entry))?;
+    let mut file = fs_err::File::open(&entry.path)?;
+    std::io::copy(&mut file, &mut builder)
+        .with_context(|| format!("cannot read {}", entry.path.display()))?;
+    Ok(builder.finish()?)
 }
 
 fn collect(tree: &Path, root: &str) -> Result<Vec<Entry>> {
@@ -266,6 +416,48 @@ mod tests {
             .filter(|n| n.ends_with(".partial"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn bytes_do_not_depend_on_threads_or_memory_budget() {
+        let t = tree();
+        // Many small files for the workers, and one large enough to be streamed by the writer.
+        for i in 0..300 {
+            let text = format!("file {i} ").repeat(i * 7 + 1);
+            fs_err::write(t.path().join(format!("bin/f{i:03}.txt")), text).unwrap();
+        }
+        let large: Vec<u8> = (0..STREAMED + 12345).map(|i| (i % 251) as u8).collect();
+        fs_err::write(t.path().join("large.bin"), large).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let digests: Vec<String> = [
+            Settings {
+                threads: 1,
+                in_flight: 64 << 20,
+            },
+            Settings {
+                threads: 3,
+                in_flight: 1,
+            },
+            Settings {
+                threads: 4,
+                in_flight: 200_000,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, settings)| {
+            archive_with(
+                t.path(),
+                "anymatix",
+                &out.path().join(format!("{i}.zip")),
+                settings,
+            )
+            .unwrap()
+            .sha256
+        })
+        .collect();
+        assert_eq!(digests[0], digests[1]);
+        assert_eq!(digests[0], digests[2]);
     }
 
     #[cfg(unix)]

@@ -20,8 +20,21 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     temp.write_all(contents)?;
+    make_readable(temp.path())?;
     temp.persist(path)
         .map_err(|e| anyhow!(e.error))
         .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Temporary files are created private (0600); what we publish is an ordinary file (0644).
+pub fn make_readable(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }

@@ -24,6 +24,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc, not the system's malloc: compressing thousands of files on several threads made
+/// glibc's malloc hold 1.7 GiB to zip a 316 MiB tree; mimalloc peaks near 120 MiB, and is faster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -53,6 +58,9 @@ enum Command {
     /// Prune a folder laid out like anymatix/ by the prune policy: what each rule removes, the
     /// largest kept folders, and a check that every native library still finds what it needs.
     Prune(commands::prune::PruneArgs),
+    /// Pack a folder into a zip exactly as portable does: maximum deflate on every core, sorted,
+    /// byte-for-byte reproducible, re-read before it is renamed into place.
+    Archive(commands::archive::ArchiveArgs),
 }
 
 /// The repository's root: defaults (manifest, policy, version.yml, target/) are found from here,
@@ -69,6 +77,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Portable(args) => commands::portable::run(args),
         Command::Prune(args) => commands::prune::run(args),
+        Command::Archive(args) => commands::archive::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
 //! One module per subcommand: each parses its flags and drives the stages below it.
 
+pub mod archive;
 pub mod portable;
 pub mod prune;

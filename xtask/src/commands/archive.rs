@@ -1,0 +1,52 @@
+//! `cargo xtask archive DIR OUT.zip`: packs any folder exactly as `portable` packs `anymatix/`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use crate::archive::{self, Settings};
+use crate::progress::{human_bytes, human_duration};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  cargo xtask archive target/portable/stage/linux-x86_64/anymatix /tmp/anymatix.zip
+  cargo xtask archive ./my-env /tmp/my-env.zip --threads 1    same bytes, one core")]
+pub struct ArchiveArgs {
+    /// The folder to pack; it becomes the zip's single root entry, under its own name.
+    pub dir: PathBuf,
+    /// The zip to write (with OUT.zip.sha256 beside it). Written under a temporary name and
+    /// renamed only once complete and re-read.
+    pub out: PathBuf,
+    /// Compressing threads [default: every core]. The bytes are the same for any number.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(args: ArchiveArgs) -> Result<()> {
+    let Some(root) = args
+        .dir
+        .canonicalize()?
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+    else {
+        bail!(
+            "{} has no folder name to use as the zip's root",
+            args.dir.display()
+        );
+    };
+    let mut settings = Settings::default();
+    if let Some(threads) = args.threads {
+        settings.threads = threads.max(1);
+    }
+    let started = std::time::Instant::now();
+    let summary = archive::archive_with(&args.dir, &root, &args.out, settings)?;
+    println!(
+        "{}: {} entries, {} in {} (sha256 {})",
+        args.out.display(),
+        summary.entries,
+        human_bytes(summary.bytes),
+        human_duration(started.elapsed()),
+        summary.sha256
+    );
+    Ok(())
+}
