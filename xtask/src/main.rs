@@ -13,6 +13,7 @@ mod plan;
 mod platform;
 mod progress;
 mod prune;
+mod relocate;
 mod report;
 mod repos;
 mod scripts;

@@ -135,6 +135,10 @@ pub enum Step {
         /// The HTML size report, written in the stage and published with the zip.
         report: PathBuf,
     },
+    /// Rewrites `#!` lines that hold the build path; lists what else holds it.
+    Relocate {
+        tree: PathBuf,
+    },
     HelperScript {
         path: PathBuf,
     },
@@ -206,6 +210,11 @@ impl fmt::Display for Step {
                     report.display()
                 )
             }
+            Step::Relocate { tree } => write!(
+                f,
+                "relocate: rewrite the #! lines in {} that name the build path, list what else does",
+                tree.display()
+            ),
             Step::HelperScript { path } => write!(f, "write helper script {}", path.display()),
             Step::WriteManifest { path } => write!(f, "write {}", path.display()),
             Step::Archive { tree, zip } => {
@@ -337,6 +346,9 @@ pub fn plan(
         tree: layout.tree.clone(),
         policy: prune_policy.to_path_buf(),
         report: layout.staged_report.clone(),
+    });
+    steps.push(Step::Relocate {
+        tree: layout.tree.clone(),
     });
     steps.push(Step::HelperScript {
         path: layout.tree.join(platform.helper_script_name()),

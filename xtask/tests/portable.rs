@@ -156,6 +156,34 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
         .join(format!("python/include/python{}/Python.h", w.host.version))
         .is_file());
 
+    // Relocated: with the build's own folders gone, the unpacked entry-point script still runs.
+    let rewritten: Vec<&str> = manifest_json["relocation"]["rewritten"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        rewritten.contains(&"python/bin/anyfix-cli"),
+        "{rewritten:?}"
+    );
+    assert!(rewritten.contains(&"python/bin/pip"), "{rewritten:?}");
+    std::fs::remove_dir_all(out.join("stage")).unwrap();
+    std::fs::remove_dir_all(out.join("verify")).unwrap();
+    let entry_point = Command::new(root.join("python/bin/anyfix-cli"))
+        .output()
+        .unwrap();
+    assert!(entry_point.status.success(), "{}", stderr(&entry_point));
+    assert_eq!(
+        String::from_utf8_lossy(&entry_point.stdout).trim(),
+        "anyfix-cli 2.0.0 42"
+    );
+    let pip = Command::new(root.join("python/bin/pip"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(pip.status.success(), "{}", stderr(&pip));
+
     // The helper script installs a wheel into the unpacked environment, from any directory.
     let elsewhere = tempfile::tempdir().unwrap();
     let mut install = Command::new(root.join("install_package.sh"));

@@ -12,6 +12,7 @@ use crate::plan::{self, Layout, Plan, Step};
 use crate::platform::Platform;
 use crate::progress::Reporter;
 use crate::prune::{self, Policy, PruneReport};
+use crate::relocate::{self, RelocationReport};
 use crate::report::{self, BuildManifest, Contents, Miniforge};
 use crate::repos::{self, Checkout};
 use crate::{archive, exec, install, pip, project_root, scripts, tree, verify};
@@ -51,6 +52,7 @@ struct Results {
     python: Option<String>,
     packages: Vec<pip::Package>,
     prune: Option<PruneReport>,
+    relocation: Option<RelocationReport>,
 }
 
 pub fn run(args: PortableArgs) -> Result<()> {
@@ -172,6 +174,7 @@ fn step_title(step: &Step) -> String {
         Step::Clone { name, .. } => format!("Clone {name}"),
         Step::PipInstall(_) => "Install Python packages".into(),
         Step::Prune { .. } => "Prune".into(),
+        Step::Relocate { .. } => "Relocate".into(),
         Step::HelperScript { .. } => "Write the helper script".into(),
         Step::WriteManifest { .. } => "Write manifest.json".into(),
         Step::Archive { .. } => "Zip".into(),
@@ -275,6 +278,22 @@ fn execute(
             reporter.note(format!("size report: {}", html.display()));
             results.prune = Some(report);
         }
+        Step::Relocate { tree } => {
+            let mut paths = vec![tree.to_string_lossy().into_owned()];
+            if let Ok(canonical) = tree.canonicalize() {
+                paths.push(canonical.to_string_lossy().into_owned());
+            }
+            let report = relocate::relocate(tree, &paths, !platform.is_windows())?;
+            reporter.note(format!(
+                "{} scripts now find the python beside them; {} other files still hold the build path",
+                report.rewritten.len(),
+                report.remaining.len()
+            ));
+            for file in &report.remaining {
+                reporter.note(format!("  {} ({})", file.path, file.kind));
+            }
+            results.relocation = Some(report);
+        }
         Step::HelperScript { path } => scripts::write_helper_script(platform, path)?,
         Step::WriteManifest { path } => {
             let (files, bytes) = tree::stats(&layout.tree)?;
@@ -290,6 +309,7 @@ fn execute(
                 repos: std::mem::take(&mut results.checkouts),
                 contents: Contents { files, bytes },
                 prune: results.prune.take().context("prune did not run")?,
+                relocation: results.relocation.take().context("relocate did not run")?,
             };
             report::write(path, &built)?;
         }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::pip::Package;
 use crate::prune::PruneReport;
+use crate::relocate::RelocationReport;
 use crate::repos::Checkout;
 
 #[derive(Debug, Serialize)]
@@ -24,6 +25,8 @@ pub struct BuildManifest {
     /// What the zip holds besides this file: files (and links) and their bytes.
     pub contents: Contents,
     pub prune: PruneReport,
+    /// Scripts rewritten to run from anywhere, and files that still hold the build path.
+    pub relocation: RelocationReport,
 }
 
 #[derive(Debug, Serialize)]

@@ -1,0 +1,204 @@
+//! Makes the tree work wherever it is unpacked. pip writes the build's absolute python path into
+//! the `#!` line of every console script; those lines are rewritten into a `/bin/sh` trampoline
+//! that runs the python beside the script (as conda-pack does). Any other file that still holds
+//! the build path is listed, so manifest.json says what might not move.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use walkdir::WalkDir;
+
+use crate::tree::rel_path;
+
+/// Larger files are data or binaries; none of what pip or conda writes with paths is this big.
+const MAX_TEXT: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RelocationReport {
+    /// Scripts whose `#!` line now finds the python beside them.
+    pub rewritten: Vec<String>,
+    /// Files that still hold the build path, and what kind they are.
+    pub remaining: Vec<Remaining>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Remaining {
+    pub path: String,
+    pub kind: String,
+}
+
+/// Rewrites and audits `tree`, whose absolute path at build time is in `build_paths` (as given
+/// and canonical; either may appear). `rewrite_scripts` is for macOS and Linux: Windows runs
+/// console scripts through `.exe` launchers, not `#!` lines.
+pub fn relocate(
+    tree: &Path,
+    build_paths: &[String],
+    rewrite_scripts: bool,
+) -> Result<RelocationReport> {
+    let needles: Vec<&[u8]> = build_paths
+        .iter()
+        .map(|p| p.as_bytes())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut report = RelocationReport::default();
+    for entry in WalkDir::new(tree).follow_links(false).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
+        if !entry.file_type().is_file() || entry.metadata()?.len() > MAX_TEXT {
+            continue;
+        }
+        let bytes = fs_err::read(entry.path())?;
+        if !needles.iter().any(|n| contains(&bytes, n)) {
+            continue;
+        }
+        let rel = rel_path(tree, entry.path());
+        match trampoline(&bytes, &rel, &needles).filter(|_| rewrite_scripts) {
+            Some(rewritten) => {
+                fs_err::write(entry.path(), rewritten)?;
+                report.rewritten.push(rel);
+            }
+            None => {
+                let kind = kind_of(&rel, &bytes);
+                report.remaining.push(Remaining { path: rel, kind });
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// A script whose `#!` names a python inside the tree gets a first line that any shell runs and
+/// python skips: `'''exec' "<dir of this script>/<python>" "$0" "$@"` opens a string literal in
+/// python that the next line closes.
+fn trampoline(bytes: &[u8], rel: &str, needles: &[&[u8]]) -> Option<Vec<u8>> {
+    let end = bytes.iter().position(|&b| b == b'\n')?;
+    let first = std::str::from_utf8(&bytes[..end])
+        .ok()?
+        .trim_end_matches('\r');
+    let interpreter = first.strip_prefix("#!")?.trim();
+    // The interpreter alone: no arguments, as pip writes it.
+    if interpreter.contains(char::is_whitespace) {
+        return None;
+    }
+    let inside = needles.iter().find_map(|n| {
+        let n = std::str::from_utf8(n).ok()?;
+        interpreter.strip_prefix(n)?.strip_prefix('/')
+    })?;
+    let name = inside.rsplit('/').next()?;
+    if !name.starts_with("python") {
+        return None;
+    }
+    let relative = relative_path(rel, inside);
+    let mut out =
+        format!("#!/bin/sh\n'''exec' \"$(dirname -- \"$0\")/{relative}\" \"$0\" \"$@\"\n' '''\n")
+            .into_bytes();
+    out.extend_from_slice(&bytes[end + 1..]);
+    Some(out)
+}
+
+/// The path from the folder of `from` to `to`, both relative to the tree.
+fn relative_path(from: &str, to: &str) -> String {
+    let from_dir: Vec<&str> =
+        from.split('/').collect::<Vec<_>>()[..from.matches('/').count()].to_vec();
+    let to_parts: Vec<&str> = to.split('/').collect();
+    let common = from_dir
+        .iter()
+        .zip(&to_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut parts: Vec<&str> = vec![".."; from_dir.len() - common];
+    parts.extend(&to_parts[common..]);
+    parts.join("/")
+}
+
+fn kind_of(rel: &str, bytes: &[u8]) -> String {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let kind = if name.ends_with(".pth") {
+        ".pth file"
+    } else if name.starts_with("_sysconfigdata") {
+        "sysconfig data"
+    } else if name.ends_with(".pc") {
+        "pkg-config file"
+    } else if bytes.starts_with(b"#!") {
+        "script"
+    } else {
+        "text"
+    };
+    kind.to_string()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_between_tree_files() {
+        assert_eq!(
+            relative_path("python/bin/tool", "python/bin/python3.12"),
+            "python3.12"
+        );
+        assert_eq!(
+            relative_path("ComfyUI/run.py", "python/bin/python3"),
+            "../python/bin/python3"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn console_scripts_find_the_python_beside_them_after_a_move() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("build/anymatix");
+        std::fs::create_dir_all(tree.join("python/bin")).unwrap();
+        // A stand-in python: prints the script it was asked to run and its first argument.
+        let python = tree.join("python/bin/python3.12");
+        std::fs::write(&python, "#!/bin/sh\necho \"python ran $1 with $2\"\n").unwrap();
+        let script = tree.join("python/bin/tool");
+        let original = format!("#!{}\nimport sys\nprint('tool')\n", python.display());
+        std::fs::write(&script, &original).unwrap();
+        std::fs::write(
+            tree.join("python/site.pth"),
+            format!("{}/extra\n", tree.display()),
+        )
+        .unwrap();
+        for file in [&python, &script] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let report = relocate(&tree, &[tree.to_string_lossy().into_owned()], true).unwrap();
+        assert_eq!(report.rewritten, ["python/bin/tool"]);
+        assert_eq!(
+            report.remaining,
+            [Remaining {
+                path: "python/site.pth".into(),
+                kind: ".pth file".into()
+            }]
+        );
+        let text = std::fs::read_to_string(&script).unwrap();
+        assert!(text.ends_with("import sys\nprint('tool')\n"), "{text}");
+
+        // Moved elsewhere (a space in the path, too), the script still finds its python.
+        let moved = dir.path().join("new home/anymatix");
+        std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+        std::fs::rename(&tree, &moved).unwrap();
+        let out = std::process::Command::new(moved.join("python/bin/tool"))
+            .arg("hello")
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{printed}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            printed.trim(),
+            format!(
+                "python ran {} with hello",
+                moved.join("python/bin/tool").display()
+            )
+        );
+    }
+}
