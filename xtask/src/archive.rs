@@ -62,9 +62,13 @@ impl Default for Settings {
 /// large file is ever held in memory; the workers go on with the files after it meanwhile.
 const STREAMED: u64 = 16 << 20;
 
+/// Told the bytes of files written so far, and the total.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
 /// Zips `tree` into `dest` with `root` as the single top folder, and writes `dest.sha256`.
+#[cfg(test)]
 pub fn archive(tree: &Path, root: &str, dest: &Path) -> Result<ArchiveSummary> {
-    archive_with(tree, root, dest, Settings::default())
+    archive_with(tree, root, dest, Settings::default(), &mut |_, _| {})
 }
 
 pub fn archive_with(
@@ -72,6 +76,7 @@ pub fn archive_with(
     root: &str,
     dest: &Path,
     settings: Settings,
+    progress: Progress,
 ) -> Result<ArchiveSummary> {
     let entries = collect(tree, root)?;
     let dir = dest
@@ -91,7 +96,7 @@ pub fn archive_with(
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let (temp_file, temp_path) = temp.into_parts();
     let zip = ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, temp_file));
-    let writer = write_entries(zip, &entries, settings)?;
+    let writer = write_entries(zip, &entries, settings, progress)?;
     let file = writer.into_inner().map_err(|e| anyhow!(e.into_error()))?;
     file.sync_all()?;
     drop(file);
@@ -135,7 +140,16 @@ fn write_entries<W: Write + Seek + Send>(
     mut zip: ZipWriter<W>,
     entries: &[Entry],
     settings: Settings,
+    progress: Progress,
 ) -> Result<W> {
+    let total: u64 = entries
+        .iter()
+        .map(|e| match e.kind {
+            Kind::File { size } => size,
+            _ => 0,
+        })
+        .sum();
+    let mut done = 0u64;
     let jobs: Vec<usize> = entries
         .iter()
         .enumerate()
@@ -204,6 +218,8 @@ fn write_entries<W: Write + Seek + Send>(
                         let mut file = fs_err::File::open(&entry.path)?;
                         std::io::copy(&mut file, &mut zip)
                             .with_context(|| format!("cannot read {}", entry.path.display()))?;
+                        done += size;
+                        progress(done, total);
                     }
                     Kind::File { size } => {
                         let prepared = loop {
@@ -218,6 +234,9 @@ fn write_entries<W: Write + Seek + Send>(
                         let mut state = budget.state.lock().expect("budget lock");
                         state.used -= size;
                         budget.changed.notify_all();
+                        drop(state);
+                        done += size;
+                        progress(done, total);
                     }
                 }
             }
@@ -451,6 +470,7 @@ mod tests {
                 "anymatix",
                 &out.path().join(format!("{i}.zip")),
                 settings,
+                &mut |_, _| {},
             )
             .unwrap()
             .sha256

@@ -106,7 +106,7 @@ impl Fetcher {
             .unwrap_or_default();
         self.with_retries(url, || {
             let response = check_status(self.send(&self.client, url)?)?;
-            let mut progress = reporter.download(&name, response.content_length());
+            let mut progress = reporter.transfer("downloaded", &name, response.content_length());
             let mut temp = tempfile::Builder::new()
                 .prefix(&format!(".{name}."))
                 .suffix(".partial")

@@ -39,9 +39,12 @@ impl Reporter {
         }
     }
 
-    pub fn download(&self, what: &str, total: Option<u64>) -> Download {
-        Download {
+    /// Bytes, rate and ETA of a long transfer on a terminal; one line when it ends. `verb` says
+    /// what happened to the bytes ("downloaded", "zipped").
+    pub fn transfer(&self, verb: &'static str, what: &str, total: Option<u64>) -> Transfer {
+        Transfer {
             tty: self.tty,
+            verb,
             what: what.to_string(),
             total,
             done: 0,
@@ -66,8 +69,9 @@ impl Stage {
     }
 }
 
-pub struct Download {
+pub struct Transfer {
     tty: bool,
+    verb: &'static str,
     what: String,
     total: Option<u64>,
     done: u64,
@@ -75,9 +79,13 @@ pub struct Download {
     last_draw: Option<Instant>,
 }
 
-impl Download {
+impl Transfer {
     pub fn advance(&mut self, bytes: u64) {
-        self.done += bytes;
+        self.advance_to(self.done + bytes);
+    }
+
+    pub fn advance_to(&mut self, done: u64) {
+        self.done = done;
         if !self.tty {
             return;
         }
@@ -120,7 +128,8 @@ impl Download {
             eprint!("\r\x1b[2K");
         }
         eprintln!(
-            "    downloaded {} ({}) in {}",
+            "    {} {} ({}) in {}",
+            self.verb,
             self.what,
             human_bytes(self.done),
             human_duration(self.started.elapsed())

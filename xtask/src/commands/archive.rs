@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use crate::archive::{self, Settings};
-use crate::progress::{human_bytes, human_duration};
+use crate::progress::{human_bytes, human_duration, Reporter, Transfer};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -39,7 +39,16 @@ pub fn run(args: ArchiveArgs) -> Result<()> {
         settings.threads = threads.max(1);
     }
     let started = std::time::Instant::now();
-    let summary = archive::archive_with(&args.dir, &root, &args.out, settings)?;
+    let reporter = Reporter::new(false);
+    let mut transfer: Option<Transfer> = None;
+    let summary =
+        archive::archive_with(&args.dir, &root, &args.out, settings, &mut |done, total| {
+            let t = transfer.get_or_insert_with(|| reporter.transfer("zipped", &root, Some(total)));
+            t.advance_to(done);
+        })?;
+    if let Some(t) = transfer {
+        t.finish();
+    }
     println!(
         "{}: {} entries, {} in {} (sha256 {})",
         args.out.display(),

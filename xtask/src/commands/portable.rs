@@ -314,7 +314,23 @@ fn execute(
             report::write(path, &built)?;
         }
         Step::Archive { tree, zip } => {
-            let summary = archive::archive(tree, "anymatix", zip)?;
+            let mut transfer: Option<crate::progress::Transfer> = None;
+            let summary = archive::archive_with(
+                tree,
+                "anymatix",
+                zip,
+                archive::Settings::default(),
+                &mut |done, total| {
+                    transfer
+                        .get_or_insert_with(|| {
+                            reporter.transfer("zipped", "anymatix/", Some(total))
+                        })
+                        .advance_to(done);
+                },
+            )?;
+            if let Some(t) = transfer {
+                t.finish();
+            }
             reporter.note(format!(
                 "{} entries, {}",
                 summary.entries,
