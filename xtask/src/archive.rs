@@ -89,6 +89,7 @@ pub fn archive_with(
         .context("the zip needs a file name")?
         .to_string_lossy()
         .into_owned();
+    crate::atomic::sweep_partials(dir, &file_name)?;
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".partial")
@@ -429,6 +430,9 @@ mod tests {
         assert_eq!(a.sha256, b.sha256);
         let sidecar = fs_err::read_to_string(out.path().join("a.zip.sha256")).unwrap();
         assert_eq!(sidecar, format!("{}  a.zip\n", a.sha256));
+        // What an interrupted run left is swept by the next one.
+        fs_err::write(out.path().join(".a.zip.k3Jd9x.partial"), "half a zip").unwrap();
+        archive(t.path(), "anymatix", &out.path().join("a.zip")).unwrap();
         let leftovers: Vec<_> = fs_err::read_dir(out.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -38,3 +38,19 @@ pub fn make_readable(path: &Path) -> Result<()> {
     let _ = path;
     Ok(())
 }
+
+/// Removes what an interrupted earlier run left for `name` in `dir` (`.NAME.XXXX.partial`),
+/// which nothing ever trusts but which would otherwise pile up.
+pub fn sweep_partials(dir: &Path, name: &str) -> Result<()> {
+    let Ok(entries) = fs_err::read_dir(dir) else {
+        return Ok(());
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with(&prefix) && file_name.ends_with(".partial") {
+            fs_err::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}

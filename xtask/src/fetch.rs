@@ -104,6 +104,7 @@ impl Fetcher {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        crate::atomic::sweep_partials(dir, &name)?;
         self.with_retries(url, || {
             let response = check_status(self.send(&self.client, url)?)?;
             let mut progress = reporter.transfer("downloaded", &name, response.content_length());
