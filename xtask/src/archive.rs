@@ -62,6 +62,34 @@ impl Default for Settings {
 /// large file is ever held in memory; the workers go on with the files after it meanwhile.
 const STREAMED: u64 = 16 << 20;
 
+/// GitHub refuses release assets of 2 GiB or more; parts stay a MiB below.
+pub const GITHUB_ASSET_LIMIT: u64 = (2 << 30) - (1 << 20);
+
+/// Where `zip` is larger than `part_size`, writes it again as `zip.001`, `zip.002`, ... of at
+/// most `part_size` bytes, each with a `.sha256`, and returns them. `cat` (macOS, Linux) or
+/// `copy /b` (Windows) joins them into the original.
+pub fn split(zip: &Path, part_size: u64) -> Result<Vec<PathBuf>> {
+    let size = fs_err::metadata(zip)?.len();
+    if size <= part_size || part_size == 0 {
+        return Ok(Vec::new());
+    }
+    let mut input = std::io::BufReader::new(fs_err::File::open(zip)?);
+    let mut parts = Vec::new();
+    for index in 1..=size.div_ceil(part_size) {
+        let mut name = zip.file_name().context("a zip has a name")?.to_os_string();
+        name.push(format!(".{index:03}"));
+        let part = zip.with_file_name(name);
+        let mut limited = (&mut input).take(part_size);
+        let mut out = std::io::BufWriter::new(fs_err::File::create(&part)?);
+        std::io::copy(&mut limited, &mut out)?;
+        out.flush()?;
+        drop(out);
+        write_sidecar(&part, &crate::fetch::sha256_file(&part)?)?;
+        parts.push(part);
+    }
+    Ok(parts)
+}
+
 /// Told the bytes of files written so far, and the total.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
@@ -439,6 +467,36 @@ mod tests {
             .filter(|n| n.ends_with(".partial"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn split_parts_join_back_with_cat() {
+        let t = tree();
+        let out = tempfile::tempdir().unwrap();
+        let zip = out.path().join("a.zip");
+        let whole = archive(t.path(), "anymatix", &zip).unwrap();
+        let parts = split(&zip, 700).unwrap();
+        assert!(parts.len() >= 2, "{parts:?}");
+        for part in &parts {
+            assert!(fs_err::metadata(part).unwrap().len() <= 700);
+            let digest = crate::fetch::sha256_file(part).unwrap();
+            let sidecar = fs_err::read_to_string(crate::fetch::sidecar_path(part)).unwrap();
+            assert!(sidecar.starts_with(&digest), "{sidecar}");
+        }
+        let joined = out.path().join("joined.zip");
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("cat a.zip.0?? > joined.zip")
+            .current_dir(out.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(crate::fetch::sha256_file(&joined).unwrap(), whole.sha256);
+        assert!(
+            split(&zip, 1 << 30).unwrap().is_empty(),
+            "a small zip is not split"
+        );
     }
 
     #[test]

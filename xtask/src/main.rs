@@ -62,6 +62,11 @@ enum Command {
     /// Pack a folder into a zip exactly as portable does: maximum deflate on every core, sorted,
     /// byte-for-byte reproducible, re-read before it is renamed into place.
     Archive(commands::archive::ArchiveArgs),
+    /// Attach the built zips (or, over GitHub's 2 GiB limit, their parts) to a tag's release.
+    Release(commands::release::ReleaseArgs),
+    /// Run what CI checks: formatting, lints, the tests with snapshots checked, and the
+    /// dry-run plan of every platform.
+    Ci(commands::ci::CiArgs),
 }
 
 /// The repository's root: defaults (manifest, policy, version.yml, target/) are found from here,
@@ -79,6 +84,8 @@ fn main() -> ExitCode {
         Command::Portable(args) => commands::portable::run(args),
         Command::Prune(args) => commands::prune::run(args),
         Command::Archive(args) => commands::archive::run(args),
+        Command::Release(args) => commands::release::run(args),
+        Command::Ci(args) => commands::ci::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

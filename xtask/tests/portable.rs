@@ -217,7 +217,7 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
     // A second build downloads nothing: the cached installer is verified against its sidecar.
     let client = support::client_name(dir.path());
     let before = w.requests_of(&client).len();
-    let second = build(&manifest, &out, &[]);
+    let second = build(&manifest, &out, &["--split-size", "5000000"]);
     assert!(second.status.success(), "{}", stderr(&second));
     let asked = w.requests_of(&client)[before..].to_vec();
     assert!(!asked.is_empty());
@@ -232,6 +232,31 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
         digest,
         "same inputs, same zip"
     );
+
+    // Over the split size, the zip is also published as parts that join back into it.
+    let zip_name = zip.file_name().unwrap().to_str().unwrap().to_string();
+    let mut parts: Vec<std::path::PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.starts_with(&format!("{zip_name}.")) && name.len() == zip_name.len() + 4
+        })
+        .collect();
+    parts.sort();
+    assert!(parts.len() >= 2, "{parts:?}");
+    let mut joined = Vec::new();
+    for part in &parts {
+        let bytes = std::fs::read(part).unwrap();
+        assert!(bytes.len() <= 5_000_000);
+        let sidecar = std::fs::read_to_string(format!("{}.sha256", part.display())).unwrap();
+        assert!(
+            sidecar.starts_with(&support::sha256_hex(&bytes)),
+            "{sidecar}"
+        );
+        joined.extend(bytes);
+    }
+    assert_eq!(support::sha256_hex(&joined), digest);
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! One module per subcommand: each parses its flags and drives the stages below it.
 
 pub mod archive;
+pub mod ci;
 pub mod portable;
 pub mod prune;
+pub mod release;

@@ -33,9 +33,14 @@ pub struct PortableArgs {
     /// Where the zip, the download cache (cache/) and the build stages (stage/) go.
     #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
     pub out: PathBuf,
-    /// The version in the zip's name [default: version.yml's]
-    #[arg(long)]
+    /// The version in the zip's name [default: version.yml's]. A leading `v` is dropped, so a
+    /// tag such as v1.2.3 can be passed as it is.
+    #[arg(long, env = "ANYMATIX_VERSION")]
     pub version: Option<String>,
+    /// Where the zip is larger, also write parts of at most this many bytes (`.zip.001`, ...,
+    /// each with a `.sha256`): GitHub refuses release assets of 2 GiB or more.
+    #[arg(long, value_name = "BYTES", default_value_t = archive::GITHUB_ASSET_LIMIT)]
+    pub split_size: u64,
     /// Print every step (URLs, command lines, paths) and do nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -58,12 +63,16 @@ struct Results {
 pub fn run(args: PortableArgs) -> Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let policy = Policy::load(&args.policy)?;
-    let version = match &args.version {
-        Some(v) => {
+    let version = match args
+        .version
+        .as_deref()
+        .map(|v| v.strip_prefix('v').unwrap_or(v))
+    {
+        Some(v) if !v.is_empty() => {
             manifest::check_version(v)?;
-            v.clone()
+            v.to_string()
         }
-        None => manifest::load_version(&project_root().join("version.yml"))?,
+        _ => manifest::load_version(&project_root().join("version.yml"))?,
     };
     let platform = match args.platform.or_else(Platform::host) {
         Some(p) => p,
@@ -152,6 +161,7 @@ pub fn run(args: PortableArgs) -> Result<()> {
             &sh,
             &reporter,
             &mut results,
+            args.split_size,
         )
         .with_context(|| format!("stage `{title}` failed"))?;
         stage.finish();
@@ -194,6 +204,7 @@ fn execute(
     sh: &Shell,
     reporter: &Reporter,
     results: &mut Results,
+    split_size: u64,
 ) -> Result<()> {
     let platform = plan.platform;
     let layout = &plan.layout;
@@ -346,6 +357,24 @@ fn execute(
             verify::smoke(sh, reporter, platform, &root, imports)?;
         }
         Step::Publish { files } => {
+            let parts = archive::split(&layout.staged_zip, split_size)?;
+            if !parts.is_empty() {
+                reporter.note(format!(
+                    "the zip is over {}: also written as {} parts",
+                    crate::progress::human_bytes(split_size),
+                    parts.len()
+                ));
+            }
+            let out = layout.zip.parent().expect("the zip is in --out");
+            for part in parts
+                .iter()
+                .flat_map(|p| [p.clone(), fetch::sidecar_path(p)])
+            {
+                fs_err::rename(
+                    &part,
+                    out.join(part.file_name().expect("a part has a name")),
+                )?;
+            }
             for (from, to) in files {
                 fs_err::rename(from, to)?;
             }
