@@ -105,29 +105,56 @@ impl Fetcher {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         crate::atomic::sweep_partials(dir, &name)?;
+        // Kept across attempts and runs, so a dropped connection resumes where it stopped; the
+        // digest is still checked over the whole file, and only then is it renamed into place.
+        let partial = dir.join(format!(".{name}.download"));
         self.with_retries(url, || {
-            let response = check_status(self.send(&self.client, url)?)?;
-            let mut progress = reporter.transfer("downloaded", &name, response.content_length());
-            let mut temp = tempfile::Builder::new()
-                .prefix(&format!(".{name}."))
-                .suffix(".partial")
-                .tempfile_in(dir)
-                .map_err(|e| Failure::Permanent(anyhow!(e).context("cannot create a temporary file")))?;
-            let digest = copy_hashing(response, temp.as_file_mut(), |n| progress.advance(n))
-                .map_err(|e| Failure::Transient(anyhow!(e).context("download interrupted")))?;
+            let have = std::fs::metadata(&partial).map_or(0, |m| m.len());
+            let mut request = self.client.get(url);
+            if have > 0 {
+                request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+            }
+            let response = request.send().map_err(|e| Failure::Transient(anyhow!(without_url(e))))?;
+            let resumed = have > 0 && response.status() == StatusCode::PARTIAL_CONTENT;
+            let response = if resumed { response } else { check_status(response)? };
+            // Opened only once the server answers, so a failed request leaves no file behind.
+            let mut file = fs_err::OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&partial)
+                .map_err(|e| Failure::Permanent(e.into()))?;
+            let mut hasher = Sha256::new();
+            if resumed {
+                // Hash what is already there, then append the rest.
+                let mut existing = fs_err::File::open(&partial).map_err(|e| Failure::Permanent(e.into()))?;
+                std::io::copy(&mut existing, &mut HashWriter(&mut hasher)).map_err(|e| Failure::Permanent(e.into()))?;
+            } else {
+                file.set_len(0).map_err(|e| Failure::Permanent(e.into()))?;
+            }
+            let start = if resumed { have } else { 0 };
+            let total = response.content_length().map(|n| n + start);
+            let mut progress = reporter.transfer("downloaded", &name, total);
+            progress.advance_to(start);
+            copy_into_hasher(response, &mut file, &mut hasher, |n| progress.advance(n))
+                .map_err(|e| Failure::Transient(anyhow!(e).context("download interrupted; resuming")))?;
             progress.finish();
+            let digest = hex(&hasher.finalize());
             if !digest.eq_ignore_ascii_case(sha256) {
-                // The temporary file is deleted on drop: a bad download is never kept.
+                fs_err::remove_file(&partial).map_err(|e| Failure::Permanent(e.into()))?;
+                if resumed {
+                    // The server's file may have changed since the first part: start over once.
+                    return Err(Failure::Transient(anyhow!("the resumed download did not match its sha256")));
+                }
                 return Err(Failure::Permanent(anyhow!(
                     "sha256 mismatch: expected {sha256}, got {digest}; the file was discarded. \
                      If this persists, the release may have been replaced: check the published checksum"
                 )));
             }
-            temp.as_file()
-                .sync_all()
-                .map_err(|e| Failure::Permanent(e.into()))?;
-            temp.persist(dest)
-                .map_err(|e| Failure::Permanent(anyhow!(e.error).context("cannot move the download into the cache")))?;
+            file.sync_all().map_err(|e| Failure::Permanent(e.into()))?;
+            drop(file);
+            fs_err::rename(&partial, dest)
+                .map_err(|e| Failure::Permanent(anyhow!(e).context("cannot move the download into the cache")))?;
             Ok(())
         })
         .with_context(|| format!("cannot download {url}"))
@@ -200,17 +227,34 @@ pub fn sidecar_path(path: &Path) -> PathBuf {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let file = fs_err::File::open(path)?;
-    copy_hashing(file, &mut std::io::sink(), |_| {})
-        .with_context(|| format!("cannot read {}", path.display()))
+    let mut file = fs_err::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut HashWriter(&mut hasher))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex(&hasher.finalize()))
 }
 
-fn copy_hashing(
+/// A `Write` that only hashes.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Copies `from` into `to`, hashing what passes and telling each chunk's size.
+fn copy_into_hasher(
     mut from: impl Read,
     to: &mut impl Write,
+    hasher: &mut Sha256,
     mut on_chunk: impl FnMut(u64),
-) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -219,12 +263,11 @@ fn copy_hashing(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        hasher.update(&buf[..n]);
         to.write_all(&buf[..n])?;
+        hasher.update(&buf[..n]);
         on_chunk(n as u64);
     }
-    to.flush()?;
-    Ok(hex(&hasher.finalize()))
+    to.flush()
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{asset, stderr, world, xtask, zip_listing, BAD_TAG, TAG};
+use support::{asset, stderr, world, xtask, zip_listing, BAD_TAG, FLAKY_TAG, TAG};
 
 fn build(manifest: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
@@ -312,6 +312,31 @@ fn wrong_checksum_fails_and_leaves_nothing_in_the_cache() {
 }
 
 #[test]
+fn a_dropped_download_resumes_where_it_stopped() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), FLAKY_TAG, "");
+    let out = dir.path().join("out");
+    let result = build(&manifest, &out, &[]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let asked = w.requests_of(&support::client_name(dir.path()));
+    let asset_path = format!("/download/{FLAKY_TAG}/{}", asset(FLAKY_TAG));
+    let downloads: Vec<&String> = asked
+        .iter()
+        .filter(|p| p.contains(&asset_path) && !p.contains(".sha256"))
+        .collect();
+    assert_eq!(downloads.len(), 2, "{asked:?}");
+    assert!(!downloads[0].contains(" [from "), "{asked:?}");
+    let resumed_from: u64 = downloads[1]
+        .split(" [from ")
+        .nth(1)
+        .and_then(|r| r.trim_end_matches(']').parse().ok())
+        .unwrap_or_else(|| panic!("the second request asks for the rest: {asked:?}"));
+    assert!(resumed_from > 0);
+    assert!(out.join("cache").join(asset(FLAKY_TAG)).is_file());
+}
+
+#[test]
 fn unreachable_server_is_named() {
     let w = world();
     let dir = tempfile::tempdir().unwrap();
@@ -332,6 +357,13 @@ fn unreachable_server_is_named() {
         "{text}"
     );
     assert!(text.contains("gave up after 4 attempts"), "{text}");
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("out/cache"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        cached.is_empty(),
+        "a failed download leaves nothing: {cached:?}"
+    );
 }
 
 #[test]

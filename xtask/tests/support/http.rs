@@ -11,6 +11,12 @@ use std::thread;
 pub enum Route {
     Body(Vec<u8>),
     Redirect(String),
+    /// Answers a plain GET with the full Content-Length but drops the connection after
+    /// `cut_at` bytes; honours `Range: bytes=N-` with 206 Partial Content.
+    DropsHalfway {
+        body: Vec<u8>,
+        cut_at: usize,
+    },
 }
 
 pub struct Server {
@@ -74,10 +80,15 @@ fn serve(
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
+    let mut range_start: Option<usize> = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
             break;
+        }
+        let lower = header.to_ascii_lowercase();
+        if let Some(value) = lower.strip_prefix("range: bytes=") {
+            range_start = value.trim().trim_end_matches('-').parse().ok();
         }
     }
     let path = request_line
@@ -85,7 +96,11 @@ fn serve(
         .nth(1)
         .unwrap_or("/")
         .to_string();
-    requests.lock().unwrap().push(path.clone());
+    let logged = match range_start {
+        Some(start) => format!("{path} [from {start}]"),
+        None => path.clone(),
+    };
+    requests.lock().unwrap().push(logged);
     // The first segment names the client (`/<client>/releases/...`), so tests that share this
     // server can tell their own requests apart; routes are looked up without it.
     let route_path = path
@@ -103,6 +118,29 @@ fn serve(
             )?;
             out.write_all(&body)?;
         }
+        Some(Route::DropsHalfway { body, cut_at }) => match range_start {
+            Some(start) if start < body.len() => {
+                write!(
+                    out,
+                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+                    body.len() - start,
+                    body.len() - 1,
+                    body.len()
+                )?;
+                out.write_all(&body[start..])?;
+            }
+            _ => {
+                write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )?;
+                out.write_all(&body[..cut_at])?;
+                out.flush()?;
+                // Gone mid-body, as a flaky network leaves it.
+                return Ok(());
+            }
+        },
         Some(Route::Redirect(location)) => {
             write!(
                 out,

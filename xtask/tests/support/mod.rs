@@ -19,6 +19,8 @@ use wheels::{build_wheel, WheelSpec};
 pub const TAG: &str = "26.3.2-3";
 /// A release whose published checksum does not match its installer.
 pub const BAD_TAG: &str = "26.1.0-0";
+/// A release whose download drops the connection half way (resumable with a range request).
+pub const FLAKY_TAG: &str = "26.2.0-1";
 
 pub struct World {
     _dir: tempfile::TempDir,
@@ -77,6 +79,18 @@ impl World {
         server.route(
             &format!("{url}.sha256"),
             Route::Body(format!("{installer_sha256}  {}\n", asset(TAG)).into_bytes()),
+        );
+        let flaky = format!("{releases}/download/{FLAKY_TAG}/{}", asset(FLAKY_TAG));
+        server.route(
+            &flaky,
+            Route::DropsHalfway {
+                cut_at: script.len() / 2,
+                body: script.clone(),
+            },
+        );
+        server.route(
+            &format!("{flaky}.sha256"),
+            Route::Body(format!("{installer_sha256}  {}\n", asset(FLAKY_TAG)).into_bytes()),
         );
         let bad = format!("{releases}/download/{BAD_TAG}/{}", asset(BAD_TAG));
         server.route(&bad, Route::Body(script));
