@@ -75,6 +75,12 @@ impl Fetcher {
         })
     }
 
+    /// One request, no redirects followed: the status a URL answers with (for `doctor`).
+    pub fn probe(&self, url: &str) -> Result<u16> {
+        let response = self.no_redirects.get(url).send().map_err(without_url)?;
+        Ok(response.status().as_u16())
+    }
+
     /// Reads a `sha256sum`-style sidecar (`<hex>  <name>`) and returns the digest.
     pub fn fetch_sha256(&self, url: &str) -> Result<String> {
         self.with_retries(url, || {

@@ -67,6 +67,11 @@ enum Command {
     /// Run what CI checks: formatting, lints, the tests with snapshots checked, and the
     /// dry-run plan of every platform.
     Ci(commands::ci::CiArgs),
+    /// Remove the build's working folders (stage/, verify/), and with --cache the downloads.
+    Clean(commands::clean::CleanArgs),
+    /// Check that this machine can build: tools, disk space, path length, and every source the
+    /// manifest names.
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 /// The repository's root: defaults (manifest, policy, version.yml, target/) are found from here,
@@ -86,6 +91,8 @@ fn main() -> ExitCode {
         Command::Archive(args) => commands::archive::run(args),
         Command::Release(args) => commands::release::run(args),
         Command::Ci(args) => commands::ci::run(args),
+        Command::Clean(args) => commands::clean::run(args),
+        Command::Doctor(args) => commands::doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

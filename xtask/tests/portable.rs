@@ -451,3 +451,88 @@ fn project_root() -> std::path::PathBuf {
         .unwrap()
         .to_path_buf()
 }
+
+#[test]
+fn doctor_checks_tools_space_and_every_source() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), "latest", "");
+    let out = dir.path().join("out");
+    let args = [
+        "doctor",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let result = xtask(&args);
+    let text = stderr(&result);
+    assert!(result.status.success(), "{text}");
+    for line in [
+        "ok   git",
+        "ok   bash",
+        "ok   disk space",
+        "ok   Miniforge releases",
+        "ok   repo: ComfyUI",
+        "ok   find-links",
+        "ready to build",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let broken = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace(
+            &w.base_url(&support::client_name(dir.path())),
+            &format!("http://127.0.0.1:{port}/r"),
+        )
+        .replace(
+            &format!("file://{}", w.comfy_repo.display()),
+            "file:///nonexistent/repo.git",
+        );
+    std::fs::write(&manifest, broken).unwrap();
+    let result = xtask(&args);
+    let text = stderr(&result);
+    assert!(!result.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "FAIL Miniforge releases: http://127.0.0.1:{port}/r/latest"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL repo: ComfyUI at file:///nonexistent/repo.git"),
+        "{text}"
+    );
+    assert!(text.contains("2 check(s) failed"), "{text}");
+}
+
+#[test]
+fn clean_removes_working_folders_and_with_cache_the_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for rel in [
+        "stage/linux-x86_64/anymatix/x",
+        "verify/linux-x86_64/y",
+        "cache/Miniforge3.sh",
+        "anymatix-1-linux-x86_64.zip",
+    ] {
+        let path = out.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "data").unwrap();
+    }
+    let result = xtask(&["clean", "--out", out.to_str().unwrap()]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(!out.join("stage").exists() && !out.join("verify").exists());
+    assert!(out.join("cache/Miniforge3.sh").exists());
+    let result = xtask(&["clean", "--out", out.to_str().unwrap(), "--cache"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(!out.join("cache").exists());
+    assert!(
+        out.join("anymatix-1-linux-x86_64.zip").exists(),
+        "published zips stay"
+    );
+}

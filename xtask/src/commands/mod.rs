@@ -2,6 +2,8 @@
 
 pub mod archive;
 pub mod ci;
+pub mod clean;
+pub mod doctor;
 pub mod portable;
 pub mod prune;
 pub mod release;

@@ -1,0 +1,51 @@
+//! `cargo xtask clean`: removes the build's working folders, and with `--cache` the downloads.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::progress::human_bytes;
+use crate::project_root;
+
+#[derive(Debug, clap::Args)]
+pub struct CleanArgs {
+    /// The build folder, as given to `portable --out`.
+    #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
+    pub out: PathBuf,
+    /// Also remove the download cache (the Miniforge installers): the next build downloads again.
+    #[arg(long)]
+    pub cache: bool,
+}
+
+pub fn run(args: CleanArgs) -> Result<()> {
+    let mut folders = vec!["stage", "verify"];
+    if args.cache {
+        folders.push("cache");
+    }
+    let mut freed = 0;
+    for name in folders {
+        let path = args.out.join(name);
+        if path.exists() {
+            let bytes = size(&path);
+            fs_err::remove_dir_all(&path)?;
+            println!("removed {} ({})", path.display(), human_bytes(bytes));
+            freed += bytes;
+        }
+    }
+    println!(
+        "freed {}; the published zips in {} stay",
+        human_bytes(freed),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn size(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().is_dir())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}

@@ -1,0 +1,185 @@
+//! `cargo xtask doctor`: is this machine ready to build? The tools a build runs, the free disk
+//! space, the path length Windows' installer and loader tolerate, and whether each source the
+//! manifest names answers.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use xshell::{cmd, Shell};
+
+use crate::exec;
+use crate::fetch::Fetcher;
+use crate::manifest::Manifest;
+use crate::plan::Layout;
+use crate::platform::Platform;
+use crate::progress::human_bytes;
+use crate::project_root;
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// The platform to check for [default: this host's]
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    /// The distribution's definition, whose sources are checked.
+    #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/distribution.yml"))]
+    pub manifest: PathBuf,
+    /// The build folder, whose disk must have room.
+    #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
+    pub out: PathBuf,
+}
+
+/// Room a build takes: the installed environment, its zip, the verify copy and the cache. CUDA
+/// builds of PyTorch are several times larger than the others.
+fn space_needed(platform: Platform) -> u64 {
+    match platform {
+        Platform::LinuxX86_64 | Platform::WindowsX86_64 => 30 << 30,
+        _ => 10 << 30,
+    }
+}
+
+/// Beyond this, site-packages' deepest paths under the prefix pass Windows' 260 characters.
+const WINDOWS_PREFIX_MAX: usize = 100;
+
+struct Checks {
+    failed: usize,
+}
+
+impl Checks {
+    fn report(&mut self, ok: bool, what: &str, detail: impl AsRef<str>) {
+        if !ok {
+            self.failed += 1;
+        }
+        println!(
+            "{} {what}: {}",
+            if ok { "ok  " } else { "FAIL" },
+            detail.as_ref()
+        );
+    }
+}
+
+pub fn run(args: DoctorArgs) -> Result<()> {
+    let Some(platform) = args.platform.or_else(Platform::host) else {
+        bail!("this host is none of the platforms we ship: pass --platform");
+    };
+    let manifest = Manifest::load(&args.manifest)?;
+    let mut checks = Checks { failed: 0 };
+
+    let mut tools = vec![("git", "install git (https://git-scm.com)")];
+    if !platform.is_windows() {
+        tools.push((
+            "bash",
+            "install bash: Miniforge's installer is a bash script",
+        ));
+    }
+    for (tool, hint) in tools {
+        match exec::require_tool(tool, hint) {
+            Ok(path) => checks.report(true, tool, path.display().to_string()),
+            Err(e) => checks.report(false, tool, e.to_string()),
+        }
+    }
+
+    let out = std::path::absolute(&args.out)?;
+    let existing = out
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(&out)
+        .to_path_buf();
+    let needed = space_needed(platform);
+    match fs4::available_space(&existing) {
+        Ok(free) => checks.report(
+            free >= needed,
+            "disk space",
+            format!(
+                "{} free at {}, a {platform} build needs about {}",
+                human_bytes(free),
+                existing.display(),
+                human_bytes(needed)
+            ),
+        ),
+        Err(e) => checks.report(
+            false,
+            "disk space",
+            format!("cannot tell for {}: {e}", existing.display()),
+        ),
+    }
+    if platform.is_windows() {
+        let prefix = Layout::new(&out, platform, "0").prefix;
+        let length = prefix.as_os_str().len();
+        checks.report(
+            length <= WINDOWS_PREFIX_MAX,
+            "path length",
+            format!(
+                "the prefix {} has {length} characters (at most {WINDOWS_PREFIX_MAX}; pass a short --out such as C:\\amx)",
+                prefix.display()
+            ),
+        );
+    }
+
+    let fetcher = Fetcher::new()?;
+    let base = manifest.installer.base_url.trim_end_matches('/');
+    let latest = format!("{base}/latest");
+    match fetcher.probe(&latest) {
+        Ok(status) => checks.report(
+            status < 500,
+            "Miniforge releases",
+            format!("{latest} answers {status}"),
+        ),
+        Err(e) => checks.report(false, "Miniforge releases", format!("{latest}: {e:#}")),
+    }
+    let mut indexes: Vec<String> = Vec::new();
+    if !manifest.pip.no_index {
+        indexes.push(
+            manifest
+                .pip
+                .index_url
+                .clone()
+                .unwrap_or_else(|| "https://pypi.org/simple".into()),
+        );
+        indexes.extend(manifest.pip.extra_index_urls.iter().cloned());
+    }
+    for index in indexes {
+        let url = format!("{}/pip/", index.trim_end_matches('/'));
+        match fetcher.probe(&url) {
+            Ok(status) => {
+                checks.report(status < 400, "pip index", format!("{url} answers {status}"))
+            }
+            Err(e) => checks.report(false, "pip index", format!("{url}: {e:#}")),
+        }
+    }
+    for link in &manifest.pip.find_links {
+        if link.contains("://") {
+            match fetcher.probe(link) {
+                Ok(status) => checks.report(
+                    status < 400,
+                    "find-links",
+                    format!("{link} answers {status}"),
+                ),
+                Err(e) => checks.report(false, "find-links", format!("{link}: {e:#}")),
+            }
+        } else {
+            checks.report(
+                std::path::Path::new(link).is_dir(),
+                "find-links",
+                format!("folder {link}"),
+            );
+        }
+    }
+    let sh = Shell::new()?;
+    let _prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
+    for repo in &manifest.repos {
+        let url = &repo.url;
+        let answers = cmd!(sh, "git ls-remote --heads {url}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok();
+        checks.report(answers, "repo", format!("{} at {url}", repo.name));
+    }
+
+    if checks.failed > 0 {
+        bail!("{} check(s) failed: see above", checks.failed);
+    }
+    println!("ready to build {platform}");
+    Ok(())
+}
