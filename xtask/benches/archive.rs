@@ -6,8 +6,12 @@
 //!
 //!     cargo bench --bench archive
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
+
+use common::{copy, host_python};
 use std::time::Instant;
 
 const MIN_BYTES: u64 = 1 << 30;
@@ -174,31 +178,6 @@ fn measure(tool: &str, zip: &Path, argv: &[String], dir: &Path) -> Run {
         bytes: std::fs::metadata(zip).unwrap().len(),
         peak_kib,
     }
-}
-
-fn host_python() -> (PathBuf, PathBuf, String) {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable); print(sys.base_prefix); print('%d.%d' % sys.version_info[:2])"])
-        .output()
-        .expect("python3 on PATH");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    (
-        lines.next().unwrap().into(),
-        lines.next().unwrap().into(),
-        lines.next().unwrap().into(),
-    )
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap()
-        .success());
 }
 
 fn tree_size(root: &Path) -> (usize, u64) {

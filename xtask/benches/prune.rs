@@ -5,8 +5,12 @@
 //!
 //!     cargo bench --bench prune
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
+
+use common::{copy, host_python};
 use std::time::{Duration, Instant};
 
 const MIN_FILES: usize = 50_000;
@@ -111,31 +115,6 @@ fn time(f: impl FnOnce()) -> Duration {
     let start = Instant::now();
     f();
     start.elapsed()
-}
-
-fn host_python() -> (PathBuf, PathBuf, String) {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable); print(sys.base_prefix); print('%d.%d' % sys.version_info[:2])"])
-        .output()
-        .expect("python3 on PATH");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    (
-        lines.next().unwrap().into(),
-        lines.next().unwrap().into(),
-        lines.next().unwrap().into(),
-    )
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 fn add_wheels(python: &Path, site: &Path) {

@@ -1,19 +1,13 @@
 //! `cargo xtask archive DIR OUT.zip`: any folder packed exactly as `portable` packs `anymatix/`.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
 fn xtask(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let out = support::xtask(args);
+    (out.status.success(), support::stderr(&out))
 }
 
 fn python_reads(zip: &Path, name: &str) -> (u64, String) {
