@@ -7,6 +7,7 @@ mod commands;
 mod exec;
 mod fetch;
 mod install;
+mod lock;
 mod manifest;
 mod pip;
 mod plan;

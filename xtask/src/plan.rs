@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::lock::Lock;
 use crate::manifest::{Manifest, Release};
 use crate::platform::Platform;
 
@@ -20,6 +21,10 @@ pub struct Layout {
     pub zip: PathBuf,
     /// Where the zip is written and verified before it is published as `zip`.
     pub staged_zip: PathBuf,
+    /// pip's `--report` of what it installed, for the lock.
+    pub pip_report: PathBuf,
+    /// The lock's requirements, pinned and hashed, for `--locked`.
+    pub locked_requirements: PathBuf,
     /// The HTML prune report, published beside the zip.
     pub report: PathBuf,
     pub staged_report: PathBuf,
@@ -39,6 +44,8 @@ impl Layout {
             tree,
             zip: out.join(zip_name(version, platform)),
             staged_zip: stage.join(zip_name(version, platform)),
+            pip_report: stage.join("pip-report.json"),
+            locked_requirements: stage.join("locked-requirements.txt"),
             report: out.join(report_name(version, platform)),
             staged_report: stage.join(report_name(version, platform)),
             unpack: out
@@ -125,8 +132,15 @@ pub enum Step {
         name: String,
         url: String,
         rev: String,
+        /// The locked commit, when building `--locked`.
+        commit: Option<String>,
         dest: PathBuf,
         requirements: Option<PathBuf>,
+    },
+    /// A file the next step reads (the locked requirements).
+    WriteFile {
+        path: PathBuf,
+        contents: String,
     },
     PipInstall(Command),
     Prune {
@@ -187,15 +201,26 @@ impl fmt::Display for Step {
                 name,
                 url,
                 rev,
+                commit,
                 dest,
                 requirements,
             } => {
-                write!(f, "clone {name}: {url} at {rev} into {}", dest.display())?;
+                write!(f, "clone {name}: {url} at {rev}")?;
+                if let Some(commit) = commit {
+                    write!(f, " (locked: {commit})")?;
+                }
+                write!(f, " into {}", dest.display())?;
                 if let Some(req) = requirements {
                     write!(f, "\n      requirements: {}", req.display())?;
                 }
                 Ok(())
             }
+            Step::WriteFile { path, contents } => write!(
+                f,
+                "write {} ({} lines)",
+                path.display(),
+                contents.lines().count()
+            ),
             Step::PipInstall(cmd) => write!(f, "pip install (one resolve): {cmd}"),
             Step::Prune {
                 tree,
@@ -262,6 +287,7 @@ pub fn plan(
     layout: &Layout,
     tag: Option<&str>,
     prune_policy: &Path,
+    locked: Option<&Lock>,
 ) -> Plan {
     let mut steps = Vec::new();
     let base_url = manifest
@@ -269,10 +295,14 @@ pub fn plan(
         .base_url
         .trim_end_matches('/')
         .to_string();
-    let tag = tag.or(match &manifest.installer.release {
-        Release::Tag(t) => Some(t.as_str()),
-        Release::Latest => None,
-    });
+    let tag =
+        locked
+            .map(|l| l.miniforge.tag.as_str())
+            .or(tag)
+            .or(match &manifest.installer.release {
+                Release::Tag(t) => Some(t.as_str()),
+                Release::Latest => None,
+            });
     let installer = tag.map(|t| layout.cache.join(platform.miniforge_asset(t)));
     steps.push(Step::FetchInstaller {
         release: manifest.installer.release.clone(),
@@ -310,6 +340,10 @@ pub fn plan(
             name: repo.name.clone(),
             url: repo.url.clone(),
             rev: repo.rev.clone(),
+            // Locked, each repo is checked out at the commit its rev meant then.
+            commit: locked
+                .and_then(|l| l.commit_of(&repo.name))
+                .map(str::to_string),
             dest,
             requirements,
         });
@@ -322,6 +356,8 @@ pub fn plan(
         "--disable-pip-version-check",
         "--no-warn-script-location",
     ]);
+    // pip's account of what it installed: exact versions and wheel digests, for the lock.
+    pip = pip.arg("--report").arg(path_arg(&layout.pip_report));
     if let Some(index) = &manifest.pip.index_url {
         pip = pip.args(["--index-url", index]);
     }
@@ -334,11 +370,24 @@ pub fn plan(
     if manifest.pip.no_index {
         pip = pip.arg("--no-index");
     }
-    pip = pip
-        .args(manifest.pip_args_for(platform))
-        .args(manifest.python_packages_for(platform));
-    for file in &requirement_files {
-        pip = pip.arg("-r").arg(path_arg(file));
+    pip = pip.args(manifest.pip_args_for(platform));
+    match locked {
+        Some(lock) => {
+            // Exactly the locked versions, each wheel checked against its digest.
+            steps.push(Step::WriteFile {
+                path: layout.locked_requirements.clone(),
+                contents: lock.requirements(),
+            });
+            pip = pip
+                .args(["--require-hashes", "--no-deps", "-r"])
+                .arg(path_arg(&layout.locked_requirements));
+        }
+        None => {
+            pip = pip.args(manifest.python_packages_for(platform));
+            for file in &requirement_files {
+                pip = pip.arg("-r").arg(path_arg(file));
+            }
+        }
     }
     steps.push(Step::PipInstall(pip));
 
@@ -473,7 +522,8 @@ mod tests {
         assert_eq!(
             cmd.to_string(),
             "/o/stage/linux-x86_64/anymatix/python/bin/python3 -s -m pip install --disable-pip-version-check \
-             --no-warn-script-location --index-url http://127.0.0.1:1/simple --find-links /w --no-index \
+             --no-warn-script-location --report /o/stage/linux-x86_64/pip-report.json \
+             --index-url http://127.0.0.1:1/simple --find-links /w --no-index \
              --extra-index-url https://download.pytorch.org/whl/cu128 pillow torch \
              -r /o/stage/linux-x86_64/anymatix/ComfyUI/requirements.txt"
         );
@@ -515,8 +565,76 @@ mod tests {
             .any(|s| matches!(s, Step::CondaInstall(_))));
     }
 
+    #[test]
+    fn locked_plans_pin_tag_commits_and_hashed_packages() {
+        use crate::lock::{LockedInstaller, LockedPackage, LockedRepo};
+        let m = manifest(
+            "python_packages: [pillow]\n\
+             repos: [{name: ComfyUI, url: 'file:///r', rev: main, path: ComfyUI, requirements: requirements.txt}]\n",
+        );
+        let lock = Lock {
+            platform: "linux-x86_64".into(),
+            miniforge: LockedInstaller {
+                tag: "26.3.2-3".into(),
+                sha256: "ab".into(),
+            },
+            repos: vec![LockedRepo {
+                name: "ComfyUI".into(),
+                url: "file:///r".into(),
+                commit: "c0ffee".into(),
+            }],
+            python_packages: vec![LockedPackage {
+                name: "pillow".into(),
+                version: "11.0.0".into(),
+                sha256: "cd".into(),
+            }],
+        };
+        let layout = Layout::new(Path::new("/o"), Platform::LinuxX86_64, "0.1.0");
+        let plan = plan(
+            &m,
+            Platform::LinuxX86_64,
+            "0.1.0",
+            &layout,
+            None,
+            Path::new("/p.yml"),
+            Some(&lock),
+        );
+        let text: Vec<String> = plan.steps.iter().map(|s| s.to_string()).collect();
+        assert!(
+            text[0].contains("/download/26.3.2-3/Miniforge3-26.3.2-3-Linux-x86_64.sh"),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("clone ComfyUI: file:///r at main (locked: c0ffee)")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t
+                    .starts_with("write /o/stage/linux-x86_64/locked-requirements.txt (1 lines)")),
+            "{text:?}"
+        );
+        let pip = text.iter().find(|t| t.starts_with("pip install")).unwrap();
+        assert!(
+            pip.ends_with(
+                "--require-hashes --no-deps -r /o/stage/linux-x86_64/locked-requirements.txt"
+            ),
+            "{pip}"
+        );
+        assert!(!pip.contains(" pillow"), "{pip}");
+    }
+
     fn plan_for(m: &Manifest, platform: Platform, tag: Option<&str>) -> Plan {
         let layout = Layout::new(Path::new("/o"), platform, "0.1.0");
-        plan(m, platform, "0.1.0", &layout, tag, Path::new("/p.yml"))
+        plan(
+            m,
+            platform,
+            "0.1.0",
+            &layout,
+            tag,
+            Path::new("/p.yml"),
+            None,
+        )
     }
 }

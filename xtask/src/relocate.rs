@@ -42,10 +42,19 @@ pub fn relocate(
         .filter(|n| !n.is_empty())
         .collect();
     let mut report = RelocationReport::default();
+    let mut records: Vec<std::path::PathBuf> = Vec::new();
     for entry in WalkDir::new(tree).follow_links(false).sort_by_file_name() {
         let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
         if !entry.file_type().is_file() || entry.metadata()?.len() > MAX_TEXT {
             continue;
+        }
+        if entry.file_name() == "RECORD"
+            && entry
+                .path()
+                .parent()
+                .is_some_and(|p| p.to_string_lossy().ends_with(".dist-info"))
+        {
+            records.push(entry.path().to_path_buf());
         }
         let bytes = fs_err::read(entry.path())?;
         if !needles.iter().any(|n| contains(&bytes, n)) {
@@ -63,7 +72,69 @@ pub fn relocate(
             }
         }
     }
+    update_records(tree, &records, &report.rewritten)?;
     Ok(report)
+}
+
+/// pip's RECORD lists each installed file with its sha256 and size; a rewritten script gets its
+/// new ones, so the record stays true and does not carry the build path's traces (the old hash
+/// depended on where the build ran, which made the zip differ between build folders).
+fn update_records(tree: &Path, records: &[std::path::PathBuf], rewritten: &[String]) -> Result<()> {
+    if rewritten.is_empty() {
+        return Ok(());
+    }
+    for record in records {
+        let site = record
+            .parent()
+            .and_then(Path::parent)
+            .context("a RECORD is in a .dist-info folder")?;
+        let site_rel = rel_path(tree, site);
+        let text = fs_err::read_to_string(record)?;
+        let mut changed = false;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let Some((path, _)) = line.split_once(',') else {
+                    return line.to_string();
+                };
+                let target = crate::tree::normalise(&format!("{site_rel}/{path}"));
+                match target.filter(|t| rewritten.contains(t)) {
+                    Some(target) => match fs_err::read(tree.join(&target)) {
+                        Ok(bytes) => {
+                            changed = true;
+                            format!("{path},sha256={},{}", record_digest(&bytes), bytes.len())
+                        }
+                        Err(_) => line.to_string(),
+                    },
+                    None => line.to_string(),
+                }
+            })
+            .collect();
+        if changed {
+            fs_err::write(record, lines.join("\n") + "\n")?;
+        }
+    }
+    Ok(())
+}
+
+/// RECORD's digest form: sha256, URL-safe base64 without padding.
+fn record_digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let digest = Sha256::digest(bytes);
+    let mut out = String::new();
+    for chunk in digest.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 /// A script whose `#!` names a python inside the tree gets a first line that any shell runs and
@@ -133,6 +204,15 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_digests_are_pips_form() {
+        // pip's RECORD for an empty file.
+        assert_eq!(
+            record_digest(b""),
+            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+    }
 
     #[test]
     fn relative_paths_between_tree_files() {

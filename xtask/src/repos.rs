@@ -18,7 +18,16 @@ pub struct Checkout {
 }
 
 /// Clones `url` at `rev` (a tag, branch or commit) into `dest`; returns the checked-out commit.
-pub fn clone(sh: &Shell, reporter: &Reporter, url: &str, rev: &str, dest: &Path) -> Result<String> {
+/// With `locked`, the result must be that commit: the rev is used while it still points there
+/// (the same shallow checkout as the build that wrote the lock), the commit itself otherwise.
+pub fn clone(
+    sh: &Shell,
+    reporter: &Reporter,
+    url: &str,
+    rev: &str,
+    locked: Option<&str>,
+    dest: &Path,
+) -> Result<String> {
     if dest.exists() {
         bail!(
             "{} already exists: two repos overlap, or a previous step wrote there",
@@ -41,8 +50,26 @@ pub fn clone(sh: &Shell, reporter: &Reporter, url: &str, rev: &str, dest: &Path)
         let name = line.split_whitespace().nth(1).unwrap_or("");
         name == format!("refs/heads/{rev}") || name == format!("refs/tags/{rev}")
     });
+    let points_at = |commit: &str| {
+        refs.lines().any(|line| {
+            let mut fields = line.split_whitespace();
+            let (sha, name) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+            sha == commit
+                && [
+                    format!("refs/heads/{rev}"),
+                    format!("refs/tags/{rev}"),
+                    format!("refs/tags/{rev}^{{}}"),
+                ]
+                .contains(&name.to_string())
+        })
+    };
 
-    if named {
+    if let Some(commit) = locked.filter(|c| !points_at(c)) {
+        reporter.note(format!(
+            "{rev} has moved since the lock: checking out the locked {commit}"
+        ));
+        clone_commit(sh, reporter, url, commit, dest)?;
+    } else if named {
         reporter.detail(format!(
             "git clone --depth 1 --branch {rev} {url} {}",
             dest.display()
@@ -60,7 +87,13 @@ pub fn clone(sh: &Shell, reporter: &Reporter, url: &str, rev: &str, dest: &Path)
         );
     }
     let commit = cmd!(sh, "git -C {dest} rev-parse HEAD").quiet().read()?;
-    Ok(commit.trim().to_string())
+    let commit = commit.trim().to_string();
+    if let Some(locked) = locked {
+        if commit != locked {
+            bail!("{url} checked out {commit}, but the lock says {locked}: build with --update to accept the change");
+        }
+    }
+    Ok(commit)
 }
 
 fn clone_commit(sh: &Shell, reporter: &Reporter, url: &str, rev: &str, dest: &Path) -> Result<()> {

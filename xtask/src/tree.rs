@@ -15,6 +15,21 @@ pub fn rel_path(root: &Path, path: &Path) -> String {
     parts.join("/")
 }
 
+/// `a/b/../c` → `a/c`; `None` if it climbs out of the tree.
+pub fn normalise(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
 /// Files (and links) and their bytes under `root`, not following links.
 pub fn stats(root: &Path) -> Result<(u64, u64)> {
     let mut files = 0;

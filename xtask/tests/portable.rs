@@ -435,6 +435,23 @@ fn bad_input_is_reported_before_anything_runs() {
     assert!(!out.exists(), "nothing was written");
 }
 
+/// Names of the entries whose name, CRC or size differ between two zips.
+fn differing_entries(a: &Path, b: &Path) -> Vec<String> {
+    let entries = |p: &Path| -> std::collections::BTreeSet<(String, u32, u64)> {
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(p).unwrap()).unwrap();
+        (0..zip.len())
+            .map(|i| {
+                let e = zip.by_index(i).unwrap();
+                (e.name().unwrap().into_owned(), e.crc32(), e.size())
+            })
+            .collect()
+    };
+    let (a, b) = (entries(a), entries(b));
+    a.symmetric_difference(&b)
+        .map(|(name, _, _)| name.clone())
+        .collect()
+}
+
 fn host_platform() -> &'static str {
     match (std::env::consts::OS, std::env::consts::ARCH) {
         ("linux", "x86_64") => "linux-x86_64",
@@ -534,5 +551,80 @@ fn clean_removes_working_folders_and_with_cache_the_downloads() {
     assert!(
         out.join("anymatix-1-linux-x86_64.zip").exists(),
         "published zips stay"
+    );
+}
+
+#[test]
+fn lock_round_trip_builds_the_same_zip() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), "latest", "");
+    let first_out = dir.path().join("out");
+    let first = build(&manifest, &first_out, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let lock_path = dir
+        .path()
+        .join(format!("locks/{}.lock.yml", host_platform()));
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    let wheel = std::fs::read(w.wheelhouse.join("anyfix_native-1.0.0-py3-none-any.whl")).unwrap();
+    for wanted in [
+        format!("tag: {TAG}"),
+        format!("sha256: {}", w.installer_sha256),
+        format!("commit: {}", w.comfy_tag_commit),
+        format!("commit: {}", w.node_commit),
+        "name: anyfix-native\n  version: 1.0.0".to_string(),
+        format!("sha256: {}", support::sha256_hex(&wheel)),
+    ] {
+        assert!(
+            lock.contains(&wanted),
+            "{wanted} is not in the lock:\n{lock}"
+        );
+    }
+
+    // Locked, in the same folder: exactly the same zip. (Other folders would change only the
+    // sizes of what pruning removes, such as compiled bytecode, which names its build path.)
+    let first_zip =
+        std::fs::read(first_out.join(format!("anymatix-0.0.0-test-{}.zip", host_platform())))
+            .unwrap();
+    let reference = dir.path().join("first.zip");
+    std::fs::write(&reference, &first_zip).unwrap();
+    let locked_out = first_out.clone();
+    let locked = build(&manifest, &locked_out, &["--locked"]);
+    let text = stderr(&locked);
+    assert!(locked.status.success(), "{text}");
+    assert!(
+        text.contains("--require-hashes") || text.contains("locked requirements"),
+        "{text}"
+    );
+    let zip_name = format!("anymatix-0.0.0-test-{}.zip", host_platform());
+    let (a, b) = (reference.clone(), locked_out.join(&zip_name));
+    assert_eq!(
+        support::sha256_hex(&std::fs::read(&a).unwrap()),
+        support::sha256_hex(&std::fs::read(&b).unwrap()),
+        "a locked build gives the same zip; entries that differ: {:?}",
+        differing_entries(&a, &b)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&lock_path).unwrap(),
+        lock,
+        "--locked leaves the lock alone"
+    );
+
+    // A lock that does not fit is refused before anything runs.
+    std::fs::write(
+        &lock_path,
+        lock.replace("name: ComfyUI\n", "name: SomethingElse\n"),
+    )
+    .unwrap();
+    let refused = build(&manifest, &dir.path().join("refused"), &["--locked"]);
+    let text = stderr(&refused);
+    assert!(!refused.status.success());
+    assert!(text.contains("build with --update"), "{text}");
+    std::fs::remove_file(&lock_path).unwrap();
+    let missing = build(&manifest, &dir.path().join("missing"), &["--locked"]);
+    assert!(
+        stderr(&missing).contains("build once without --locked"),
+        "{}",
+        stderr(&missing)
     );
 }

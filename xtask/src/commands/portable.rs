@@ -1,12 +1,13 @@
 //! `cargo xtask portable`: fetch → install → repos → pip → prune → scripts → manifest → zip →
 //! verify → publish, each step from the plan, each failure naming its stage.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::fetch::{self, Fetcher};
+use crate::lock::{self, Lock};
 use crate::manifest::{self, Manifest, Release};
 use crate::plan::{self, Layout, Plan, Step};
 use crate::platform::Platform;
@@ -44,6 +45,18 @@ pub struct PortableArgs {
     /// Print every step (URLs, command lines, paths) and do nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Build exactly what the lock file says: its Miniforge tag and digest, its repo commits,
+    /// its package versions with `pip --require-hashes`. Fails if the lock is missing or does not
+    /// fit the manifest.
+    #[arg(long, conflicts_with = "update")]
+    pub locked: bool,
+    /// Follow the manifest (latest, branches, unpinned packages) and rewrite the lock file; this
+    /// is also what a build without --locked does.
+    #[arg(long)]
+    pub update: bool,
+    /// The lock file [default: locks/<platform>.lock.yml beside the manifest]
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
     /// Show every command line as it runs.
     #[arg(long, short)]
     pub verbose: bool,
@@ -58,6 +71,11 @@ struct Results {
     packages: Vec<pip::Package>,
     prune: Option<PruneReport>,
     relocation: Option<RelocationReport>,
+    /// What the build resolved to, written to the lock file once the zip is published.
+    lock: Option<Lock>,
+    miniforge_locked: Option<lock::LockedInstaller>,
+    locked_repos: Vec<lock::LockedRepo>,
+    locked_packages: Vec<lock::LockedPackage>,
 }
 
 pub fn run(args: PortableArgs) -> Result<()> {
@@ -85,9 +103,28 @@ pub fn run(args: PortableArgs) -> Result<()> {
     let out = std::path::absolute(&args.out)
         .with_context(|| format!("bad --out {}", args.out.display()))?;
     let layout = Layout::new(&out, platform, &version);
+    let lock_path = args
+        .lock
+        .clone()
+        .unwrap_or_else(|| lock::default_path(&args.manifest, platform));
+    let locked = if args.locked {
+        let lock = Lock::load(&lock_path)?;
+        check_lock_fits(&lock, &manifest, platform, &lock_path)?;
+        Some(lock)
+    } else {
+        None
+    };
 
     if args.dry_run {
-        let plan = plan::plan(&manifest, platform, &version, &layout, None, &args.policy);
+        let plan = plan::plan(
+            &manifest,
+            platform,
+            &version,
+            &layout,
+            None,
+            &args.policy,
+            locked.as_ref(),
+        );
         print_plan(&plan, &policy);
         return Ok(());
     }
@@ -122,9 +159,10 @@ pub fn run(args: PortableArgs) -> Result<()> {
 
     // The tag is needed to name the installer, so `latest` is resolved before planning.
     let fetcher = Fetcher::new()?;
-    let tag = match &manifest.installer.release {
-        Release::Tag(tag) => tag.clone(),
-        Release::Latest => {
+    let tag = match (&locked, &manifest.installer.release) {
+        (Some(lock), _) => lock.miniforge.tag.clone(),
+        (None, Release::Tag(tag)) => tag.clone(),
+        (None, Release::Latest) => {
             let stage = reporter.stage("Resolve Miniforge's latest release");
             let tag = fetcher.resolve_latest_tag(&manifest.installer.base_url)?;
             reporter.note(format!("latest is {tag}"));
@@ -139,6 +177,7 @@ pub fn run(args: PortableArgs) -> Result<()> {
         &layout,
         Some(&tag),
         &args.policy,
+        locked.as_ref(),
     );
 
     // Every build starts from an empty stage: nothing half-made by an earlier run is trusted.
@@ -162,9 +201,18 @@ pub fn run(args: PortableArgs) -> Result<()> {
             &reporter,
             &mut results,
             args.split_size,
+            locked.as_ref(),
         )
         .with_context(|| format!("stage `{title}` failed"))?;
         stage.finish();
+    }
+    if locked.is_none() {
+        let lock = results
+            .lock
+            .take()
+            .context("the build recorded nothing to lock")?;
+        lock.write(&lock_path)?;
+        eprintln!("Wrote {}", lock_path.display());
     }
     let zip_size = fs_err::metadata(&layout.zip)?.len();
     eprintln!(
@@ -182,6 +230,7 @@ fn step_title(step: &Step) -> String {
         Step::InstallBase(_) => "Install the Miniforge base".into(),
         Step::CondaInstall(_) => "Install conda packages".into(),
         Step::Clone { name, .. } => format!("Clone {name}"),
+        Step::WriteFile { .. } => "Write the locked requirements".into(),
         Step::PipInstall(_) => "Install Python packages".into(),
         Step::Prune { .. } => "Prune".into(),
         Step::Relocate { .. } => "Relocate".into(),
@@ -205,6 +254,7 @@ fn execute(
     reporter: &Reporter,
     results: &mut Results,
     split_size: u64,
+    locked: Option<&Lock>,
 ) -> Result<()> {
     let platform = plan.platform;
     let layout = &plan.layout;
@@ -227,6 +277,19 @@ fn execute(
                 }
             };
             reporter.note(format!("sha256 {sha256}"));
+            if let Some(lock) = locked {
+                if !lock.miniforge.sha256.eq_ignore_ascii_case(&sha256) {
+                    bail!(
+                        "Miniforge {tag} now has sha256 {sha256}, but the lock says {}: the release was replaced. \
+                         Check it, then build with --update to accept it",
+                        lock.miniforge.sha256
+                    );
+                }
+            }
+            results.miniforge_locked = Some(lock::LockedInstaller {
+                tag: tag.to_string(),
+                sha256: sha256.clone(),
+            });
             results.miniforge = Some(Miniforge {
                 release: manifest.installer.release.to_string(),
                 tag: tag.to_string(),
@@ -242,10 +305,11 @@ fn execute(
             name,
             url,
             rev,
+            commit: locked_commit,
             dest,
             requirements,
         } => {
-            let commit = repos::clone(sh, reporter, url, rev, dest)?;
+            let commit = repos::clone(sh, reporter, url, rev, locked_commit.as_deref(), dest)?;
             reporter.note(format!("{name} at {commit}"));
             if let Some(req) = requirements {
                 if !req.is_file() {
@@ -255,6 +319,11 @@ fn execute(
                     );
                 }
             }
+            results.locked_repos.push(lock::LockedRepo {
+                name: name.clone(),
+                url: url.clone(),
+                commit: commit.clone(),
+            });
             results.checkouts.push(Checkout {
                 name: name.clone(),
                 url: url.clone(),
@@ -263,8 +332,11 @@ fn execute(
                 path: tree::rel_path(&layout.tree, dest),
             });
         }
+        Step::WriteFile { path, contents } => fs_err::write(path, contents)?,
         Step::PipInstall(command) => {
             exec::run(sh, reporter, command)?;
+            let report = fs_err::read_to_string(&layout.pip_report)?;
+            results.locked_packages = lock::packages_from_report(&report)?;
             let python = layout.prefix.join(platform.python_in_prefix());
             results.python = Some(pip::python_version(sh, &python)?);
             results.packages = pip::installed_packages(sh, &python)?;
@@ -356,29 +428,79 @@ fn execute(
             let root = verify::unpack(zip, unpack)?;
             verify::smoke(sh, reporter, platform, &root, imports)?;
         }
-        Step::Publish { files } => {
-            let parts = archive::split(&layout.staged_zip, split_size)?;
-            if !parts.is_empty() {
-                reporter.note(format!(
-                    "the zip is over {}: also written as {} parts",
-                    crate::progress::human_bytes(split_size),
-                    parts.len()
-                ));
-            }
-            let out = layout.zip.parent().expect("the zip is in --out");
-            for part in parts
-                .iter()
-                .flat_map(|p| [p.clone(), fetch::sidecar_path(p)])
-            {
-                fs_err::rename(
-                    &part,
-                    out.join(part.file_name().expect("a part has a name")),
-                )?;
-            }
-            for (from, to) in files {
-                fs_err::rename(from, to)?;
-            }
+        Step::Publish { files } if locked.is_none() => {
+            publish(files, layout, split_size, reporter)?;
+            let miniforge = results
+                .miniforge_locked
+                .take()
+                .context("Miniforge was not fetched")?;
+            results.lock = Some(Lock {
+                platform: platform.to_string(),
+                miniforge,
+                repos: std::mem::take(&mut results.locked_repos),
+                python_packages: std::mem::take(&mut results.locked_packages),
+            });
         }
+        Step::Publish { files } => publish(files, layout, split_size, reporter)?,
+    }
+    Ok(())
+}
+
+/// Moves the verified zip, its `.sha256` and the report to their final names; where the zip is
+/// over `split_size`, its parts too.
+fn publish(
+    files: &[(PathBuf, PathBuf)],
+    layout: &Layout,
+    split_size: u64,
+    reporter: &Reporter,
+) -> Result<()> {
+    let parts = archive::split(&layout.staged_zip, split_size)?;
+    if !parts.is_empty() {
+        reporter.note(format!(
+            "the zip is over {}: also written as {} parts",
+            crate::progress::human_bytes(split_size),
+            parts.len()
+        ));
+    }
+    let out = layout.zip.parent().expect("the zip is in --out");
+    for part in parts
+        .iter()
+        .flat_map(|p| [p.clone(), fetch::sidecar_path(p)])
+    {
+        fs_err::rename(
+            &part,
+            out.join(part.file_name().expect("a part has a name")),
+        )?;
+    }
+    for (from, to) in files {
+        fs_err::rename(from, to)?;
+    }
+    Ok(())
+}
+
+/// `--locked` needs a lock made for this platform and these repos.
+fn check_lock_fits(
+    lock: &Lock,
+    manifest: &Manifest,
+    platform: Platform,
+    path: &Path,
+) -> Result<()> {
+    if lock.platform != platform.name() {
+        bail!(
+            "{} is the lock of {}, not {platform}",
+            path.display(),
+            lock.platform
+        );
+    }
+    let mut wanted: Vec<&str> = manifest.repos.iter().map(|r| r.name.as_str()).collect();
+    let mut locked: Vec<&str> = lock.repos.iter().map(|r| r.name.as_str()).collect();
+    wanted.sort();
+    locked.sort();
+    if wanted != locked {
+        bail!(
+            "{} locks the repos {locked:?} but the manifest has {wanted:?}: build with --update to refresh the lock",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use goblin::mach::{Mach, MachO, SingleArch};
 use serde::Serialize;
 
 use crate::platform::{Os, Platform};
+use crate::tree::normalise;
 
 /// A file pruning removed, and the rule that removed it.
 #[derive(Debug, Clone)]
@@ -401,21 +402,6 @@ fn parent(rel: &str) -> String {
 
 fn base_name(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
-}
-
-/// `a/b/../c` → `a/c`; `None` if it climbs out of the tree.
-fn normalise(path: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split(['/', '\\']) {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
 }
 
 #[cfg(test)]

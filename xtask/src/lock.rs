@@ -1,0 +1,164 @@
+//! `anymatix/locks/<platform>.lock.yml`: what a build's moving parts resolved to (the Miniforge
+//! tag and digest `latest` meant, each repo's commit, each Python package's exact version and
+//! wheel digest), committed so reviewers see dependency changes as a diff, and read back by
+//! `--locked` to build exactly that again.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::platform::Platform;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub platform: String,
+    pub miniforge: LockedInstaller,
+    pub repos: Vec<LockedRepo>,
+    pub python_packages: Vec<LockedPackage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedInstaller {
+    pub tag: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedRepo {
+    pub name: String,
+    pub url: String,
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedPackage {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+const HEADER: &str = "\
+# Written by `cargo xtask portable`: what this platform's build resolved to. Commit it: a diff
+# here is a dependency change. `cargo xtask portable --locked` builds exactly this;
+# a build without --locked (or with --update) refreshes it.
+";
+
+/// Where the lock of `platform` lives: `locks/` beside the manifest.
+pub fn default_path(manifest: &Path, platform: Platform) -> PathBuf {
+    manifest
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("locks")
+        .join(format!("{platform}.lock.yml"))
+}
+
+impl Lock {
+    pub fn load(path: &Path) -> Result<Lock> {
+        let text = match fs_err::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "no lock file at {}: build once without --locked to write it",
+                path.display()
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        serde_yaml_ng::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            fs_err::create_dir_all(dir)?;
+        }
+        let text = format!("{HEADER}{}", serde_yaml_ng::to_string(self)?);
+        crate::atomic::write_atomic(path, text.as_bytes())
+    }
+
+    /// pip's requirements with every version pinned and every wheel's digest, for
+    /// `--require-hashes`.
+    pub fn requirements(&self) -> String {
+        self.python_packages
+            .iter()
+            .map(|p| format!("{}=={} --hash=sha256:{}\n", p.name, p.version, p.sha256))
+            .collect()
+    }
+
+    pub fn commit_of(&self, repo: &str) -> Option<&str> {
+        self.repos
+            .iter()
+            .find(|r| r.name == repo)
+            .map(|r| r.commit.as_str())
+    }
+}
+
+/// What pip installed, from its `--report` JSON: names, versions and the archives' sha256.
+pub fn packages_from_report(json: &str) -> Result<Vec<LockedPackage>> {
+    let report: serde_json::Value =
+        serde_json::from_str(json).context("pip's report is not JSON")?;
+    let mut packages = Vec::new();
+    for item in report["install"]
+        .as_array()
+        .context("pip's report lists no installs")?
+    {
+        let name = item["metadata"]["name"]
+            .as_str()
+            .context("an install without a name")?;
+        let version = item["metadata"]["version"]
+            .as_str()
+            .context("an install without a version")?;
+        let sha256 = item["download_info"]["archive_info"]["hashes"]["sha256"]
+            .as_str()
+            .with_context(|| {
+                format!("pip reported no sha256 for {name} {version} (not from an archive?)")
+            })?;
+        packages.push(LockedPackage {
+            name: name.to_lowercase(),
+            version: version.to_string(),
+            sha256: sha256.to_string(),
+        });
+    }
+    packages.sort();
+    Ok(packages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_gives_pinned_hashed_requirements() {
+        let report = r#"{"install": [
+          {"metadata": {"name": "Pillow", "version": "11.0.0"},
+           "download_info": {"url": "https://x/p.whl", "archive_info": {"hashes": {"sha256": "aa"}}}},
+          {"metadata": {"name": "numpy", "version": "2.1.0"},
+           "download_info": {"url": "https://x/n.whl", "archive_info": {"hashes": {"sha256": "bb"}}}}
+        ]}"#;
+        let packages = packages_from_report(report).unwrap();
+        let lock = Lock {
+            platform: "linux-x86_64".into(),
+            miniforge: LockedInstaller {
+                tag: "t".into(),
+                sha256: "s".into(),
+            },
+            repos: vec![],
+            python_packages: packages,
+        };
+        assert_eq!(
+            lock.requirements(),
+            "numpy==2.1.0 --hash=sha256:bb\npillow==11.0.0 --hash=sha256:aa\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks/linux-x86_64.lock.yml");
+        lock.write(&path).unwrap();
+        assert_eq!(Lock::load(&path).unwrap(), lock);
+        let err = Lock::load(&dir.path().join("missing.yml")).unwrap_err();
+        assert!(
+            err.to_string().contains("build once without --locked"),
+            "{err}"
+        );
+    }
+}
