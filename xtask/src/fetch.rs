@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
@@ -27,6 +27,13 @@ pub struct Fetcher {
 enum Failure {
     Transient(anyhow::Error),
     Permanent(anyhow::Error),
+}
+
+/// A local file error will not go away by asking the server again.
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Permanent(e.into())
+    }
 }
 
 impl Fetcher {
@@ -56,7 +63,7 @@ impl Fetcher {
     pub fn resolve_latest_tag(&self, base_url: &str) -> Result<String> {
         let url = format!("{}/latest", base_url.trim_end_matches('/'));
         self.with_retries(&url, || {
-            let response = self.send(&self.no_redirects, &url)?;
+            let response = self.send(self.no_redirects.get(&url))?;
             let status = response.status();
             if !status.is_redirection() {
                 return Err(Failure::Permanent(anyhow!(
@@ -84,7 +91,7 @@ impl Fetcher {
     /// Reads a `sha256sum`-style sidecar (`<hex>  <name>`) and returns the digest.
     pub fn fetch_sha256(&self, url: &str) -> Result<String> {
         self.with_retries(url, || {
-            let response = self.send(&self.client, url)?;
+            let response = self.send(self.client.get(url))?;
             let response = check_status(response)?;
             let text = response
                 .text()
@@ -120,7 +127,7 @@ impl Fetcher {
             if have > 0 {
                 request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
             }
-            let response = request.send().map_err(|e| Failure::Transient(anyhow!(without_url(e))))?;
+            let response = self.send(request)?;
             let resumed = have > 0 && response.status() == StatusCode::PARTIAL_CONTENT;
             let response = if resumed { response } else { check_status(response)? };
             // Opened only once the server answers, so a failed request leaves no file behind.
@@ -129,25 +136,25 @@ impl Fetcher {
                 .read(true)
                 .append(true)
                 .open(&partial)
-                .map_err(|e| Failure::Permanent(e.into()))?;
+                ?;
             let mut hasher = Sha256::new();
             if resumed {
                 // Hash what is already there, then append the rest.
-                let mut existing = fs_err::File::open(&partial).map_err(|e| Failure::Permanent(e.into()))?;
-                std::io::copy(&mut existing, &mut HashWriter(&mut hasher)).map_err(|e| Failure::Permanent(e.into()))?;
+                let mut existing = fs_err::File::open(&partial)?;
+                std::io::copy(&mut existing, &mut HashWriter(&mut hasher))?;
             } else {
-                file.set_len(0).map_err(|e| Failure::Permanent(e.into()))?;
+                file.set_len(0)?;
             }
             let start = if resumed { have } else { 0 };
             let total = response.content_length().map(|n| n + start);
             let mut progress = reporter.transfer("downloaded", &name, total);
             progress.advance_to(start);
             copy_into_hasher(response, &mut file, &mut hasher, |n| progress.advance(n))
-                .map_err(|e| Failure::Transient(anyhow!(e).context("download interrupted; resuming")))?;
+                .map_err(|e| Failure::Transient(anyhow!(e).context("download interrupted")))?;
             progress.finish();
             let digest = hex(&hasher.finalize());
             if !digest.eq_ignore_ascii_case(sha256) {
-                fs_err::remove_file(&partial).map_err(|e| Failure::Permanent(e.into()))?;
+                fs_err::remove_file(&partial)?;
                 if resumed {
                     // The server's file may have changed since the first part: start over once.
                     return Err(Failure::Transient(anyhow!("the resumed download did not match its sha256")));
@@ -157,7 +164,7 @@ impl Fetcher {
                      If this persists, the release may have been replaced: check the published checksum"
                 )));
             }
-            file.sync_all().map_err(|e| Failure::Permanent(e.into()))?;
+            file.sync_all()?;
             drop(file);
             fs_err::rename(&partial, dest)
                 .map_err(|e| Failure::Permanent(anyhow!(e).context("cannot move the download into the cache")))?;
@@ -166,8 +173,8 @@ impl Fetcher {
         .with_context(|| format!("cannot download {url}"))
     }
 
-    fn send(&self, client: &Client, url: &str) -> Result<Response, Failure> {
-        client.get(url).send().map_err(|e| {
+    fn send(&self, request: RequestBuilder) -> Result<Response, Failure> {
+        request.send().map_err(|e| {
             if e.is_builder() {
                 Failure::Permanent(anyhow!("bad URL: {e}"))
             } else {

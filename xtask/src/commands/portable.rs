@@ -71,11 +71,35 @@ struct Results {
     packages: Vec<pip::Package>,
     prune: Option<PruneReport>,
     relocation: Option<RelocationReport>,
-    /// What the build resolved to, written to the lock file once the zip is published.
-    lock: Option<Lock>,
-    miniforge_locked: Option<lock::LockedInstaller>,
-    locked_repos: Vec<lock::LockedRepo>,
+    /// What pip installed, with wheel digests: with the Miniforge and repo results, the lock.
     locked_packages: Vec<lock::LockedPackage>,
+}
+
+impl Results {
+    /// What this build resolved to, for the lock file.
+    fn lock(&self, platform: Platform) -> Result<Lock> {
+        let miniforge = self
+            .miniforge
+            .as_ref()
+            .context("Miniforge was not fetched")?;
+        Ok(Lock {
+            platform: platform.to_string(),
+            miniforge: lock::LockedInstaller {
+                tag: miniforge.tag.clone(),
+                sha256: miniforge.sha256.clone(),
+            },
+            repos: self
+                .checkouts
+                .iter()
+                .map(|c| lock::LockedRepo {
+                    name: c.name.clone(),
+                    url: c.url.clone(),
+                    commit: c.commit.clone(),
+                })
+                .collect(),
+            python_packages: self.locked_packages.clone(),
+        })
+    }
 }
 
 pub fn run(args: PortableArgs) -> Result<()> {
@@ -207,11 +231,7 @@ pub fn run(args: PortableArgs) -> Result<()> {
         stage.finish();
     }
     if locked.is_none() {
-        let lock = results
-            .lock
-            .take()
-            .context("the build recorded nothing to lock")?;
-        lock.write(&lock_path)?;
+        results.lock(platform)?.write(&lock_path)?;
         eprintln!("Wrote {}", lock_path.display());
     }
     let zip_size = fs_err::metadata(&layout.zip)?.len();
@@ -286,10 +306,6 @@ fn execute(
                     );
                 }
             }
-            results.miniforge_locked = Some(lock::LockedInstaller {
-                tag: tag.to_string(),
-                sha256: sha256.clone(),
-            });
             results.miniforge = Some(Miniforge {
                 release: manifest.installer.release.to_string(),
                 tag: tag.to_string(),
@@ -319,11 +335,6 @@ fn execute(
                     );
                 }
             }
-            results.locked_repos.push(lock::LockedRepo {
-                name: name.clone(),
-                url: url.clone(),
-                commit: commit.clone(),
-            });
             results.checkouts.push(Checkout {
                 name: name.clone(),
                 url: url.clone(),
@@ -385,11 +396,11 @@ fn execute(
                 platform: platform.to_string(),
                 miniforge: results
                     .miniforge
-                    .take()
+                    .clone()
                     .context("Miniforge was not fetched")?,
                 python: results.python.clone().context("pip did not run")?,
                 packages: std::mem::take(&mut results.packages),
-                repos: std::mem::take(&mut results.checkouts),
+                repos: results.checkouts.clone(),
                 contents: Contents { files, bytes },
                 prune: results.prune.take().context("prune did not run")?,
                 relocation: results.relocation.take().context("relocate did not run")?,
@@ -427,19 +438,6 @@ fn execute(
         } => {
             let root = verify::unpack(zip, unpack)?;
             verify::smoke(sh, reporter, platform, &root, imports)?;
-        }
-        Step::Publish { files } if locked.is_none() => {
-            publish(files, layout, split_size, reporter)?;
-            let miniforge = results
-                .miniforge_locked
-                .take()
-                .context("Miniforge was not fetched")?;
-            results.lock = Some(Lock {
-                platform: platform.to_string(),
-                miniforge,
-                repos: std::mem::take(&mut results.locked_repos),
-                python_packages: std::mem::take(&mut results.locked_packages),
-            });
         }
         Step::Publish { files } => publish(files, layout, split_size, reporter)?,
     }

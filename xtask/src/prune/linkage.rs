@@ -180,12 +180,8 @@ fn has_native_magic(path: &Path, os: Os) -> Result<bool> {
             u32::from_be_bytes(magic),
             0xfeedface | 0xfeedfacf | 0xcefaedfe | 0xcffaedfe | 0xcafebabe
         ),
-        Os::Windows => {
-            magic[..2] == *b"MZ" && {
-                let lower = path.to_string_lossy().to_lowercase();
-                lower.ends_with(".dll") || lower.ends_with(".pyd") || lower.ends_with(".exe")
-            }
-        }
+        // Only .dll, .pyd and .exe files get here (see `maybe_binary`).
+        Os::Windows => magic[..2] == *b"MZ",
     })
 }
 

@@ -29,7 +29,7 @@ pub struct BuildManifest {
     pub relocation: RelocationReport,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Miniforge {
     /// As the manifest asked: `latest` or a tag.
     pub release: String,
