@@ -54,3 +54,26 @@ pub fn sweep_partials(dir: &Path, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Replaces `path` with `contents` as a new file with the old one's permissions. Never writes
+/// into the old file: the build tree is a hard-linked copy of the installed environment, and
+/// writing through a link would change the environment too.
+pub fn replace(path: &Path, contents: &[u8]) -> Result<()> {
+    let permissions = fs_err::metadata(path)?.permissions();
+    let dir = path.parent().context("a file in a folder")?;
+    let name = path
+        .file_name()
+        .context("a file name is needed")?
+        .to_string_lossy();
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    temp.write_all(contents)?;
+    fs_err::set_permissions(temp.path(), permissions)?;
+    temp.persist(path)
+        .map_err(|e| anyhow!(e.error))
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}

@@ -152,7 +152,7 @@ impl Fetcher {
             copy_into_hasher(response, &mut file, &mut hasher, |n| progress.advance(n))
                 .map_err(|e| Failure::Transient(anyhow!(e).context("download interrupted")))?;
             progress.finish();
-            let digest = hex(&hasher.finalize());
+            let digest = crate::fingerprint::hex(&hasher.finalize());
             if !digest.eq_ignore_ascii_case(sha256) {
                 fs_err::remove_file(&partial)?;
                 if resumed {
@@ -244,7 +244,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut HashWriter(&mut hasher))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hex(&hasher.finalize()))
+    Ok(crate::fingerprint::hex(&hasher.finalize()))
 }
 
 /// A `Write` that only hashes.
@@ -281,10 +281,6 @@ fn copy_into_hasher(
         on_chunk(n as u64);
     }
     to.flush()
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn check_status(response: Response) -> Result<Response, Failure> {

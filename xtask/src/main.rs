@@ -5,7 +5,9 @@ mod archive;
 mod atomic;
 mod commands;
 mod exec;
+mod execute;
 mod fetch;
+mod fingerprint;
 mod install;
 mod lock;
 mod manifest;
@@ -55,8 +57,14 @@ enum Command {
   cargo xtask portable                                      build for this host
   cargo xtask portable --platform windows-x86_64 --dry-run  show the Windows plan, anywhere
   cargo xtask portable --out /tmp/amx --version 0.2.0-rc1   another folder and version
-  cargo xtask portable --verbose                            show every command line")]
+  cargo xtask portable --verbose                            show every command line
+  cargo xtask portable --update                             install the environment anew
+  cargo xtask fetch && cargo xtask portable --offline       build with no network")]
     Portable(commands::portable::PortableArgs),
+    /// Download everything a build needs into the cache (the Miniforge installer, conda
+    /// packages, a mirror of each repo, a wheelhouse for this platform), so that
+    /// `portable --offline` then builds with no network at all.
+    Fetch(commands::fetch::FetchArgs),
     /// Prune a folder laid out like anymatix/ by the prune policy: what each rule removes, the
     /// largest kept folders, and a check that every native library still finds what it needs.
     Prune(commands::prune::PruneArgs),
@@ -88,6 +96,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Portable(args) => commands::portable::run(args),
+        Command::Fetch(args) => commands::fetch::run(args),
         Command::Prune(args) => commands::prune::run(args),
         Command::Archive(args) => commands::archive::run(args),
         Command::Release(args) => commands::release::run(args),

@@ -11,12 +11,19 @@ use crate::platform::Platform;
 /// Where everything of one build lives, under `--out`.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    /// Downloads, kept across builds and trusted only with a matching sidecar digest.
+    /// Downloads, kept across builds and trusted only with a matching sidecar digest; also the
+    /// git mirrors, wheelhouse and conda packages `fetch` gathers for `--offline`.
     pub cache: PathBuf,
-    /// The tree that becomes the zip's root folder `anymatix/`.
-    pub tree: PathBuf,
-    /// The Miniforge prefix, `anymatix/python/`.
+    /// The installed environment: what the installer, conda, git and pip made. Never pruned, so
+    /// a change to the prune policy reuses it.
+    pub env: PathBuf,
+    /// The environment's `anymatix/`, where it is installed.
+    pub env_tree: PathBuf,
+    /// The Miniforge prefix, `anymatix/python/` in the environment.
     pub prefix: PathBuf,
+    /// The tree that becomes the zip's root folder `anymatix/`: a hard-linked copy of the
+    /// environment, then pruned.
+    pub tree: PathBuf,
     /// The finished zip, moved here only after it passed verify.
     pub zip: PathBuf,
     /// Where the zip is written and verified before it is published as `zip`.
@@ -31,32 +38,60 @@ pub struct Layout {
     /// Where verify unpacks the zip: a path with a space and non-ASCII characters on purpose,
     /// since users unpack anywhere.
     pub unpack: PathBuf,
+    /// What the environment and the published zip were made from (see `fingerprint`).
+    pub env_record: PathBuf,
+    pub dist_record: PathBuf,
+    /// The tag `latest` meant when last resolved online, for `--offline`.
+    pub latest_tag: PathBuf,
+    /// `fetch`'s wheels for this platform: `--offline` installs from here alone.
+    pub wheelhouse: PathBuf,
+    /// conda's package cache, shared by builds (and filled by `fetch`) for `--offline`.
+    pub conda_pkgs: PathBuf,
+    /// The Miniforge base `fetch` installs to run pip for this platform; removed afterwards.
+    pub fetch_prefix: PathBuf,
 }
 
 impl Layout {
     pub fn new(out: &Path, platform: Platform, version: &str) -> Layout {
         // Short names: the Windows installer checks the prefix's length.
         let stage = out.join("stage").join(platform.name());
-        let tree = stage.join("anymatix");
+        let env = stage.join("env");
+        let env_tree = env.join("anymatix");
+        let dist = stage.join("dist");
+        let cache = out.join("cache");
         Layout {
-            cache: out.join("cache"),
-            prefix: tree.join("python"),
-            tree,
+            prefix: env_tree.join("python"),
+            env_tree,
+            tree: dist.join("anymatix"),
             zip: out.join(zip_name(version, platform)),
-            staged_zip: stage.join(zip_name(version, platform)),
-            pip_report: stage.join("pip-report.json"),
-            locked_requirements: stage.join("locked-requirements.txt"),
+            staged_zip: dist.join(zip_name(version, platform)),
+            pip_report: env.join("pip-report.json"),
+            locked_requirements: env.join("locked-requirements.txt"),
             report: out.join(report_name(version, platform)),
-            staged_report: stage.join(report_name(version, platform)),
+            staged_report: dist.join(report_name(version, platform)),
             unpack: out
                 .join("verify")
                 .join(platform.name())
                 .join("unpacked copy ü"),
+            env_record: stage.join("env.done.json"),
+            dist_record: stage.join("dist.done.json"),
+            latest_tag: cache.join(format!("miniforge-latest-{platform}.txt")),
+            wheelhouse: cache.join("wheels").join(platform.name()),
+            conda_pkgs: cache.join("conda-pkgs").join(platform.name()),
+            fetch_prefix: stage.join("fetch").join("python"),
+            cache,
+            env,
         }
     }
 
-    pub fn stage(&self) -> &Path {
+    /// The folder the published zip is made in (the pruned tree, the staged zip and report).
+    pub fn dist(&self) -> &Path {
         self.tree.parent().expect("tree has a parent")
+    }
+
+    /// `fetch`'s bare mirror of a repo, which `--offline` clones from.
+    pub fn git_mirror(&self, repo: &str) -> PathBuf {
+        self.cache.join("git").join(format!("{repo}.git"))
     }
 }
 
@@ -125,12 +160,20 @@ pub enum Step {
         /// The versioned asset's URL; `None` until `latest` is resolved to a tag.
         url: Option<String>,
         dest: Option<PathBuf>,
+        /// Only the cache may be used.
+        offline: bool,
     },
-    InstallBase(Command),
+    InstallBase {
+        command: Command,
+        /// Where it installs: the environment's prefix, or `fetch`'s scratch base.
+        prefix: PathBuf,
+    },
     CondaInstall(Command),
     Clone {
         name: String,
         url: String,
+        /// Where it is cloned from: `url`, or the mirror `fetch` made of it when offline.
+        from: String,
         rev: String,
         /// The locked commit, when building `--locked`.
         commit: Option<String>,
@@ -143,15 +186,23 @@ pub enum Step {
         contents: String,
     },
     PipInstall(Command),
+    /// Copies the installed environment by hard links into the tree that is pruned, so pruning
+    /// never damages it.
+    LinkTree {
+        from: PathBuf,
+        to: PathBuf,
+    },
     Prune {
         tree: PathBuf,
         policy: PathBuf,
         /// The HTML size report, written in the stage and published with the zip.
         report: PathBuf,
     },
-    /// Rewrites `#!` lines that hold the build path; lists what else holds it.
+    /// Rewrites `#!` lines that hold the path the environment was installed at (`installed_at`);
+    /// lists what else holds it.
     Relocate {
         tree: PathBuf,
+        installed_at: PathBuf,
     },
     HelperScript {
         path: PathBuf,
@@ -172,6 +223,50 @@ pub enum Step {
     Publish {
         files: Vec<(PathBuf, PathBuf)>,
     },
+    /// `fetch`: a bare mirror of a repo in the cache, and its requirements file at `rev`.
+    Mirror {
+        name: String,
+        url: String,
+        rev: String,
+        commit: Option<String>,
+        mirror: PathBuf,
+        /// The requirements file's path in the repo, and where to write it.
+        requirements: Option<(String, PathBuf)>,
+    },
+    /// `fetch`: every wheel the build's pip install needs, into the wheelhouse.
+    Wheelhouse(Command),
+}
+
+/// A build's two cached stages: each is redone only when its inputs changed (see `fingerprint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Fetch, install, clone, pip install: the installed environment.
+    Env,
+    /// Link, prune, relocate, zip, verify, publish: the zip, from the environment.
+    Dist,
+}
+
+impl Step {
+    pub fn stage(&self) -> Stage {
+        match self {
+            Step::FetchInstaller { .. }
+            | Step::InstallBase { .. }
+            | Step::CondaInstall(_)
+            | Step::Clone { .. }
+            | Step::WriteFile { .. }
+            | Step::PipInstall(_)
+            | Step::Mirror { .. }
+            | Step::Wheelhouse(_) => Stage::Env,
+            Step::LinkTree { .. }
+            | Step::Prune { .. }
+            | Step::Relocate { .. }
+            | Step::HelperScript { .. }
+            | Step::WriteManifest { .. }
+            | Step::Archive { .. }
+            | Step::Verify { .. }
+            | Step::Publish { .. } => Stage::Dist,
+        }
+    }
 }
 
 impl fmt::Display for Step {
@@ -182,10 +277,14 @@ impl fmt::Display for Step {
                 base_url,
                 url,
                 dest,
+                offline,
             } => {
-                match url {
-                    Some(url) => write!(f, "fetch {url}\n      verify with {url}.sha256")?,
-                    None => write!(
+                match (url, offline) {
+                    (Some(url), false) => {
+                        write!(f, "fetch {url}\n      verify with {url}.sha256")?
+                    }
+                    (Some(url), true) => write!(f, "use the cached download of {url} (offline)")?,
+                    (None, _) => write!(
                         f,
                         "fetch Miniforge {release}: resolve the tag from {base_url}/latest, then download its versioned asset and .sha256"
                     )?,
@@ -195,11 +294,12 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
-            Step::InstallBase(cmd) => write!(f, "install the base: {cmd}"),
+            Step::InstallBase { command, .. } => write!(f, "install the base: {command}"),
             Step::CondaInstall(cmd) => write!(f, "install conda packages: {cmd}"),
             Step::Clone {
                 name,
                 url,
+                from,
                 rev,
                 commit,
                 dest,
@@ -209,7 +309,10 @@ impl fmt::Display for Step {
                 if let Some(commit) = commit {
                     write!(f, " (locked: {commit})")?;
                 }
-                write!(f, " into {}", dest.display())?;
+                if from != url {
+                    write!(f, "\n      from {from}")?;
+                }
+                write!(f, "\n      into {}", dest.display())?;
                 if let Some(req) = requirements {
                     write!(f, "\n      requirements: {}", req.display())?;
                 }
@@ -222,6 +325,12 @@ impl fmt::Display for Step {
                 contents.lines().count()
             ),
             Step::PipInstall(cmd) => write!(f, "pip install (one resolve): {cmd}"),
+            Step::LinkTree { from, to } => write!(
+                f,
+                "copy {} to {} by hard links (pruning the copy leaves the environment whole)",
+                from.display(),
+                to.display()
+            ),
             Step::Prune {
                 tree,
                 policy,
@@ -235,10 +344,11 @@ impl fmt::Display for Step {
                     report.display()
                 )
             }
-            Step::Relocate { tree } => write!(
+            Step::Relocate { tree, installed_at } => write!(
                 f,
-                "relocate: rewrite the #! lines in {} that name the build path, list what else does",
-                tree.display()
+                "relocate: rewrite the #! lines in {} that name {}, list what else does",
+                tree.display(),
+                installed_at.display()
             ),
             Step::HelperScript { path } => write!(f, "write helper script {}", path.display()),
             Step::WriteManifest { path } => write!(f, "write {}", path.display()),
@@ -267,6 +377,25 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+            Step::Mirror {
+                name,
+                url,
+                rev,
+                commit,
+                mirror,
+                requirements,
+            } => {
+                write!(f, "mirror {name}: {url} into {}", mirror.display())?;
+                match commit {
+                    Some(commit) => write!(f, "\n      at {rev} (locked: {commit})")?,
+                    None => write!(f, "\n      at {rev}")?,
+                }
+                if let Some((path, out)) = requirements {
+                    write!(f, "\n      its {path} into {}", out.display())?;
+                }
+                Ok(())
+            }
+            Step::Wheelhouse(cmd) => write!(f, "gather wheels: {cmd}"),
         }
     }
 }
@@ -279,66 +408,43 @@ pub struct Plan {
     pub steps: Vec<Step>,
 }
 
-/// Builds the plan. `tag` is the resolved Miniforge tag when known (pinned, or `latest` resolved).
+/// What a plan is made from besides the manifest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// The resolved Miniforge tag when known (pinned, or `latest` resolved).
+    pub tag: Option<&'a str>,
+    /// Build exactly this lock.
+    pub locked: Option<&'a Lock>,
+    /// Use only what `fetch` put in the cache: the installer, git mirrors, wheelhouse, conda
+    /// packages.
+    pub offline: bool,
+}
+
+/// Builds the plan of `portable`.
 pub fn plan(
     manifest: &Manifest,
     platform: Platform,
     version: &str,
     layout: &Layout,
-    tag: Option<&str>,
     prune_policy: &Path,
-    locked: Option<&Lock>,
+    options: Options,
 ) -> Plan {
-    let mut steps = Vec::new();
-    let base_url = manifest
-        .installer
-        .base_url
-        .trim_end_matches('/')
-        .to_string();
-    let tag =
-        locked
-            .map(|l| l.miniforge.tag.as_str())
-            .or(tag)
-            .or(match &manifest.installer.release {
-                Release::Tag(t) => Some(t.as_str()),
-                Release::Latest => None,
-            });
-    let installer = tag.map(|t| layout.cache.join(platform.miniforge_asset(t)));
-    steps.push(Step::FetchInstaller {
-        release: manifest.installer.release.clone(),
-        base_url: base_url.clone(),
-        url: tag.map(|t| installer_url(&base_url, t, platform)),
-        dest: installer.clone(),
-    });
-    let installer =
-        installer.unwrap_or_else(|| layout.cache.join(platform.miniforge_asset("<latest>")));
-    steps.push(Step::InstallBase(install_command(
-        platform,
-        &installer,
-        &layout.prefix,
-    )));
-
-    let conda = manifest.conda_packages_for(platform);
-    if !conda.is_empty() {
-        let mut cmd = Command::new(layout.prefix.join(platform.mamba_in_prefix()))
-            .args(["install", "--yes", "--prefix"])
-            .arg(path_arg(&layout.prefix))
-            .args(["--override-channels", "--channel", "conda-forge"])
-            .args(conda);
-        // mamba 2 otherwise takes its root prefix from the user's home.
-        cmd.env
-            .push(("MAMBA_ROOT_PREFIX".into(), path_arg(&layout.prefix)));
-        steps.push(Step::CondaInstall(cmd));
-    }
+    let locked = options.locked;
+    let mut steps = base_steps(manifest, platform, layout, &layout.prefix, options);
 
     let mut requirement_files = Vec::new();
     for repo in &manifest.repos {
-        let dest = layout.tree.join(&repo.path);
+        let dest = layout.env_tree.join(&repo.path);
         let requirements = repo.requirements.as_ref().map(|r| dest.join(r));
         requirement_files.extend(requirements.clone());
         steps.push(Step::Clone {
             name: repo.name.clone(),
             url: repo.url.clone(),
+            from: if options.offline {
+                file_url(&layout.git_mirror(&repo.name))
+            } else {
+                repo.url.clone()
+            },
             rev: repo.rev.clone(),
             // Locked, each repo is checked out at the commit its rev meant then.
             commit: locked
@@ -349,48 +455,32 @@ pub fn plan(
         });
     }
 
-    let mut pip = python(platform, &layout.prefix).args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--no-warn-script-location",
-    ]);
-    // pip's account of what it installed: exact versions and wheel digests, for the lock.
-    pip = pip.arg("--report").arg(path_arg(&layout.pip_report));
-    if let Some(index) = &manifest.pip.index_url {
-        pip = pip.args(["--index-url", index]);
-    }
-    for url in &manifest.pip.extra_index_urls {
-        pip = pip.args(["--extra-index-url", url]);
-    }
-    for link in &manifest.pip.find_links {
-        pip = pip.args(["--find-links", link]);
-    }
-    if manifest.pip.no_index {
-        pip = pip.arg("--no-index");
-    }
-    pip = pip.args(manifest.pip_args_for(platform));
-    match locked {
-        Some(lock) => {
-            // Exactly the locked versions, each wheel checked against its digest.
-            steps.push(Step::WriteFile {
-                path: layout.locked_requirements.clone(),
-                contents: lock.requirements(),
-            });
-            pip = pip
-                .args(["--require-hashes", "--no-deps", "-r"])
-                .arg(path_arg(&layout.locked_requirements));
-        }
-        None => {
-            pip = pip.args(manifest.python_packages_for(platform));
-            for file in &requirement_files {
-                pip = pip.arg("-r").arg(path_arg(file));
-            }
-        }
-    }
-    steps.push(Step::PipInstall(pip));
+    let pip = python(platform, &layout.prefix)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+        ])
+        // pip's account of what it installed: exact versions and wheel digests, for the lock.
+        .arg("--report")
+        .arg(path_arg(&layout.pip_report));
+    let pip = pip_sources(pip, manifest, platform, layout, options.offline);
+    steps.extend(requirements(
+        pip,
+        manifest,
+        platform,
+        layout,
+        locked,
+        &requirement_files,
+        Step::PipInstall,
+    ));
 
+    steps.push(Step::LinkTree {
+        from: layout.env_tree.clone(),
+        to: layout.tree.clone(),
+    });
     steps.push(Step::Prune {
         tree: layout.tree.clone(),
         policy: prune_policy.to_path_buf(),
@@ -398,6 +488,7 @@ pub fn plan(
     });
     steps.push(Step::Relocate {
         tree: layout.tree.clone(),
+        installed_at: layout.env_tree.clone(),
     });
     steps.push(Step::HelperScript {
         path: layout.tree.join(platform.helper_script_name()),
@@ -414,11 +505,6 @@ pub fn plan(
         unpack: layout.unpack.clone(),
         imports: manifest.smoke.imports.clone(),
     });
-    let sidecar = |p: &Path| {
-        let mut name = p.file_name().unwrap_or_default().to_os_string();
-        name.push(".sha256");
-        p.with_file_name(name)
-    };
     steps.push(Step::Publish {
         files: vec![
             (layout.staged_zip.clone(), layout.zip.clone()),
@@ -431,6 +517,202 @@ pub fn plan(
         version: version.to_string(),
         layout: layout.clone(),
         steps,
+    }
+}
+
+/// Builds the plan of `fetch`: everything `portable --offline` needs, into the cache. pip runs
+/// in a scratch Miniforge base, so the wheels are those of the base's own Python.
+pub fn fetch_plan(
+    manifest: &Manifest,
+    platform: Platform,
+    layout: &Layout,
+    options: Options,
+) -> Vec<Step> {
+    let options = Options {
+        offline: false,
+        ..options
+    };
+    let prefix = &layout.fetch_prefix;
+    let mut steps = base_steps(manifest, platform, layout, prefix, options);
+    let scratch = prefix.parent().expect("the prefix is in a folder");
+    let mut requirement_files = Vec::new();
+    for repo in &manifest.repos {
+        let requirements = repo.requirements.as_ref().map(|r| {
+            (
+                r.clone(),
+                scratch.join(format!("{}-requirements.txt", repo.name)),
+            )
+        });
+        requirement_files.extend(requirements.iter().map(|(_, out)| out.clone()));
+        steps.push(Step::Mirror {
+            name: repo.name.clone(),
+            url: repo.url.clone(),
+            rev: repo.rev.clone(),
+            commit: options
+                .locked
+                .and_then(|l| l.commit_of(&repo.name))
+                .map(str::to_string),
+            mirror: layout.git_mirror(&repo.name),
+            requirements,
+        });
+    }
+    // `pip wheel` is `pip download` that also builds any sdist into a wheel: the offline
+    // install then never needs a build backend it cannot download.
+    let pip = python(platform, prefix)
+        .args(["-m", "pip", "wheel", "--disable-pip-version-check"])
+        .arg("--wheel-dir")
+        .arg(path_arg(&layout.wheelhouse));
+    let pip = pip_sources(pip, manifest, platform, layout, false);
+    let locked_requirements = scratch.join("locked-requirements.txt");
+    let layout = Layout {
+        locked_requirements,
+        ..layout.clone()
+    };
+    steps.extend(requirements(
+        pip,
+        manifest,
+        platform,
+        &layout,
+        options.locked,
+        &requirement_files,
+        Step::Wheelhouse,
+    ));
+    steps
+}
+
+/// Fetch the installer, install the base into `prefix`, then the conda packages.
+fn base_steps(
+    manifest: &Manifest,
+    platform: Platform,
+    layout: &Layout,
+    prefix: &Path,
+    options: Options,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let base_url = manifest
+        .installer
+        .base_url
+        .trim_end_matches('/')
+        .to_string();
+    let tag = options
+        .locked
+        .map(|l| l.miniforge.tag.as_str())
+        .or(options.tag)
+        .or(match &manifest.installer.release {
+            Release::Tag(t) => Some(t.as_str()),
+            Release::Latest => None,
+        });
+    let installer = tag.map(|t| layout.cache.join(platform.miniforge_asset(t)));
+    steps.push(Step::FetchInstaller {
+        release: manifest.installer.release.clone(),
+        base_url: base_url.clone(),
+        url: tag.map(|t| installer_url(&base_url, t, platform)),
+        dest: installer.clone(),
+        offline: options.offline,
+    });
+    let installer =
+        installer.unwrap_or_else(|| layout.cache.join(platform.miniforge_asset("<latest>")));
+    steps.push(Step::InstallBase {
+        command: install_command(platform, &installer, prefix),
+        prefix: prefix.to_path_buf(),
+    });
+
+    let conda = manifest.conda_packages_for(platform);
+    if !conda.is_empty() {
+        let mut cmd = Command::new(prefix.join(platform.mamba_in_prefix()))
+            .args(["install", "--yes", "--prefix"])
+            .arg(path_arg(prefix))
+            .args(["--override-channels", "--channel", "conda-forge"]);
+        if options.offline {
+            cmd = cmd.arg("--offline");
+        }
+        cmd = cmd.args(conda);
+        // mamba 2 otherwise takes its root prefix from the user's home.
+        cmd.env.push(("MAMBA_ROOT_PREFIX".into(), path_arg(prefix)));
+        // One package cache for every build: what `fetch` put there, `--offline` installs.
+        cmd.env
+            .push(("CONDA_PKGS_DIRS".into(), path_arg(&layout.conda_pkgs)));
+        steps.push(Step::CondaInstall(cmd));
+    }
+    steps
+}
+
+/// The package indexes of the manifest, or offline only the wheelhouse.
+fn pip_sources(
+    mut pip: Command,
+    manifest: &Manifest,
+    platform: Platform,
+    layout: &Layout,
+    offline: bool,
+) -> Command {
+    if offline {
+        pip = pip
+            .args(["--no-index", "--find-links"])
+            .arg(path_arg(&layout.wheelhouse));
+    } else {
+        if let Some(index) = &manifest.pip.index_url {
+            pip = pip.args(["--index-url", index]);
+        }
+        for url in &manifest.pip.extra_index_urls {
+            pip = pip.args(["--extra-index-url", url]);
+        }
+        for link in &manifest.pip.find_links {
+            pip = pip.args(["--find-links", link]);
+        }
+        if manifest.pip.no_index {
+            pip = pip.arg("--no-index");
+        }
+    }
+    // With --no-index, pip ignores any index these name.
+    pip.args(manifest.pip_args_for(platform))
+}
+
+/// What pip is asked for: the manifest's packages and the repos' requirements, or exactly the
+/// lock's versions with their digests (written to a file first).
+fn requirements(
+    mut pip: Command,
+    manifest: &Manifest,
+    platform: Platform,
+    layout: &Layout,
+    locked: Option<&Lock>,
+    requirement_files: &[PathBuf],
+    step: fn(Command) -> Step,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    match locked {
+        Some(lock) => {
+            steps.push(Step::WriteFile {
+                path: layout.locked_requirements.clone(),
+                contents: lock.requirements(),
+            });
+            pip = pip
+                .args(["--require-hashes", "--no-deps", "-r"])
+                .arg(path_arg(&layout.locked_requirements));
+        }
+        None => {
+            pip = pip.args(manifest.python_packages_for(platform));
+            for file in requirement_files {
+                pip = pip.arg("-r").arg(path_arg(file));
+            }
+        }
+    }
+    steps.push(step(pip));
+    steps
+}
+
+fn sidecar(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".sha256");
+    path.with_file_name(name)
+}
+
+/// `file://` URL of a local path, which git clones like a remote (shallow clones work).
+pub fn file_url(path: &Path) -> String {
+    let path = path.to_string_lossy().replace('\\', "/");
+    if path.starts_with('/') {
+        format!("file://{path}")
+    } else {
+        format!("file:///{path}")
     }
 }
 
@@ -521,11 +803,11 @@ mod tests {
         };
         assert_eq!(
             cmd.to_string(),
-            "/o/stage/linux-x86_64/anymatix/python/bin/python3 -s -m pip install --disable-pip-version-check \
-             --no-warn-script-location --report /o/stage/linux-x86_64/pip-report.json \
+            "/o/stage/linux-x86_64/env/anymatix/python/bin/python3 -s -m pip install --disable-pip-version-check \
+             --no-warn-script-location --report /o/stage/linux-x86_64/env/pip-report.json \
              --index-url http://127.0.0.1:1/simple --find-links /w --no-index \
              --extra-index-url https://download.pytorch.org/whl/cu128 pillow torch \
-             -r /o/stage/linux-x86_64/anymatix/ComfyUI/requirements.txt"
+             -r /o/stage/linux-x86_64/env/anymatix/ComfyUI/requirements.txt"
         );
     }
 
@@ -556,7 +838,9 @@ mod tests {
             .collect();
         assert_eq!(
             conda,
-            ["MAMBA_ROOT_PREFIX=/o/stage/macos-x86_64/anymatix/python /o/stage/macos-x86_64/anymatix/python/bin/mamba install --yes --prefix /o/stage/macos-x86_64/anymatix/python --override-channels --channel conda-forge python=3.12"]
+            ["MAMBA_ROOT_PREFIX=/o/stage/macos-x86_64/env/anymatix/python CONDA_PKGS_DIRS=/o/cache/conda-pkgs/macos-x86_64 \
+              /o/stage/macos-x86_64/env/anymatix/python/bin/mamba install --yes --prefix /o/stage/macos-x86_64/env/anymatix/python \
+              --override-channels --channel conda-forge python=3.12"]
         );
         let plan = plan_for(&m, Platform::LinuxX86_64, Some("t"));
         assert!(!plan
@@ -595,9 +879,11 @@ mod tests {
             Platform::LinuxX86_64,
             "0.1.0",
             &layout,
-            None,
             Path::new("/p.yml"),
-            Some(&lock),
+            Options {
+                locked: Some(&lock),
+                ..Options::default()
+            },
         );
         let text: Vec<String> = plan.steps.iter().map(|s| s.to_string()).collect();
         assert!(
@@ -610,19 +896,87 @@ mod tests {
             "{text:?}"
         );
         assert!(
-            text.iter()
-                .any(|t| t
-                    .starts_with("write /o/stage/linux-x86_64/locked-requirements.txt (1 lines)")),
+            text.iter().any(|t| t
+                .starts_with("write /o/stage/linux-x86_64/env/locked-requirements.txt (1 lines)")),
             "{text:?}"
         );
         let pip = text.iter().find(|t| t.starts_with("pip install")).unwrap();
         assert!(
             pip.ends_with(
-                "--require-hashes --no-deps -r /o/stage/linux-x86_64/locked-requirements.txt"
+                "--require-hashes --no-deps -r /o/stage/linux-x86_64/env/locked-requirements.txt"
             ),
             "{pip}"
         );
         assert!(!pip.contains(" pillow"), "{pip}");
+    }
+
+    #[test]
+    fn offline_plans_use_only_the_cache_and_fetch_fills_it() {
+        let m = manifest(
+            "pip: {index_url: 'https://pypi.example/simple', find_links: ['https://wheels.example/']}\n\
+             python_packages: [pillow]\n\
+             platforms: {macos-x86_64: {conda_packages: [python=3.12]}}\n\
+             repos: [{name: ComfyUI, url: 'https://git.example/ComfyUI.git', rev: v1, path: ComfyUI, requirements: requirements.txt}]\n",
+        );
+        let layout = Layout::new(Path::new("/o"), Platform::MacosX86_64, "0.1.0");
+        let offline = plan(
+            &m,
+            Platform::MacosX86_64,
+            "0.1.0",
+            &layout,
+            Path::new("/p.yml"),
+            Options {
+                tag: Some("t"),
+                offline: true,
+                ..Options::default()
+            },
+        );
+        let text: Vec<String> = offline.steps.iter().map(|s| s.to_string()).collect();
+        let all = text.join("\n");
+        assert!(!all.contains("https://pypi.example") && !all.contains("https://wheels.example"));
+        assert!(all.contains("use the cached download of"), "{all}");
+        assert!(
+            all.contains("from file:///o/cache/git/ComfyUI.git"),
+            "{all}"
+        );
+        assert!(
+            all.contains("--no-index --find-links /o/cache/wheels/macos-x86_64 pillow"),
+            "{all}"
+        );
+        assert!(
+            all.contains("CONDA_PKGS_DIRS=/o/cache/conda-pkgs/macos-x86_64")
+                && all.contains("--offline python=3.12"),
+            "{all}"
+        );
+
+        let fetch = fetch_plan(
+            &m,
+            Platform::MacosX86_64,
+            &layout,
+            Options {
+                tag: Some("t"),
+                ..Options::default()
+            },
+        );
+        let text: Vec<String> = fetch.iter().map(|s| s.to_string()).collect();
+        assert!(text[0].starts_with("fetch https://"), "{text:?}");
+        assert!(
+            text[1].ends_with("-b -p /o/stage/macos-x86_64/fetch/python"),
+            "{text:?}"
+        );
+        assert!(text[2].contains("CONDA_PKGS_DIRS=/o/cache/conda-pkgs/macos-x86_64"));
+        assert!(!text[2].contains("--offline"));
+        assert_eq!(
+            text[3],
+            "mirror ComfyUI: https://git.example/ComfyUI.git into /o/cache/git/ComfyUI.git\n      at v1\n      \
+             its requirements.txt into /o/stage/macos-x86_64/fetch/ComfyUI-requirements.txt"
+        );
+        assert_eq!(
+            text[4],
+            "gather wheels: /o/stage/macos-x86_64/fetch/python/bin/python3 -s -m pip wheel --disable-pip-version-check \
+             --wheel-dir /o/cache/wheels/macos-x86_64 --index-url https://pypi.example/simple \
+             --find-links https://wheels.example/ pillow -r /o/stage/macos-x86_64/fetch/ComfyUI-requirements.txt"
+        );
     }
 
     fn plan_for(m: &Manifest, platform: Platform, tag: Option<&str>) -> Plan {
@@ -632,9 +986,11 @@ mod tests {
             platform,
             "0.1.0",
             &layout,
-            tag,
             Path::new("/p.yml"),
-            None,
+            Options {
+                tag,
+                ..Options::default()
+            },
         )
     }
 }

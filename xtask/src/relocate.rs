@@ -63,7 +63,7 @@ pub fn relocate(
         let rel = rel_path(tree, entry.path());
         match trampoline(&bytes, &rel, &needles).filter(|_| rewrite_scripts) {
             Some(rewritten) => {
-                fs_err::write(entry.path(), rewritten)?;
+                crate::atomic::replace(entry.path(), &rewritten)?;
                 report.rewritten.push(rel);
             }
             None => {
@@ -111,7 +111,7 @@ fn update_records(tree: &Path, records: &[std::path::PathBuf], rewritten: &[Stri
             })
             .collect();
         if changed {
-            fs_err::write(record, lines.join("\n") + "\n")?;
+            crate::atomic::replace(record, (lines.join("\n") + "\n").as_bytes())?;
         }
     }
     Ok(())

@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
 use crate::progress::Reporter;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkout {
     pub name: String,
     pub url: String,
@@ -40,12 +40,7 @@ pub fn clone(
     // Never wait for a password prompt: in CI nobody answers it.
     let _prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
     reporter.detail(format!("git ls-remote --heads --tags {url}"));
-    let refs = cmd!(sh, "git ls-remote --heads --tags {url}")
-        .quiet()
-        .read()
-        .with_context(|| {
-            format!("cannot reach the git repository {url}: check the URL and your access to it")
-        })?;
+    let refs = list_refs(sh, url)?;
     let named = refs.lines().any(|line| {
         let name = line.split_whitespace().nth(1).unwrap_or("");
         name == format!("refs/heads/{rev}") || name == format!("refs/tags/{rev}")
@@ -94,6 +89,115 @@ pub fn clone(
         }
     }
     Ok(commit)
+}
+
+/// The commit `rev` names in `url` now (a tag's commit, not the tag object), without cloning:
+/// what a build would check out, so an installed environment is reused only while a branch has
+/// not moved.
+pub fn remote_commit(sh: &Shell, url: &str, rev: &str) -> Result<String> {
+    if rev.len() == 40 && looks_like_commit(rev) {
+        return Ok(rev.to_ascii_lowercase());
+    }
+    let _prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
+    let refs = list_refs(sh, url)?;
+    let names = [
+        format!("refs/heads/{rev}"),
+        format!("refs/tags/{rev}^{{}}"),
+        format!("refs/tags/{rev}"),
+    ];
+    for name in &names {
+        let found = refs.lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (sha, ref_name) = (fields.next()?, fields.next()?);
+            (ref_name == name).then(|| sha.to_string())
+        });
+        if let Some(sha) = found {
+            return Ok(sha);
+        }
+    }
+    if looks_like_commit(rev) {
+        // A short commit id: only a clone can expand it, and it names one commit anyway.
+        return Ok(rev.to_string());
+    }
+    bail!(
+        "rev `{rev}` not found in {url}: it is neither a branch nor a tag there (nor a commit id); \
+         check the rev in the manifest with `git ls-remote {url}`"
+    )
+}
+
+/// Keeps a bare mirror of `url` at `mirror`: cloned the first time (under a temporary name,
+/// renamed when complete), fetched after. `--offline` builds clone from it.
+pub fn mirror(sh: &Shell, reporter: &Reporter, url: &str, mirror: &Path) -> Result<()> {
+    let _prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
+    if mirror.join("HEAD").is_file() {
+        reporter.detail(format!(
+            "git --git-dir {} remote update --prune",
+            mirror.display()
+        ));
+        cmd!(sh, "git --git-dir {mirror} remote set-url origin {url}")
+            .quiet()
+            .run()?;
+        cmd!(sh, "git --git-dir {mirror} remote update --prune")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("cannot update the mirror of {url}"))?;
+        return Ok(());
+    }
+    let partial = mirror.with_extension("partial");
+    if partial.exists() {
+        fs_err::remove_dir_all(&partial)?;
+    }
+    if let Some(parent) = mirror.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    reporter.detail(format!("git clone --mirror {url} {}", mirror.display()));
+    cmd!(sh, "git clone --quiet --mirror {url} {partial}")
+        .quiet()
+        .run()
+        .with_context(|| {
+            format!("cannot mirror the git repository {url}: check the URL and your access to it")
+        })?;
+    fs_err::rename(&partial, mirror)?;
+    Ok(())
+}
+
+/// The commit `rev` (branch, tag or commit) names in a mirror.
+pub fn mirror_commit(sh: &Shell, mirror: &Path, rev: &str) -> Result<String> {
+    let target = format!("{rev}^{{commit}}");
+    let commit = cmd!(
+        sh,
+        "git --git-dir {mirror} rev-parse --verify --quiet {target}"
+    )
+    .quiet()
+    .ignore_stderr()
+    .read()
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "rev `{rev}` not found in the mirror {}: no branch, tag or commit has that name",
+            mirror.display()
+        )
+    })?;
+    Ok(commit.trim().to_string())
+}
+
+/// A file's content at a commit of a mirror.
+pub fn file_at(sh: &Shell, mirror: &Path, commit: &str, path: &str) -> Result<String> {
+    let object = format!("{commit}:{path}");
+    cmd!(sh, "git --git-dir {mirror} show {object}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .with_context(|| format!("{} has no {path} at {commit}", mirror.display()))
+}
+
+fn list_refs(sh: &Shell, url: &str) -> Result<String> {
+    cmd!(sh, "git ls-remote --heads --tags {url}")
+        .quiet()
+        .read()
+        .with_context(|| {
+            format!("cannot reach the git repository {url}: check the URL and your access to it")
+        })
 }
 
 fn clone_commit(sh: &Shell, reporter: &Reporter, url: &str, rev: &str, dest: &Path) -> Result<()> {

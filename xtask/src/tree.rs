@@ -44,6 +44,57 @@ pub fn stats(root: &Path) -> Result<(u64, u64)> {
     Ok((files, bytes))
 }
 
+/// Copies the tree at `from` to `to` (which must not exist) by hard links: instant and free of
+/// space on one filesystem, a plain copy where links cannot be made (another filesystem).
+/// Links stay links. Returns how many files were copied rather than linked.
+///
+/// What is done to the copy afterwards must only delete files or replace them with new ones
+/// (`atomic::replace`), never write into them: that would write into `from` too.
+pub fn link_copy(from: &Path, to: &Path) -> Result<u64> {
+    if to.exists() {
+        anyhow::bail!("{} already exists", to.display());
+    }
+    let mut copied = 0;
+    // Folder modes are set last: a read-only folder must first receive its files.
+    let mut folders = Vec::new();
+    for entry in WalkDir::new(from).follow_links(false).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot walk {}", from.display()))?;
+        let dest = to.join(entry.path().strip_prefix(from).expect("below the root"));
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            fs_err::create_dir_all(&dest)?;
+            folders.push((dest, entry.metadata()?.permissions()));
+        } else if kind.is_symlink() {
+            copy_link(entry.path(), &dest)?;
+        } else if std::fs::hard_link(entry.path(), &dest).is_err() {
+            fs_err::copy(entry.path(), &dest)?;
+            copied += 1;
+        }
+    }
+    for (folder, permissions) in folders.into_iter().rev() {
+        fs_err::set_permissions(folder, permissions)?;
+    }
+    Ok(copied)
+}
+
+fn copy_link(link: &Path, dest: &Path) -> Result<()> {
+    let target = fs_err::read_link(link)?;
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&target, dest)
+        .with_context(|| format!("cannot create the link {}", dest.display()))?;
+    #[cfg(windows)]
+    {
+        let resolved = link.parent().map(|p| p.join(&target));
+        let made = if resolved.is_some_and(|r| r.is_dir()) {
+            std::os::windows::fs::symlink_dir(&target, dest)
+        } else {
+            std::os::windows::fs::symlink_file(&target, dest)
+        };
+        made.with_context(|| format!("cannot create the link {}", dest.display()))?;
+    }
+    Ok(())
+}
+
 /// A sorted listing, `<kind> <path>` per line, for tests.
 #[cfg(test)]
 pub fn listing(root: &Path) -> Result<Vec<String>> {
@@ -64,4 +115,47 @@ pub fn listing(root: &Path) -> Result<Vec<String>> {
         lines.push(format!("{kind} {}", rel_path(root, entry.path())));
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_linked_copy_can_be_pruned_and_rewritten_without_touching_the_original() {
+        let t = tempfile::tempdir().unwrap();
+        let env = t.path().join("env");
+        fs_err::create_dir_all(env.join("bin")).unwrap();
+        fs_err::create_dir_all(env.join("tests")).unwrap();
+        fs_err::write(env.join("bin/tool"), "#!/build/python\n").unwrap();
+        fs_err::write(env.join("tests/t.py"), "assert True\n").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("tool", env.join("bin/tool-link")).unwrap();
+        let before = listing(&env).unwrap();
+
+        let dist = t.path().join("dist");
+        assert_eq!(link_copy(&env, &dist).unwrap(), 0, "all hard links");
+        assert_eq!(listing(&dist).unwrap(), before);
+        #[cfg(unix)]
+        assert_eq!(
+            fs_err::read_link(dist.join("bin/tool-link")).unwrap(),
+            Path::new("tool")
+        );
+
+        fs_err::remove_dir_all(dist.join("tests")).unwrap();
+        crate::atomic::replace(&dist.join("bin/tool"), b"#!/bin/sh\n").unwrap();
+        assert_eq!(listing(&env).unwrap(), before);
+        assert_eq!(
+            fs_err::read_to_string(env.join("bin/tool")).unwrap(),
+            "#!/build/python\n"
+        );
+        assert_eq!(
+            fs_err::read_to_string(dist.join("bin/tool")).unwrap(),
+            "#!/bin/sh\n"
+        );
+        assert!(
+            link_copy(&env, &dist).is_err(),
+            "never into an existing folder"
+        );
+    }
 }

@@ -378,7 +378,10 @@ fn missing_git_rev_is_a_clear_error() {
     let result = build(&manifest, &dir.path().join("out"), &[]);
     let text = stderr(&result);
     assert!(!result.status.success(), "{text}");
-    assert!(text.contains("stage `Clone ComfyUI` failed"), "{text}");
+    assert!(
+        text.contains("stage `Resolve the repos' revs` failed"),
+        "{text}"
+    );
     assert!(
         text.contains("rev `v9.9-missing` not found in file://"),
         "{text}"

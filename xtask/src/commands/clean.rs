@@ -12,7 +12,8 @@ pub struct CleanArgs {
     /// The build folder, as given to `portable --out`.
     #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
     pub out: PathBuf,
-    /// Also remove the download cache (the Miniforge installers): the next build downloads again.
+    /// Also remove the download cache (the Miniforge installers, and what `fetch` gathered: git
+    /// mirrors, wheels, conda packages): the next build downloads again.
     #[arg(long)]
     pub cache: bool,
 }
@@ -40,7 +41,8 @@ pub fn run(args: CleanArgs) -> Result<()> {
     Ok(())
 }
 
-fn size(path: &Path) -> u64 {
+/// Bytes of the files under `path`.
+pub(super) fn size(path: &Path) -> u64 {
     walkdir::WalkDir::new(path)
         .into_iter()
         .filter_map(Result::ok)

@@ -4,6 +4,7 @@ pub mod archive;
 pub mod ci;
 pub mod clean;
 pub mod doctor;
+pub mod fetch;
 pub mod portable;
 pub mod prune;
 pub mod release;

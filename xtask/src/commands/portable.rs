@@ -1,22 +1,28 @@
-//! `cargo xtask portable`: fetch → install → repos → pip → prune → scripts → manifest → zip →
-//! verify → publish, each step from the plan, each failure naming its stage.
+//! `cargo xtask portable`: the plan's two stages, each redone only when its inputs changed.
+//! The environment (fetch → install → repos → pip) is installed once and never pruned; the zip
+//! (link → prune → relocate → scripts → manifest → zip → verify → publish) is made from a
+//! hard-linked copy of it. So a changed prune rule re-prunes without reinstalling, and a rebuild
+//! with nothing changed only checks.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
+use crate::execute::{self, Build, Installed, Results};
 use crate::fetch::{self, Fetcher};
+use crate::fingerprint::{self, Inputs, Record, Verdict};
 use crate::lock::{self, Lock};
-use crate::manifest::{self, Manifest, Release};
-use crate::plan::{self, Layout, Plan, Step};
+use crate::manifest::{self, Manifest};
+use crate::plan::{self, Layout, Options, Plan, Stage, Step};
 use crate::platform::Platform;
-use crate::progress::Reporter;
-use crate::prune::{self, Policy, PruneReport};
-use crate::relocate::{self, RelocationReport};
-use crate::report::{self, BuildManifest, Contents, Miniforge};
-use crate::repos::{self, Checkout};
-use crate::{archive, exec, install, pip, project_root, scripts, tree, verify};
+use crate::progress::{human_bytes, human_duration, Reporter};
+use crate::prune::Policy;
+use crate::{exec, project_root, repos};
+
+/// Bumped when what the environment stage makes changes meaning, so older ones are not reused.
+const ENV_FORMAT: &str = "2";
 
 #[derive(Debug, clap::Args)]
 pub struct PortableArgs {
@@ -40,7 +46,7 @@ pub struct PortableArgs {
     pub version: Option<String>,
     /// Where the zip is larger, also write parts of at most this many bytes (`.zip.001`, ...,
     /// each with a `.sha256`): GitHub refuses release assets of 2 GiB or more.
-    #[arg(long, value_name = "BYTES", default_value_t = archive::GITHUB_ASSET_LIMIT)]
+    #[arg(long, value_name = "BYTES", default_value_t = crate::archive::GITHUB_ASSET_LIMIT)]
     pub split_size: u64,
     /// Print every step (URLs, command lines, paths) and do nothing.
     #[arg(long)]
@@ -50,56 +56,21 @@ pub struct PortableArgs {
     /// fit the manifest.
     #[arg(long, conflicts_with = "update")]
     pub locked: bool,
-    /// Follow the manifest (latest, branches, unpinned packages) and rewrite the lock file; this
-    /// is also what a build without --locked does.
+    /// Install the environment again even if its inputs look unchanged: resolves unpinned
+    /// packages anew (a build otherwise reuses its environment while the manifest, the Miniforge
+    /// tag and the repos' commits are the same), then rewrites the lock file.
     #[arg(long)]
     pub update: bool,
+    /// Use no network: only what `cargo xtask fetch` put in the cache (the installer, git
+    /// mirrors, a wheelhouse, conda packages).
+    #[arg(long)]
+    pub offline: bool,
     /// The lock file [default: locks/<platform>.lock.yml beside the manifest]
     #[arg(long, value_name = "FILE")]
     pub lock: Option<PathBuf>,
     /// Show every command line as it runs.
     #[arg(long, short)]
     pub verbose: bool,
-}
-
-/// What the steps found out, for manifest.json.
-#[derive(Default)]
-struct Results {
-    miniforge: Option<Miniforge>,
-    checkouts: Vec<Checkout>,
-    python: Option<String>,
-    packages: Vec<pip::Package>,
-    prune: Option<PruneReport>,
-    relocation: Option<RelocationReport>,
-    /// What pip installed, with wheel digests: with the Miniforge and repo results, the lock.
-    locked_packages: Vec<lock::LockedPackage>,
-}
-
-impl Results {
-    /// What this build resolved to, for the lock file.
-    fn lock(&self, platform: Platform) -> Result<Lock> {
-        let miniforge = self
-            .miniforge
-            .as_ref()
-            .context("Miniforge was not fetched")?;
-        Ok(Lock {
-            platform: platform.to_string(),
-            miniforge: lock::LockedInstaller {
-                tag: miniforge.tag.clone(),
-                sha256: miniforge.sha256.clone(),
-            },
-            repos: self
-                .checkouts
-                .iter()
-                .map(|c| lock::LockedRepo {
-                    name: c.name.clone(),
-                    url: c.url.clone(),
-                    commit: c.commit.clone(),
-                })
-                .collect(),
-            python_packages: self.locked_packages.clone(),
-        })
-    }
 }
 
 pub fn run(args: PortableArgs) -> Result<()> {
@@ -116,14 +87,7 @@ pub fn run(args: PortableArgs) -> Result<()> {
         }
         _ => manifest::load_version(&project_root().join("version.yml"))?,
     };
-    let platform = match args.platform.or_else(Platform::host) {
-        Some(p) => p,
-        None => bail!(
-            "this host ({} {}) is none of the platforms we ship; pass --platform with --dry-run to see a plan",
-            std::env::consts::OS,
-            std::env::consts::ARCH
-        ),
-    };
+    let platform = target_platform(args.platform)?;
     let out = std::path::absolute(&args.out)
         .with_context(|| format!("bad --out {}", args.out.display()))?;
     let layout = Layout::new(&out, platform, &version);
@@ -138,6 +102,11 @@ pub fn run(args: PortableArgs) -> Result<()> {
     } else {
         None
     };
+    let options = Options {
+        tag: None,
+        locked: locked.as_ref(),
+        offline: args.offline,
+    };
 
     if args.dry_run {
         let plan = plan::plan(
@@ -145,13 +114,92 @@ pub fn run(args: PortableArgs) -> Result<()> {
             platform,
             &version,
             &layout,
-            None,
             &args.policy,
-            locked.as_ref(),
+            options,
         );
         print_plan(&plan, &policy);
         return Ok(());
     }
+    check_host(platform, &manifest)?;
+
+    let reporter = Reporter::new(args.verbose);
+    let sh = Shell::new()?;
+    let started = std::time::Instant::now();
+    eprintln!(
+        "Building {} for {platform} in {}{}",
+        plan::zip_name(&version, platform),
+        out.display(),
+        if args.offline { " (offline)" } else { "" }
+    );
+
+    // The tag is needed to name the installer, so `latest` is resolved before planning.
+    let fetcher = Fetcher::new()?;
+    let tag = execute::resolve_tag(
+        &manifest,
+        locked.as_ref(),
+        args.offline,
+        &fetcher,
+        &layout,
+        &reporter,
+    )?;
+    let plan = plan::plan(
+        &manifest,
+        platform,
+        &version,
+        &layout,
+        &args.policy,
+        Options {
+            tag: Some(&tag),
+            ..options
+        },
+    );
+    let build = Build {
+        plan: &plan,
+        manifest: &manifest,
+        policy: Some(&policy),
+        tag: &tag,
+        fetcher: &fetcher,
+        sh: &sh,
+        reporter: &reporter,
+        split_size: args.split_size,
+        locked: locked.as_ref(),
+    };
+
+    let env_inputs =
+        env_inputs(&build, args.offline).context("stage `Resolve the repos' revs` failed")?;
+    let installed = env_stage(&build, &env_inputs, args.update)?;
+    let dist_inputs = dist_inputs(&plan, &env_inputs, &args.policy, args.split_size)?;
+    let rebuilt = dist_stage(&build, &dist_inputs, installed.clone())?;
+
+    if locked.is_none() {
+        installed.lock(platform)?.write(&lock_path)?;
+        eprintln!("Wrote {}", lock_path.display());
+    }
+    let zip_size = fs_err::metadata(&layout.zip)?.len();
+    eprintln!(
+        "{} {} ({}) in {}",
+        if rebuilt { "Built" } else { "Up to date:" },
+        layout.zip.display(),
+        human_bytes(zip_size),
+        human_duration(started.elapsed())
+    );
+    Ok(())
+}
+
+/// `--platform`, or this host's.
+fn target_platform(platform: Option<Platform>) -> Result<Platform> {
+    match platform.or_else(Platform::host) {
+        Some(p) => Ok(p),
+        None => bail!(
+            "this host ({} {}) is none of the platforms we ship; pass --platform with --dry-run to see a plan",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        ),
+    }
+}
+
+/// A build runs on its own platform, with the tools it shells out to.
+pub(super) fn check_host(platform: Platform, manifest: &Manifest) -> Result<()> {
     if Platform::host() != Some(platform) {
         bail!(
             "cannot build {platform} on this {} host: Miniforge's installer must run on its own platform. \
@@ -171,309 +219,183 @@ pub fn run(args: PortableArgs) -> Result<()> {
             "install git (https://git-scm.com) to clone the repos",
         )?;
     }
-
-    let reporter = Reporter::new(args.verbose);
-    let sh = Shell::new()?;
-    let started = std::time::Instant::now();
-    eprintln!(
-        "Building {} for {platform} in {}",
-        plan::zip_name(&version, platform),
-        out.display()
-    );
-
-    // The tag is needed to name the installer, so `latest` is resolved before planning.
-    let fetcher = Fetcher::new()?;
-    let tag = match (&locked, &manifest.installer.release) {
-        (Some(lock), _) => lock.miniforge.tag.clone(),
-        (None, Release::Tag(tag)) => tag.clone(),
-        (None, Release::Latest) => {
-            let stage = reporter.stage("Resolve Miniforge's latest release");
-            let tag = fetcher.resolve_latest_tag(&manifest.installer.base_url)?;
-            reporter.note(format!("latest is {tag}"));
-            stage.finish();
-            tag
-        }
-    };
-    let plan = plan::plan(
-        &manifest,
-        platform,
-        &version,
-        &layout,
-        Some(&tag),
-        &args.policy,
-        locked.as_ref(),
-    );
-
-    // Every build starts from an empty stage: nothing half-made by an earlier run is trusted.
-    if layout.stage().exists() {
-        fs_err::remove_dir_all(layout.stage())?;
-    }
-    fs_err::create_dir_all(&layout.tree)?;
-
-    let mut results = Results::default();
-    for step in &plan.steps {
-        let title = step_title(step);
-        let stage = reporter.stage(&title);
-        execute(
-            step,
-            &plan,
-            &manifest,
-            &policy,
-            &tag,
-            &fetcher,
-            &sh,
-            &reporter,
-            &mut results,
-            args.split_size,
-            locked.as_ref(),
-        )
-        .with_context(|| format!("stage `{title}` failed"))?;
-        stage.finish();
-    }
-    if locked.is_none() {
-        results.lock(platform)?.write(&lock_path)?;
-        eprintln!("Wrote {}", lock_path.display());
-    }
-    let zip_size = fs_err::metadata(&layout.zip)?.len();
-    eprintln!(
-        "Built {} ({}) in {}",
-        layout.zip.display(),
-        crate::progress::human_bytes(zip_size),
-        crate::progress::human_duration(started.elapsed())
-    );
     Ok(())
 }
 
-fn step_title(step: &Step) -> String {
-    match step {
-        Step::FetchInstaller { .. } => "Fetch Miniforge".into(),
-        Step::InstallBase(_) => "Install the Miniforge base".into(),
-        Step::CondaInstall(_) => "Install conda packages".into(),
-        Step::Clone { name, .. } => format!("Clone {name}"),
-        Step::WriteFile { .. } => "Write the locked requirements".into(),
-        Step::PipInstall(_) => "Install Python packages".into(),
-        Step::Prune { .. } => "Prune".into(),
-        Step::Relocate { .. } => "Relocate".into(),
-        Step::HelperScript { .. } => "Write the helper script".into(),
-        Step::WriteManifest { .. } => "Write manifest.json".into(),
-        Step::Archive { .. } => "Zip".into(),
-        Step::Verify { .. } => "Verify the unpacked zip".into(),
-        Step::Publish { .. } => "Publish".into(),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    step: &Step,
-    plan: &Plan,
-    manifest: &Manifest,
-    policy: &Policy,
-    tag: &str,
-    fetcher: &Fetcher,
-    sh: &Shell,
-    reporter: &Reporter,
-    results: &mut Results,
-    split_size: u64,
-    locked: Option<&Lock>,
-) -> Result<()> {
-    let platform = plan.platform;
-    let layout = &plan.layout;
-    match step {
-        Step::FetchInstaller { url, dest, .. } => {
-            let (url, dest) = (
-                url.as_ref().expect("tag resolved"),
-                dest.as_ref().expect("tag resolved"),
-            );
-            let sha256 = match fetch::cached_digest(dest)? {
-                Some(digest) => {
-                    reporter.note(format!("cached: {}", dest.display()));
-                    digest
-                }
-                None => {
-                    let digest = fetcher.fetch_sha256(&format!("{url}.sha256"))?;
-                    fetcher.download_verified(url, &digest, dest, reporter)?;
-                    fetch::write_sidecar(dest, &digest)?;
-                    digest
-                }
-            };
-            reporter.note(format!("sha256 {sha256}"));
-            if let Some(lock) = locked {
-                if !lock.miniforge.sha256.eq_ignore_ascii_case(&sha256) {
-                    bail!(
-                        "Miniforge {tag} now has sha256 {sha256}, but the lock says {}: the release was replaced. \
-                         Check it, then build with --update to accept it",
-                        lock.miniforge.sha256
-                    );
-                }
-            }
-            results.miniforge = Some(Miniforge {
-                release: manifest.installer.release.to_string(),
-                tag: tag.to_string(),
-                asset: platform.miniforge_asset(tag),
-                sha256,
-            });
-        }
-        Step::InstallBase(command) => {
-            install::install_base(sh, reporter, platform, command, &layout.prefix)?;
-        }
-        Step::CondaInstall(command) => install::install_conda_packages(sh, reporter, command)?,
-        Step::Clone {
-            name,
-            url,
-            rev,
-            commit: locked_commit,
-            dest,
-            requirements,
-        } => {
-            let commit = repos::clone(sh, reporter, url, rev, locked_commit.as_deref(), dest)?;
-            reporter.note(format!("{name} at {commit}"));
-            if let Some(req) = requirements {
-                if !req.is_file() {
-                    bail!(
-                        "repo {name} at {rev} has no requirements file {}",
-                        req.display()
-                    );
-                }
-            }
-            results.checkouts.push(Checkout {
-                name: name.clone(),
-                url: url.clone(),
-                rev: rev.clone(),
-                commit,
-                path: tree::rel_path(&layout.tree, dest),
-            });
-        }
-        Step::WriteFile { path, contents } => fs_err::write(path, contents)?,
-        Step::PipInstall(command) => {
-            exec::run(sh, reporter, command)?;
-            let report = fs_err::read_to_string(&layout.pip_report)?;
-            results.locked_packages = lock::packages_from_report(&report)?;
-            let python = layout.prefix.join(platform.python_in_prefix());
-            results.python = Some(pip::python_version(sh, &python)?);
-            results.packages = pip::installed_packages(sh, &python)?;
-            reporter.note(format!(
-                "Python {}, {} packages",
-                results.python.as_deref().unwrap_or("?"),
-                results.packages.len()
-            ));
-        }
-        Step::Prune {
-            tree, report: html, ..
-        } => {
-            let report = prune::prune(tree, policy, platform, false)?;
-            for line in report.summary() {
-                reporter.note(line);
-            }
-            let name = plan::zip_name(&plan.version, platform);
-            report::html::write(
-                html,
-                &report::html::page_data(&name, platform, &report, policy),
-            )?;
-            reporter.note(format!("size report: {}", html.display()));
-            results.prune = Some(report);
-        }
-        Step::Relocate { tree } => {
-            let mut paths = vec![tree.to_string_lossy().into_owned()];
-            if let Ok(canonical) = tree.canonicalize() {
-                paths.push(canonical.to_string_lossy().into_owned());
-            }
-            let report = relocate::relocate(tree, &paths, !platform.is_windows())?;
-            reporter.note(format!(
-                "{} scripts now find the python beside them; {} other files still hold the build path",
-                report.rewritten.len(),
-                report.remaining.len()
-            ));
-            for file in &report.remaining {
-                reporter.note(format!("  {} ({})", file.path, file.kind));
-            }
-            results.relocation = Some(report);
-        }
-        Step::HelperScript { path } => scripts::write_helper_script(platform, path)?,
-        Step::WriteManifest { path } => {
-            let (files, bytes) = tree::stats(&layout.tree)?;
-            let built = BuildManifest {
-                version: plan.version.clone(),
-                platform: platform.to_string(),
-                miniforge: results
-                    .miniforge
-                    .clone()
-                    .context("Miniforge was not fetched")?,
-                python: results.python.clone().context("pip did not run")?,
-                packages: std::mem::take(&mut results.packages),
-                repos: results.checkouts.clone(),
-                contents: Contents { files, bytes },
-                prune: results.prune.take().context("prune did not run")?,
-                relocation: results.relocation.take().context("relocate did not run")?,
-            };
-            report::write(path, &built)?;
-        }
-        Step::Archive { tree, zip } => {
-            let mut transfer: Option<crate::progress::Transfer> = None;
-            let summary = archive::archive_with(
-                tree,
-                "anymatix",
-                zip,
-                archive::Settings::default(),
-                &mut |done, total| {
-                    transfer
-                        .get_or_insert_with(|| {
-                            reporter.transfer("zipped", "anymatix/", Some(total))
-                        })
-                        .advance_to(done);
-                },
-            )?;
-            if let Some(t) = transfer {
-                t.finish();
-            }
-            reporter.note(format!(
-                "{} entries, {}",
-                summary.entries,
-                crate::progress::human_bytes(summary.bytes)
-            ));
-        }
-        Step::Verify {
-            zip,
-            unpack,
-            imports,
-        } => {
-            let root = verify::unpack(zip, unpack)?;
-            verify::smoke(sh, reporter, platform, &root, imports)?;
-        }
-        Step::Publish { files } => publish(files, layout, split_size, reporter)?,
-    }
-    Ok(())
-}
-
-/// Moves the verified zip, its `.sha256` and the report to their final names; where the zip is
-/// over `split_size`, its parts too.
-fn publish(
-    files: &[(PathBuf, PathBuf)],
-    layout: &Layout,
-    split_size: u64,
-    reporter: &Reporter,
-) -> Result<()> {
-    let parts = archive::split(&layout.staged_zip, split_size)?;
-    if !parts.is_empty() {
-        reporter.note(format!(
-            "the zip is over {}: also written as {} parts",
-            crate::progress::human_bytes(split_size),
-            parts.len()
-        ));
-    }
-    let out = layout.zip.parent().expect("the zip is in --out");
-    for part in parts
+/// What the environment is made from: every command line of its steps (which hold the manifest's
+/// packages, indexes, the installer's tag and the paths), the commit each repo's rev names now
+/// (asked of the remote: cheap), the locked requirements. Not the index's state: an unpinned
+/// package is resolved again only with --update.
+fn env_inputs(build: &Build, offline: bool) -> Result<Inputs> {
+    let plan = build.plan;
+    let mut inputs = Inputs::default();
+    inputs.set("environment format", ENV_FORMAT);
+    inputs.set("platform", plan.platform.name());
+    let clones = plan
+        .steps
         .iter()
-        .flat_map(|p| [p.clone(), fetch::sidecar_path(p)])
-    {
-        fs_err::rename(
-            &part,
-            out.join(part.file_name().expect("a part has a name")),
-        )?;
+        .filter(|s| matches!(s, Step::Clone { .. }))
+        .count();
+    let header = (clones > 0).then(|| build.reporter.stage("Resolve the repos' revs"));
+    for step in plan.steps.iter().filter(|s| s.stage() == Stage::Env) {
+        let title = execute::step_title(step);
+        inputs.set(&title, step.to_string());
+        match step {
+            Step::WriteFile { contents, .. } => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(contents.as_bytes());
+                inputs.set(format!("{title}: contents"), fingerprint::hex(&digest));
+            }
+            Step::Clone {
+                name,
+                from,
+                rev,
+                commit,
+                ..
+            } => {
+                let commit = match commit {
+                    Some(locked) => locked.clone(),
+                    None => {
+                        if offline && !plan.layout.git_mirror(name).is_dir() {
+                            bail!(
+                                "--offline, but the cache has no mirror of {name} ({}): run `cargo xtask fetch` with the network first",
+                                plan.layout.git_mirror(name).display()
+                            );
+                        }
+                        let commit = repos::remote_commit(build.sh, from, rev)
+                            .with_context(|| format!("cannot resolve {name}'s rev"))?;
+                        build.reporter.note(format!("{name}: {rev} is {commit}"));
+                        commit
+                    }
+                };
+                inputs.set(format!("{title}: commit"), commit);
+            }
+            _ => {}
+        }
     }
-    for (from, to) in files {
-        fs_err::rename(from, to)?;
+    if let Some(header) = header {
+        header.finish();
     }
-    Ok(())
+    Ok(inputs)
+}
+
+/// Installs the environment, unless the one there was made from the same inputs.
+fn env_stage(build: &Build, inputs: &Inputs, update: bool) -> Result<Installed> {
+    let layout = &build.plan.layout;
+    let record: Option<Record<Installed>> = fingerprint::load(&layout.env_record);
+    let verdict = match fingerprint::check(record.as_ref(), inputs) {
+        _ if update => Verdict::Redo("--update".into()),
+        Verdict::Reuse if !layout.prefix.is_dir() => {
+            Verdict::Redo(format!("{} is missing", layout.prefix.display()))
+        }
+        verdict => verdict,
+    };
+    match (verdict, record) {
+        (Verdict::Reuse, Some(record)) => {
+            eprintln!(
+                "==> The environment: unchanged, reusing {}",
+                layout.env.display()
+            );
+            return Ok(record.outputs);
+        }
+        (Verdict::Redo(why), _) => eprintln!("==> The environment: installing ({why})"),
+        (Verdict::Reuse, None) => unreachable!("reuse needs a record"),
+    }
+    // Nothing half-made by an earlier run is trusted: the record goes first, then the folder.
+    fingerprint::forget(&layout.env_record)?;
+    if layout.env.exists() {
+        fs_err::remove_dir_all(&layout.env)?;
+    }
+    fs_err::create_dir_all(&layout.env_tree)?;
+    let mut results = Results::default();
+    execute::run_stage(build, Stage::Env, &mut results)?;
+    fingerprint::save(
+        &layout.env_record,
+        &Record::new(inputs.clone(), results.installed.clone()),
+    )?;
+    Ok(results.installed)
+}
+
+/// What the zip is made from: the environment, the prune policy, this tool (its prune, relocate,
+/// zip and verify code and the helper script's template), and the steps' paths and imports.
+fn dist_inputs(plan: &Plan, env: &Inputs, policy: &Path, split_size: u64) -> Result<Inputs> {
+    let mut inputs = Inputs::default();
+    inputs.set("environment", env.fingerprint());
+    inputs.file("prune policy", policy)?;
+    let tool = std::env::current_exe().context("cannot find this program's own file")?;
+    inputs.set("tool", fetch::sha256_file(&tool)?);
+    inputs.set("split size", split_size.to_string());
+    for step in plan.steps.iter().filter(|s| s.stage() == Stage::Dist) {
+        inputs.set(execute::step_title(step), step.to_string());
+    }
+    Ok(inputs)
+}
+
+/// What the zip stage published, so a rebuild with nothing changed can check it is still there.
+#[derive(Debug, Serialize, Deserialize)]
+struct Published {
+    zip: PathBuf,
+    sha256: String,
+    files: Vec<PathBuf>,
+}
+
+impl Published {
+    /// Why it cannot be trusted any more, if so.
+    fn damage(&self) -> Option<String> {
+        if let Some(missing) = self.files.iter().find(|f| !f.is_file()) {
+            return Some(format!("{} is gone", missing.display()));
+        }
+        match fetch::sha256_file(&self.zip) {
+            Ok(sha256) if sha256 == self.sha256 => None,
+            _ => Some(format!(
+                "{} has changed since it was built",
+                self.zip.display()
+            )),
+        }
+    }
+}
+
+/// Prunes, zips, verifies and publishes, unless the published zip was made from the same inputs
+/// and is unchanged. Returns whether it made the zip.
+fn dist_stage(build: &Build, inputs: &Inputs, installed: Installed) -> Result<bool> {
+    let layout = &build.plan.layout;
+    let record: Option<Record<Published>> = fingerprint::load(&layout.dist_record);
+    let verdict = match fingerprint::check(record.as_ref(), inputs) {
+        Verdict::Reuse => match record.as_ref().and_then(|r| r.outputs.damage()) {
+            Some(why) => Verdict::Redo(why),
+            None => Verdict::Reuse,
+        },
+        verdict => verdict,
+    };
+    match verdict {
+        Verdict::Reuse => {
+            eprintln!(
+                "==> The zip: unchanged inputs, and {} is as it was built",
+                layout.zip.display()
+            );
+            return Ok(false);
+        }
+        Verdict::Redo(why) => eprintln!("==> The zip: making it ({why})"),
+    }
+    fingerprint::forget(&layout.dist_record)?;
+    for folder in [layout.dist(), layout.unpack.parent().expect("in verify/")] {
+        if folder.exists() {
+            fs_err::remove_dir_all(folder)?;
+        }
+    }
+    fs_err::create_dir_all(layout.dist())?;
+    let mut results = Results {
+        installed,
+        ..Results::default()
+    };
+    execute::run_stage(build, Stage::Dist, &mut results)?;
+    let published = Published {
+        sha256: fetch::sha256_file(&layout.zip)?,
+        zip: layout.zip.clone(),
+        files: results.published,
+    };
+    fingerprint::save(&layout.dist_record, &Record::new(inputs.clone(), published))?;
+    Ok(true)
 }
 
 /// `--locked` needs a lock made for this platform and these repos.
@@ -509,7 +431,18 @@ fn print_plan(plan: &Plan, policy: &Policy) {
         plan::zip_name(&plan.version, plan.platform),
         plan.platform
     );
+    let mut stage = None;
     for (i, step) in plan.steps.iter().enumerate() {
+        if stage != Some(step.stage()) {
+            stage = Some(step.stage());
+            println!(
+                "{}",
+                match step.stage() {
+                    Stage::Env => "The environment (reused while these steps and the repos' commits are unchanged):",
+                    Stage::Dist => "The zip (remade when the environment, the prune policy or this tool changed):",
+                }
+            );
+        }
         println!("{:>2}. {step}", i + 1);
         if let Step::Prune { .. } = step {
             for rule in policy.rules.iter().filter(|r| r.applies_to(plan.platform)) {

@@ -6,7 +6,7 @@ pub mod html;
 use std::path::Path;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::pip::Package;
 use crate::prune::PruneReport;
@@ -29,7 +29,7 @@ pub struct BuildManifest {
     pub relocation: RelocationReport,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Miniforge {
     /// As the manifest asked: `latest` or a tag.
     pub release: String,

@@ -109,10 +109,11 @@ cat > "$PREFIX/bin/mamba" <<'MAMBA'
 set -eu
 [ "$1" = install ] || {{ echo "mamba stand-in: only 'install' is supported" >&2; exit 2; }}
 shift
-prefix=""; specs=()
+prefix=""; specs=(); offline=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --yes|-y|--override-channels) ;;
+    --offline) offline=1 ;;
     --prefix|-p) prefix="$2"; shift ;;
     --channel|-c) [ "$2" = conda-forge ] || {{ echo "unexpected channel $2" >&2; exit 2; }}; shift ;;
     -*) echo "mamba stand-in: unknown option $1" >&2; exit 2 ;;
@@ -123,6 +124,15 @@ done
 [ -n "$prefix" ] && [ "${{MAMBA_ROOT_PREFIX:-}}" = "$prefix" ] || {{ echo "need --prefix and MAMBA_ROOT_PREFIX" >&2; exit 2; }}
 for spec in "${{specs[@]}}"; do
   name="${{spec%%=*}}"
+  # The package cache: filled when online, the only source offline (as conda's pkgs_dirs).
+  if [ -n "${{CONDA_PKGS_DIRS:-}}" ]; then
+    package="$CONDA_PKGS_DIRS/${{spec//=/-}}.conda"
+    if [ "$offline" = 1 ]; then
+      [ -f "$package" ] || {{ echo "PackagesNotFoundError: $spec is not in $CONDA_PKGS_DIRS (offline)" >&2; exit 1; }}
+    else
+      mkdir -p "$CONDA_PKGS_DIRS"; printf 'conda package %s\n' "$spec" > "$package"
+    fi
+  fi
   printf '{{"name": "%s", "spec": "%s"}}\n' "$name" "$spec" > "$prefix/conda-meta/$name-0-0.json"
   printf '+conda-forge::%s\n' "$spec" >> "$prefix/conda-meta/history"
   echo "installed $spec"

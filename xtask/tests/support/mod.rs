@@ -68,18 +68,8 @@ impl World {
         let server = Server::start();
 
         let script = installer::installer_script(&host, TAG).into_bytes();
-        let installer_sha256 = sha256_hex(&script);
+        let installer_sha256 = serve_latest(&server, &script);
         let releases = "/releases";
-        server.route(
-            &format!("{releases}/latest"),
-            Route::Redirect(format!("{}/any{releases}/tag/{TAG}", server.base)),
-        );
-        let url = format!("{releases}/download/{TAG}/{}", asset(TAG));
-        server.route(&url, Route::Body(script.clone()));
-        server.route(
-            &format!("{url}.sha256"),
-            Route::Body(format!("{installer_sha256}  {}\n", asset(TAG)).into_bytes()),
-        );
         let flaky = format!("{releases}/download/{FLAKY_TAG}/{}", asset(FLAKY_TAG));
         server.route(
             &flaky,
@@ -138,6 +128,47 @@ impl World {
     /// A manifest for the stand-ins, in `dir`, whose name is the client name on the server;
     /// `extra` is appended (YAML).
     pub fn manifest(&self, dir: &Path, release: &str, extra: &str) -> PathBuf {
+        let sources = Sources {
+            base: self.base_url(&client_name(dir)),
+            wheelhouse: self.wheelhouse.clone(),
+            comfy_repo: self.comfy_repo.clone(),
+            node_repo: self.node_repo.clone(),
+        };
+        self.manifest_for(dir, release, extra, &sources)
+    }
+
+    /// Sources only the calling test uses, so it can take them away (stop the server, delete
+    /// the repos and wheels): its own server with the release, and copies of the repos and the
+    /// wheelhouse under `dir/sources`. Returns them with a manifest that names them.
+    pub fn private_sources(&self, dir: &Path) -> (Server, PathBuf, PathBuf) {
+        let server = Server::start();
+        serve_latest(
+            &server,
+            installer::installer_script(&self.host, TAG).as_bytes(),
+        );
+        let copies = dir.join("sources");
+        std::fs::create_dir_all(&copies).unwrap();
+        for from in [&self.wheelhouse, &self.comfy_repo, &self.node_repo] {
+            let status = Command::new("cp")
+                .arg("-a")
+                .arg(from)
+                .arg(&copies)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let name = |p: &Path| copies.join(p.file_name().unwrap());
+        let sources = Sources {
+            base: format!("{}/{}/releases", server.base, client_name(dir)),
+            wheelhouse: name(&self.wheelhouse),
+            comfy_repo: name(&self.comfy_repo),
+            node_repo: name(&self.node_repo),
+        };
+        let manifest = self.manifest_for(dir, "latest", "", &sources);
+        (server, manifest, copies)
+    }
+
+    fn manifest_for(&self, dir: &Path, release: &str, extra: &str, sources: &Sources) -> PathBuf {
         let text = format!(
             r#"installer:
   release: {release}
@@ -162,16 +193,39 @@ repos:
 smoke:
   imports: [anyfix_native, anyfix_cli, json]
 {extra}"#,
-            base = self.base_url(&client_name(dir)),
-            wheels = self.wheelhouse.display(),
-            comfy = self.comfy_repo.display(),
-            node = self.node_repo.display(),
+            base = sources.base,
+            wheels = sources.wheelhouse.display(),
+            comfy = sources.comfy_repo.display(),
+            node = sources.node_repo.display(),
             node_commit = self.node_commit,
         );
         let path = dir.join("distribution.yml");
         std::fs::write(&path, text).unwrap();
         path
     }
+}
+
+struct Sources {
+    base: String,
+    wheelhouse: PathBuf,
+    comfy_repo: PathBuf,
+    node_repo: PathBuf,
+}
+
+/// Serves release TAG as `latest`, with its checksum; returns the installer's sha256.
+fn serve_latest(server: &Server, script: &[u8]) -> String {
+    let sha256 = sha256_hex(script);
+    server.route(
+        "/releases/latest",
+        Route::Redirect(format!("{}/any/releases/tag/{TAG}", server.base)),
+    );
+    let url = format!("/releases/download/{TAG}/{}", asset(TAG));
+    server.route(&url, Route::Body(script.to_vec()));
+    server.route(
+        &format!("{url}.sha256"),
+        Route::Body(format!("{sha256}  {}\n", asset(TAG)).into_bytes()),
+    );
+    sha256
 }
 
 pub fn client_name(dir: &Path) -> String {
