@@ -284,9 +284,13 @@ impl fmt::Display for Step {
                         write!(f, "fetch {url}\n      verify with {url}.sha256")?
                     }
                     (Some(url), true) => write!(f, "use the cached download of {url} (offline)")?,
-                    (None, _) => write!(
+                    (None, false) => write!(
                         f,
                         "fetch Miniforge {release}: resolve the tag from {base_url}/latest, then download its versioned asset and .sha256"
+                    )?,
+                    (None, true) => write!(
+                        f,
+                        "use the cached Miniforge {release}: the tag it meant when last resolved online (offline)"
                     )?,
                 }
                 if let Some(dest) = dest {

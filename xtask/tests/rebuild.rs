@@ -198,6 +198,10 @@ fn each_change_redoes_only_the_stages_it_affects() {
         update.contains("==> The environment: installing (--update)"),
         "{update}"
     );
+    assert!(
+        update.contains("==> The zip: making it (the environment was installed again)"),
+        "{update}"
+    );
 }
 
 #[test]

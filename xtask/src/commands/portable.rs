@@ -167,9 +167,9 @@ pub fn run(args: PortableArgs) -> Result<()> {
 
     let env_inputs =
         env_inputs(&build, args.offline).context("stage `Resolve the repos' revs` failed")?;
-    let installed = env_stage(&build, &env_inputs, args.update)?;
+    let (installed, reinstalled) = env_stage(&build, &env_inputs, args.update)?;
     let dist_inputs = dist_inputs(&plan, &env_inputs, &args.policy, args.split_size)?;
-    let rebuilt = dist_stage(&build, &dist_inputs, installed.clone())?;
+    let rebuilt = dist_stage(&build, &dist_inputs, installed.clone(), reinstalled)?;
 
     if locked.is_none() {
         installed.lock(platform)?.write(&lock_path)?;
@@ -279,8 +279,9 @@ fn env_inputs(build: &Build, offline: bool) -> Result<Inputs> {
     Ok(inputs)
 }
 
-/// Installs the environment, unless the one there was made from the same inputs.
-fn env_stage(build: &Build, inputs: &Inputs, update: bool) -> Result<Installed> {
+/// Installs the environment, unless the one there was made from the same inputs. Returns what
+/// it holds, and whether it was installed now.
+fn env_stage(build: &Build, inputs: &Inputs, update: bool) -> Result<(Installed, bool)> {
     let layout = &build.plan.layout;
     let record: Option<Record<Installed>> = fingerprint::load(&layout.env_record);
     let verdict = match fingerprint::check(record.as_ref(), inputs) {
@@ -296,7 +297,7 @@ fn env_stage(build: &Build, inputs: &Inputs, update: bool) -> Result<Installed> 
                 "==> The environment: unchanged, reusing {}",
                 layout.env.display()
             );
-            return Ok(record.outputs);
+            return Ok((record.outputs, false));
         }
         (Verdict::Redo(why), _) => eprintln!("==> The environment: installing ({why})"),
         (Verdict::Reuse, None) => unreachable!("reuse needs a record"),
@@ -313,7 +314,7 @@ fn env_stage(build: &Build, inputs: &Inputs, update: bool) -> Result<Installed> 
         &layout.env_record,
         &Record::new(inputs.clone(), results.installed.clone()),
     )?;
-    Ok(results.installed)
+    Ok((results.installed, true))
 }
 
 /// What the zip is made from: the environment, the prune policy, this tool (its prune, relocate,
@@ -357,10 +358,19 @@ impl Published {
 
 /// Prunes, zips, verifies and publishes, unless the published zip was made from the same inputs
 /// and is unchanged. Returns whether it made the zip.
-fn dist_stage(build: &Build, inputs: &Inputs, installed: Installed) -> Result<bool> {
+fn dist_stage(
+    build: &Build,
+    inputs: &Inputs,
+    installed: Installed,
+    reinstalled: bool,
+) -> Result<bool> {
     let layout = &build.plan.layout;
     let record: Option<Record<Published>> = fingerprint::load(&layout.dist_record);
     let verdict = match fingerprint::check(record.as_ref(), inputs) {
+        // Same inputs, but --update may have resolved other versions.
+        Verdict::Reuse if reinstalled => {
+            Verdict::Redo("the environment was installed again".into())
+        }
         Verdict::Reuse => match record.as_ref().and_then(|r| r.outputs.damage()) {
             Some(why) => Verdict::Redo(why),
             None => Verdict::Reuse,
