@@ -25,7 +25,7 @@ pub fn install_base(
     }
     if prefix.exists() {
         bail!(
-            "the prefix {} already exists and the installer would refuse it: remove it (or the whole --out stage folder) and build again",
+            "the prefix {} already exists and the installer would refuse it: run `cargo xtask clean` (with the same --out) and build again",
             prefix.display()
         );
     }

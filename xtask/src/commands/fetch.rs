@@ -43,10 +43,7 @@ pub struct FetchArgs {
 
 pub fn run(args: FetchArgs) -> Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
-    let platform = match args.platform.or_else(crate::platform::Platform::host) {
-        Some(p) => p,
-        None => anyhow::bail!("this host is none of the platforms we ship: pass --platform"),
-    };
+    let platform = super::portable::target_platform(args.platform)?;
     let out = std::path::absolute(&args.out)
         .with_context(|| format!("bad --out {}", args.out.display()))?;
     // The version only names zips, which fetch does not make.

@@ -187,7 +187,7 @@ pub fn run(args: PortableArgs) -> Result<()> {
 }
 
 /// `--platform`, or this host's.
-fn target_platform(platform: Option<Platform>) -> Result<Platform> {
+pub(super) fn target_platform(platform: Option<Platform>) -> Result<Platform> {
     match platform.or_else(Platform::host) {
         Some(p) => Ok(p),
         None => bail!(
