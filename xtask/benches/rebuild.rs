@@ -69,17 +69,12 @@ fn main() {
 
 fn timed(manifest: &Path, policy: &Path, out: &Path) -> Duration {
     let started = Instant::now();
-    let output = support::xtask(&[
-        "portable",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--version",
+    let output = support::portable(
+        manifest,
+        out,
         "0.0.0-bench",
-    ]);
+        &["--policy", policy.to_str().unwrap()],
+    );
     let elapsed = started.elapsed();
     assert!(output.status.success(), "{}", support::stderr(&output));
     elapsed

@@ -6,6 +6,16 @@ use std::path::Path;
 use anyhow::{anyhow, Context, Result};
 
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    write_beside(path, contents, None)
+}
+
+/// Writes `contents` to a temporary file beside `path`, with `permissions` (else 0644), then
+/// renames it over `path`.
+fn write_beside(
+    path: &Path,
+    contents: &[u8],
+    permissions: Option<std::fs::Permissions>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -20,7 +30,10 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     temp.write_all(contents)?;
-    make_readable(temp.path())?;
+    match permissions {
+        Some(permissions) => fs_err::set_permissions(temp.path(), permissions)?,
+        None => make_readable(temp.path())?,
+    }
     temp.persist(path)
         .map_err(|e| anyhow!(e.error))
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -60,20 +73,5 @@ pub fn sweep_partials(dir: &Path, name: &str) -> Result<()> {
 /// writing through a link would change the environment too.
 pub fn replace(path: &Path, contents: &[u8]) -> Result<()> {
     let permissions = fs_err::metadata(path)?.permissions();
-    let dir = path.parent().context("a file in a folder")?;
-    let name = path
-        .file_name()
-        .context("a file name is needed")?
-        .to_string_lossy();
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    temp.write_all(contents)?;
-    fs_err::set_permissions(temp.path(), permissions)?;
-    temp.persist(path)
-        .map_err(|e| anyhow!(e.error))
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
+    write_beside(path, contents, Some(permissions))
 }

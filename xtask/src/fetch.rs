@@ -313,7 +313,7 @@ fn tag_from_location(location: &str) -> Result<String> {
     Ok(tag.to_string())
 }
 
-fn parse_sha256_sidecar(text: &str) -> Result<String> {
+pub fn parse_sha256_sidecar(text: &str) -> Result<String> {
     let token = text.split_whitespace().next().unwrap_or("");
     if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!("not a sha256 checksum file (expected `<64 hex digits>  <name>`)");

@@ -22,10 +22,14 @@ impl Inputs {
         self.0.insert(key.into(), value.into());
     }
 
+    /// Content, by digest.
+    pub fn digest(&mut self, key: impl Into<String>, bytes: &[u8]) {
+        self.set(key, hex(&Sha256::digest(bytes)));
+    }
+
     /// A file's content, by digest.
     pub fn file(&mut self, key: impl Into<String>, path: &Path) -> Result<()> {
-        let bytes = fs_err::read(path)?;
-        self.set(key, hex(&Sha256::digest(&bytes)));
+        self.digest(key, &fs_err::read(path)?);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::fetch::sidecar_path;
 use crate::lock::Lock;
 use crate::manifest::{Manifest, Release};
 use crate::platform::Platform;
@@ -512,7 +513,7 @@ pub fn plan(
     steps.push(Step::Publish {
         files: vec![
             (layout.staged_zip.clone(), layout.zip.clone()),
-            (sidecar(&layout.staged_zip), sidecar(&layout.zip)),
+            (sidecar_path(&layout.staged_zip), sidecar_path(&layout.zip)),
             (layout.staged_report.clone(), layout.report.clone()),
         ],
     });
@@ -702,12 +703,6 @@ fn requirements(
     }
     steps.push(step(pip));
     steps
-}
-
-fn sidecar(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".sha256");
-    path.with_file_name(name)
 }
 
 /// `file://` URL of a local path, which git clones like a remote (shallow clones work).

@@ -9,17 +9,7 @@ use std::process::Command;
 use support::{asset, stderr, world, xtask, zip_listing, BAD_TAG, FLAKY_TAG, TAG};
 
 fn build(manifest: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "portable",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--version",
-        "0.0.0-test",
-    ];
-    args.extend_from_slice(extra);
-    xtask(&args)
+    support::portable(manifest, out, "0.0.0-test", extra)
 }
 
 #[test]

@@ -9,19 +9,9 @@ use std::path::{Path, PathBuf};
 use support::{stderr, world, xtask};
 
 fn build(manifest: &Path, policy: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
-    let mut args = vec![
-        "portable",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--version",
-        "0.0.0-test",
-    ];
+    let mut args = vec!["--policy", policy.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let output = xtask(&args);
+    let output = support::portable(manifest, out, "0.0.0-test", &args);
     (output.status.success(), stderr(&output))
 }
 

@@ -242,9 +242,7 @@ fn env_inputs(build: &Build, offline: bool) -> Result<Inputs> {
         inputs.set(&title, step.to_string());
         match step {
             Step::WriteFile { contents, .. } => {
-                use sha2::Digest;
-                let digest = sha2::Sha256::digest(contents.as_bytes());
-                inputs.set(format!("{title}: contents"), fingerprint::hex(&digest));
+                inputs.digest(format!("{title}: contents"), contents.as_bytes());
             }
             Step::Clone {
                 name,
@@ -399,8 +397,10 @@ fn dist_stage(
         ..Results::default()
     };
     execute::run_stage(build, Stage::Dist, &mut results)?;
+    // The zip was hashed as it was written; its .sha256 holds that digest.
+    let sidecar = fs_err::read_to_string(fetch::sidecar_path(&layout.zip))?;
     let published = Published {
-        sha256: fetch::sha256_file(&layout.zip)?,
+        sha256: fetch::parse_sha256_sidecar(&sidecar)?,
         zip: layout.zip.clone(),
         files: results.published,
     };

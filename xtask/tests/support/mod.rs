@@ -370,6 +370,21 @@ fn make_node_repo(dir: &Path) -> (PathBuf, String) {
     (dir.to_path_buf(), pinned)
 }
 
+/// Runs `cargo xtask portable` with this manifest, out folder and version, then `extra`.
+pub fn portable(manifest: &Path, out: &Path, version: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "portable",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--version",
+        version,
+    ];
+    args.extend_from_slice(extra);
+    xtask(&args)
+}
+
 /// Runs `cargo xtask` with an environment cleared of the user's pip settings, so only the
 /// manifest decides where pip looks.
 pub fn xtask(args: &[&str]) -> Output {
