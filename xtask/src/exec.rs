@@ -1,7 +1,10 @@
 //! Runs planned commands through xshell: never through a shell string, so paths with spaces or
 //! quotes stay one argument each.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
@@ -20,6 +23,99 @@ pub fn run(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<()> {
     }
     cmd.run()
         .with_context(|| format!("command failed: {command}"))
+}
+
+/// How a program run by [`run_with_timeout`] ended.
+pub struct Finished {
+    /// `None` when it was stopped at the timeout.
+    pub status: Option<std::process::ExitStatus>,
+    /// Its standard output and error, interleaved as they arrived.
+    pub output: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `command` to its end or until `timeout`, then stops it (and, on Unix, whatever it
+/// started: it runs in its own process group). Output is collected, not shown.
+pub fn run_with_timeout(mut command: std::process::Command, timeout: Duration) -> Result<Finished> {
+    use std::process::Stdio;
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", command.get_program()))?;
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|mut stream| {
+        let output = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 8192];
+            while let Ok(n) = stream.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                output
+                    .lock()
+                    .expect("output lock")
+                    .extend_from_slice(&buffer[..n]);
+            }
+        })
+    })
+    .collect();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if started.elapsed() >= timeout {
+            stop(&mut child);
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // A reader ends when every holder of the pipe has exited; after a timeout, leftovers of the
+    // process group may hold it a moment longer, so do not wait for them forever.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for reader in readers {
+        while !reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let bytes = output.lock().expect("output lock").clone();
+    Ok(Finished {
+        status,
+        output: String::from_utf8_lossy(&bytes).into_owned(),
+        elapsed: started.elapsed(),
+    })
+}
+
+fn stop(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        // The whole group: a server it started must not outlive the check.
+        let group = format!("-{}", child.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Finds `program` on PATH, or says how to get it.
@@ -69,6 +165,28 @@ mod tests {
             err.to_string(),
             "surely-not-a-real-tool-xyz not found on PATH: install it"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_program_past_its_timeout_is_stopped_with_what_it_printed() {
+        let mut quick = std::process::Command::new("sh");
+        quick.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let done = run_with_timeout(quick, Duration::from_secs(30)).unwrap();
+        assert_eq!(done.status.and_then(|s| s.code()), Some(3));
+        assert!(
+            done.output.contains("out") && done.output.contains("err"),
+            "{}",
+            done.output
+        );
+
+        // A child that would keep the pipe open: the group is stopped with it.
+        let mut slow = std::process::Command::new("sh");
+        slow.args(["-c", "echo started; sleep 30 & sleep 30"]);
+        let done = run_with_timeout(slow, Duration::from_millis(300)).unwrap();
+        assert!(done.status.is_none());
+        assert!(done.output.contains("started"), "{}", done.output);
+        assert!(done.elapsed < Duration::from_secs(10), "{:?}", done.elapsed);
     }
 
     #[cfg(unix)]

@@ -17,6 +17,7 @@ use crate::prune::{self, Policy, PruneReport};
 use crate::relocate::{self, RelocationReport};
 use crate::report::{self, BuildManifest, Contents, Miniforge};
 use crate::repos::{self, Checkout};
+use crate::system::Ceiling;
 use crate::{archive, atomic, exec, install, pip, scripts, tree, verify};
 
 /// What a build runs with.
@@ -29,7 +30,6 @@ pub struct Build<'a> {
     pub fetcher: &'a Fetcher,
     pub sh: &'a Shell,
     pub reporter: &'a Reporter,
-    pub split_size: u64,
     pub locked: Option<&'a Lock>,
 }
 
@@ -140,8 +140,9 @@ pub fn step_title(step: &Step) -> String {
         Step::InstallBase { .. } => "Install the Miniforge base".into(),
         Step::CondaInstall(_) => "Install conda packages".into(),
         Step::Clone { name, .. } => format!("Clone {name}"),
-        Step::WriteFile { .. } => "Write the locked requirements".into(),
+        Step::WriteFile { title, .. } => title.clone(),
         Step::PipInstall(_) => "Install Python packages".into(),
+        Step::SmokeInstalled { .. } => "Check the installed environment".into(),
         Step::Prune { .. } => "Prune".into(),
         Step::Relocate { .. } => "Relocate".into(),
         Step::HelperScript { .. } => "Write the helper script".into(),
@@ -164,7 +165,6 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
         fetcher,
         sh,
         reporter,
-        split_size,
         locked,
     } = *build;
     let platform = plan.platform;
@@ -246,7 +246,12 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
                 path: tree::rel_path(&layout.env_tree, dest),
             });
         }
-        Step::WriteFile { path, contents } => fs_err::write(path, contents)?,
+        Step::WriteFile { path, contents, .. } => {
+            if let Some(parent) = path.parent() {
+                fs_err::create_dir_all(parent)?;
+            }
+            fs_err::write(path, contents)?
+        }
         Step::PipInstall(command) => {
             exec::run(sh, reporter, command)?;
             let report = fs_err::read_to_string(&layout.pip_report)?;
@@ -261,6 +266,9 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
                 installed.packages.len()
             ));
         }
+        Step::SmokeInstalled { python, smoke } => {
+            verify::smoke_installed(sh, reporter, python, smoke)?;
+        }
         Step::LinkTree { from, to } => {
             let copied = tree::link_copy(from, to)?;
             if copied > 0 {
@@ -270,7 +278,10 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
             }
         }
         Step::Prune {
-            tree, report: html, ..
+            tree,
+            report: html,
+            requires_at_most,
+            ..
         } => {
             let policy = policy.context("no prune policy was given")?;
             let report = prune::prune(tree, policy, platform, false)?;
@@ -283,6 +294,7 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
                 &report::html::page_data(&name, platform, &report, policy),
             )?;
             reporter.note(format!("size report: {}", html.display()));
+            check_ceiling(&report, requires_at_most, platform)?;
             results.prune = Some(report);
         }
         Step::Relocate { tree, installed_at } => {
@@ -352,13 +364,24 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
         Step::Verify {
             zip,
             unpack,
-            imports,
+            env,
+            smoke,
         } => {
             let root = verify::unpack(zip, unpack)?;
-            verify::smoke(sh, reporter, platform, &root, imports)?;
+            let aside = verify::MovedAside::new(env)?;
+            reporter.note(format!(
+                "{} is moved aside while the unpacked copy runs",
+                env.display()
+            ));
+            verify::smoke_unpacked(sh, reporter, platform, &root, smoke)?;
+            aside.restore()?;
         }
-        Step::Publish { files } => {
-            results.published = publish(files, layout, split_size, reporter)?;
+        Step::Publish {
+            zip,
+            report,
+            split_size,
+        } => {
+            results.published = publish(zip, report, *split_size, reporter)?;
         }
         Step::Mirror {
             name,
@@ -396,15 +419,47 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
     Ok(())
 }
 
-/// Moves the verified zip, its `.sha256` and the report to their final names; where the zip is
-/// over `split_size`, its parts too.
+/// Fails when a kept binary asks more of the system than the manifest allows, naming each.
+fn check_ceiling(report: &PruneReport, ceiling: &Ceiling, platform: Platform) -> Result<()> {
+    let over = report.linkage.over(ceiling);
+    if over.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for (file, kind, version) in over.iter().take(30) {
+        let limit = ceiling.get(*kind).expect("over a set limit");
+        text.push_str(&format!(
+            "  {file} needs {kind} {version} (at most {limit} allowed)\n"
+        ));
+    }
+    if over.len() > 30 {
+        text.push_str(&format!("  … and {} more\n", over.len() - 30));
+    }
+    bail!(
+        "{} binar{} of the zip need a newer system than platforms.{platform}.requires_at_most allows:\n{text}\
+         Pin an older release of the package that ships them, build on an older system, or raise the \
+         limit (users of older systems then cannot run the zip).",
+        over.len(),
+        if over.len() == 1 { "y" } else { "ies" },
+    )
+}
+
+/// Gives the verified zip its final name and `.sha256`, writes parts where it is larger than
+/// `split_size`, and moves them and the report into the output folder.
 fn publish(
-    files: &[(PathBuf, PathBuf)],
-    layout: &Layout,
+    (staged, zip): &(PathBuf, PathBuf),
+    (staged_report, report): &(PathBuf, PathBuf),
     split_size: u64,
     reporter: &Reporter,
 ) -> Result<Vec<PathBuf>> {
-    let parts = archive::split(&layout.staged_zip, split_size)?;
+    // Named for what it is only now that it passed verify; its digest was taken as it was written.
+    let sidecar = fetch::sidecar_path(staged);
+    let sha256 = fetch::parse_sha256_sidecar(&fs_err::read_to_string(&sidecar)?)?;
+    let verified = staged.with_file_name(zip.file_name().context("the zip has a name")?);
+    fs_err::rename(staged, &verified)?;
+    fs_err::remove_file(&sidecar)?;
+    fetch::write_sidecar(&verified, &sha256)?;
+    let parts = archive::split(&verified, split_size)?;
     if !parts.is_empty() {
         reporter.note(format!(
             "the zip is over {}: also written as {} parts",
@@ -412,19 +467,21 @@ fn publish(
             parts.len()
         ));
     }
-    let out = layout.zip.parent().expect("the zip is in --out");
-    let mut published = Vec::new();
-    for part in parts
+    let out = zip.parent().expect("the zip is in --out");
+    let files: Vec<(PathBuf, PathBuf)> = parts
         .iter()
         .flat_map(|p| [p.clone(), fetch::sidecar_path(p)])
-    {
-        let to = out.join(part.file_name().expect("a part has a name"));
-        fs_err::rename(&part, &to)?;
-        published.push(to);
-    }
+        .chain([fetch::sidecar_path(&verified), verified.clone()])
+        .map(|from| {
+            let to = out.join(from.file_name().expect("a file has a name"));
+            (from, to)
+        })
+        .chain([(staged_report.clone(), report.clone())])
+        .collect();
+    let mut published = Vec::new();
     for (from, to) in files {
-        fs_err::rename(from, to)?;
-        published.push(to.clone());
+        fs_err::rename(&from, &to)?;
+        published.push(to);
     }
     Ok(published)
 }

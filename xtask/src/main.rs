@@ -20,6 +20,7 @@ mod relocate;
 mod report;
 mod repos;
 mod scripts;
+mod system;
 mod tree;
 mod verify;
 

@@ -8,9 +8,10 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::platform::Platform;
+use crate::system::Ceiling;
 
 pub const DEFAULT_MINIFORGE_BASE_URL: &str = "https://github.com/conda-forge/miniforge/releases";
 
@@ -122,6 +123,10 @@ pub struct PlatformSection {
     pub pip_args: Vec<String>,
     #[serde(default)]
     pub conda_packages: Vec<String>,
+    /// The newest system the zip may ask for (glibc, libstdc++, macOS, Windows): a binary that
+    /// needs more fails the build, naming it. On Linux, pip is also kept to wheels within it.
+    #[serde(default)]
+    pub requires_at_most: Ceiling,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,12 +142,52 @@ pub struct Repo {
     pub requirements: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// What must work for the zip to count as working. Checks and imports also run in the installed
+/// environment right after pip, so a broken resolve fails in seconds; everything runs again from
+/// the unpacked zip, with the build's own folders out of reach.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Smoke {
     /// Modules the unpacked environment must import; `PIL` also round-trips a PNG and a JPEG.
     #[serde(default)]
     pub imports: Vec<String>,
+    /// Python code that states what must be true (an `assert` that fails says why).
+    #[serde(default)]
+    pub checks: Vec<SmokeCheck>,
+    /// Programs run from the unpacked zip, such as ComfyUI's own start-up check.
+    #[serde(default)]
+    pub commands: Vec<SmokeCommand>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeCheck {
+    pub name: String,
+    /// Run with `python -s -c`.
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeCommand {
+    pub name: String,
+    /// The program and its arguments; `{python}` is the unpacked python, `{root}` the unpacked
+    /// `anymatix/` folder.
+    pub run: Vec<String>,
+    /// The folder it runs in, relative to `anymatix/` [default: `anymatix/` itself].
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Seconds before it is stopped and the build fails.
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+    /// Text that fails the build when a line of its output contains it, even if the program
+    /// exits 0 (ComfyUI logs `IMPORT FAILED` for a node that did not load, and goes on).
+    #[serde(default)]
+    pub fail_on: Vec<String>,
+}
+
+fn default_timeout() -> u64 {
+    600
 }
 
 impl Manifest {
@@ -205,6 +250,80 @@ impl Manifest {
                 bail!("smoke.imports: `{module}` is not a Python module name");
             }
         }
+        for check in &self.smoke.checks {
+            if check.name.trim().is_empty() || check.code.trim().is_empty() {
+                bail!("smoke.checks: each check needs a name and code");
+            }
+        }
+        for command in &self.smoke.commands {
+            let name = &command.name;
+            if name.trim().is_empty() || command.run.is_empty() {
+                bail!("smoke.commands: each command needs a name and a `run` list");
+            }
+            if let Some(cwd) = &command.cwd {
+                check_relative(cwd)
+                    .with_context(|| format!("smoke.commands `{name}`: bad cwd `{cwd}`"))?;
+            }
+            if command.timeout == 0 {
+                bail!("smoke.commands `{name}`: timeout must be at least 1 second");
+            }
+        }
+        self.refuse_options()?;
+        for (platform, section) in &self.platforms {
+            for (kind, _) in section.requires_at_most.limits() {
+                if kind.os() != platform.os() {
+                    bail!(
+                        "platforms.{platform}.requires_at_most: `{}` does not apply to {platform} \
+                         (glibc and glibcxx are for Linux, macos for macOS, windows for Windows)",
+                        kind.name()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Packages, sources and revs reach pip, mamba and git as arguments: one that starts with
+    /// `-` would be read as an option (`--index-url=…` among the packages switches the index).
+    fn refuse_options<'a>(&'a self) -> Result<()> {
+        let mut values: Vec<(String, &str)> = Vec::new();
+        let mut add = |key: String, list: &'a [String]| {
+            for value in list {
+                values.push((key.clone(), value.as_str()));
+            }
+        };
+        add("python_packages".into(), &self.python_packages);
+        add("conda_packages".into(), &self.conda_packages);
+        add("pip.extra_index_urls".into(), &self.pip.extra_index_urls);
+        add("pip.find_links".into(), &self.pip.find_links);
+        for (platform, section) in &self.platforms {
+            add(
+                format!("platforms.{platform}.python_packages"),
+                &section.python_packages,
+            );
+            add(
+                format!("platforms.{platform}.conda_packages"),
+                &section.conda_packages,
+            );
+        }
+        if let Some(index) = &self.pip.index_url {
+            values.push(("pip.index_url".into(), index));
+        }
+        values.push(("installer.base_url".into(), &self.installer.base_url));
+        for repo in &self.repos {
+            for (field, value) in [("name", &repo.name), ("url", &repo.url), ("rev", &repo.rev)] {
+                values.push((format!("repos `{}`: {field}", repo.name), value));
+            }
+        }
+        for (key, value) in values {
+            if value.trim_start().starts_with('-') {
+                bail!(
+                    "{key}: `{value}` starts with `-`, so the program it is passed to would read it \
+                     as an option. Packages and sources are names and URLs; put pip options in \
+                     platforms.<platform>.pip_args and indexes under pip:"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -221,6 +340,14 @@ impl Manifest {
         self.platforms
             .get(&platform)
             .map(|s| s.pip_args.clone())
+            .unwrap_or_default()
+    }
+
+    /// The newest system `platform`'s zip may ask for.
+    pub fn requires_at_most(&self, platform: Platform) -> Ceiling {
+        self.platforms
+            .get(&platform)
+            .map(|s| s.requires_at_most.clone())
             .unwrap_or_default()
     }
 
@@ -415,6 +542,83 @@ mod tests {
         let m = parse("installer:\n  release: 26.3.2-3\n").unwrap();
         assert_eq!(m.installer.release, Release::Tag("26.3.2-3".into()));
         assert!(parse("installer:\n  release: 'a b'\n").is_err());
+    }
+
+    #[test]
+    fn anything_that_would_reach_a_program_as_an_option_is_refused() {
+        for (text, key) in [
+            (
+                "python_packages: ['--index-url=https://evil.example/simple']\n",
+                "python_packages",
+            ),
+            (
+                "platforms: {macos-arm64: {python_packages: [' -e.']}}\n",
+                "platforms.macos-arm64.python_packages",
+            ),
+            ("conda_packages: [--override-channels]\n", "conda_packages"),
+            (
+                "pip: {extra_index_urls: ['--trusted-host=x']}\n",
+                "pip.extra_index_urls",
+            ),
+            (
+                "repos: [{name: a, url: '--upload-pack=touch /tmp/x', rev: main, path: a}]\n",
+                "repos `a`: url",
+            ),
+            (
+                "repos: [{name: a, url: 'file:///r', rev: '--output=x', path: a}]\n",
+                "repos `a`: rev",
+            ),
+        ] {
+            let msg = format!("{:#}", parse(text).unwrap_err());
+            assert!(
+                msg.contains(key) && msg.contains("starts with `-`"),
+                "{text}: {msg}"
+            );
+        }
+        // pip_args are options on purpose.
+        assert!(parse("platforms: {linux-x86_64: {pip_args: [--prefer-binary]}}\n").is_ok());
+    }
+
+    #[test]
+    fn smoke_checks_and_commands_are_read_and_checked() {
+        let m = parse(
+            "smoke:\n  imports: [torch]\n  checks:\n    - {name: sees torch, code: 'assert True'}\n  commands:\n    - name: starts\n      run: ['{python}', '-s', main.py, --quick-test-for-ci]\n      cwd: ComfyUI\n      fail_on: [IMPORT FAILED]\n",
+        )
+        .unwrap();
+        assert_eq!(m.smoke.checks[0].name, "sees torch");
+        let command = &m.smoke.commands[0];
+        assert_eq!(command.run[0], "{python}");
+        assert_eq!(
+            command.timeout, 600,
+            "a default that a slow first start fits in"
+        );
+        assert_eq!(command.fail_on, ["IMPORT FAILED"]);
+        for bad in [
+            "smoke: {commands: [{name: x, run: []}]}\n",
+            "smoke: {commands: [{name: x, run: [a], cwd: ../out}]}\n",
+            "smoke: {commands: [{name: x, run: [a], timeout: 0}]}\n",
+            "smoke: {checks: [{name: x, code: ''}]}\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_ceiling_names_only_what_its_platform_has() {
+        let m = parse("platforms: {linux-x86_64: {requires_at_most: {glibc: '2.28'}}}\n").unwrap();
+        assert_eq!(
+            m.requires_at_most(Platform::LinuxX86_64).glibc,
+            Some("2.28".parse().unwrap())
+        );
+        assert!(m.requires_at_most(Platform::MacosArm64).glibc.is_none());
+        let msg = format!(
+            "{:#}",
+            parse("platforms: {macos-arm64: {requires_at_most: {glibc: '2.28'}}}\n").unwrap_err()
+        );
+        assert!(
+            msg.contains("`glibc` does not apply to macos-arm64"),
+            "{msg}"
+        );
     }
 
     #[test]

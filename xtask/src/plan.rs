@@ -4,10 +4,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::fetch::sidecar_path;
 use crate::lock::Lock;
-use crate::manifest::{Manifest, Release};
+use crate::manifest::{Manifest, Release, Smoke};
 use crate::platform::Platform;
+use crate::system::Ceiling;
 
 /// Where everything of one build lives, under `--out`.
 #[derive(Debug, Clone)]
@@ -27,7 +27,8 @@ pub struct Layout {
     pub tree: PathBuf,
     /// The finished zip, moved here only after it passed verify.
     pub zip: PathBuf,
-    /// Where the zip is written and verified before it is published as `zip`.
+    /// Where the zip is written and verified before it is published as `zip`; its name says it
+    /// is unverified, so a build that fails at verify leaves nothing with the final name.
     pub staged_zip: PathBuf,
     /// pip's `--report` of what it installed, for the lock.
     pub pip_report: PathBuf,
@@ -65,7 +66,7 @@ impl Layout {
             env_tree,
             tree: dist.join("anymatix"),
             zip: out.join(zip_name(version, platform)),
-            staged_zip: dist.join(zip_name(version, platform)),
+            staged_zip: dist.join(format!("anymatix-{version}-{platform}.unverified.zip")),
             pip_report: env.join("pip-report.json"),
             locked_requirements: env.join("locked-requirements.txt"),
             report: out.join(report_name(version, platform)),
@@ -181,12 +182,19 @@ pub enum Step {
         dest: PathBuf,
         requirements: Option<PathBuf>,
     },
-    /// A file the next step reads (the locked requirements).
+    /// A file a later step reads (the locked requirements, pip's wheel policy); `title` names it.
     WriteFile {
+        title: String,
         path: PathBuf,
         contents: String,
     },
     PipInstall(Command),
+    /// Runs the smoke imports and checks in the installed environment: a broken resolve fails
+    /// here, in seconds, instead of after prune and zip.
+    SmokeInstalled {
+        python: PathBuf,
+        smoke: Smoke,
+    },
     /// Copies the installed environment by hard links into the tree that is pruned, so pruning
     /// never damages it.
     LinkTree {
@@ -198,6 +206,8 @@ pub enum Step {
         policy: PathBuf,
         /// The HTML size report, written in the stage and published with the zip.
         report: PathBuf,
+        /// The newest system the kept binaries may ask for.
+        requires_at_most: Ceiling,
     },
     /// Rewrites `#!` lines that hold the path the environment was installed at (`installed_at`);
     /// lists what else holds it.
@@ -215,14 +225,20 @@ pub enum Step {
         tree: PathBuf,
         zip: PathBuf,
     },
+    /// Unpacks the zip elsewhere and runs the smoke imports, checks and commands there, with the
+    /// installed environment (`env`) moved aside so nothing can reach back into it.
     Verify {
         zip: PathBuf,
         unpack: PathBuf,
-        imports: Vec<String>,
+        env: PathBuf,
+        smoke: Smoke,
     },
-    /// Moves each finished file to its final name: the zip, its .sha256 and the prune report.
+    /// Gives the verified zip its final name with its `.sha256`, writes parts where it is over
+    /// `split_size`, and moves them and the prune report into the output folder.
     Publish {
-        files: Vec<(PathBuf, PathBuf)>,
+        zip: (PathBuf, PathBuf),
+        report: (PathBuf, PathBuf),
+        split_size: u64,
     },
     /// `fetch`: a bare mirror of a repo in the cache, and its requirements file at `rev`.
     Mirror {
@@ -256,6 +272,7 @@ impl Step {
             | Step::Clone { .. }
             | Step::WriteFile { .. }
             | Step::PipInstall(_)
+            | Step::SmokeInstalled { .. }
             | Step::Mirror { .. }
             | Step::Wheelhouse(_) => Stage::Env,
             Step::LinkTree { .. }
@@ -323,13 +340,19 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
-            Step::WriteFile { path, contents } => write!(
+            Step::WriteFile { path, contents, .. } => write!(
                 f,
                 "write {} ({} lines)",
                 path.display(),
                 contents.lines().count()
             ),
             Step::PipInstall(cmd) => write!(f, "pip install (one resolve): {cmd}"),
+            Step::SmokeInstalled { python, smoke } => write!(
+                f,
+                "check the installed environment with {}: {}",
+                python.display(),
+                smoke_summary(smoke, false)
+            ),
             Step::LinkTree { from, to } => write!(
                 f,
                 "copy {} to {} by hard links (pruning the copy leaves the environment whole)",
@@ -340,6 +363,7 @@ impl fmt::Display for Step {
                 tree,
                 policy,
                 report,
+                requires_at_most,
             } => {
                 write!(
                     f,
@@ -347,7 +371,19 @@ impl fmt::Display for Step {
                     tree.display(),
                     policy.display(),
                     report.display()
-                )
+                )?;
+                let limits: Vec<String> = requires_at_most
+                    .limits()
+                    .map(|(kind, version)| format!("{kind} {version}"))
+                    .collect();
+                if !limits.is_empty() {
+                    write!(
+                        f,
+                        "\n      no binary may need more than {}",
+                        limits.join(", ")
+                    )?;
+                }
+                Ok(())
             }
             Step::Relocate { tree, installed_at } => write!(
                 f,
@@ -363,24 +399,29 @@ impl fmt::Display for Step {
             Step::Verify {
                 zip,
                 unpack,
-                imports,
+                env,
+                smoke,
             } => write!(
                 f,
-                "verify: unpack {} into {} and import {}",
+                "verify: unpack {} into {}, move {} aside, then {}",
                 zip.display(),
                 unpack.display(),
-                if imports.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    imports.join(", ")
-                }
+                env.display(),
+                smoke_summary(smoke, true)
             ),
-            Step::Publish { files } => {
+            Step::Publish {
+                zip,
+                report,
+                split_size,
+            } => {
                 write!(f, "publish")?;
-                for (from, to) in files {
+                for (from, to) in [zip, report] {
                     write!(f, "\n      {} as {}", from.display(), to.display())?;
                 }
-                Ok(())
+                write!(
+                    f,
+                    "\n      with parts of at most {split_size} bytes where the zip is larger"
+                )
             }
             Step::Mirror {
                 name,
@@ -405,6 +446,31 @@ impl fmt::Display for Step {
     }
 }
 
+/// What a smoke run does, in one line: the imports, the checks and (unpacked) the commands.
+fn smoke_summary(smoke: &Smoke, unpacked: bool) -> String {
+    let mut parts = Vec::new();
+    if !smoke.imports.is_empty() {
+        parts.push(format!("import {}", smoke.imports.join(", ")));
+    }
+    for check in &smoke.checks {
+        parts.push(format!("check that {}", check.name));
+    }
+    if unpacked {
+        for command in &smoke.commands {
+            parts.push(format!(
+                "run `{}` ({})",
+                command.run.join(" "),
+                command.name
+            ));
+        }
+    }
+    if parts.is_empty() {
+        "nothing to run".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub platform: Platform,
@@ -423,6 +489,8 @@ pub struct Options<'a> {
     /// Use only what `fetch` put in the cache: the installer, git mirrors, wheelhouse, conda
     /// packages.
     pub offline: bool,
+    /// Zips larger than this are also published as parts; 0 never splits.
+    pub split_size: u64,
 }
 
 /// Builds the plan of `portable`.
@@ -472,6 +540,7 @@ pub fn plan(
         .arg("--report")
         .arg(path_arg(&layout.pip_report));
     let pip = pip_sources(pip, manifest, platform, layout, options.offline);
+    let pip = wheel_policy(pip, manifest, platform, &layout.env, &mut steps);
     steps.extend(requirements(
         pip,
         manifest,
@@ -481,6 +550,10 @@ pub fn plan(
         &requirement_files,
         Step::PipInstall,
     ));
+    steps.push(Step::SmokeInstalled {
+        python: layout.prefix.join(platform.python_in_prefix()),
+        smoke: manifest.smoke.clone(),
+    });
 
     steps.push(Step::LinkTree {
         from: layout.env_tree.clone(),
@@ -490,6 +563,7 @@ pub fn plan(
         tree: layout.tree.clone(),
         policy: prune_policy.to_path_buf(),
         report: layout.staged_report.clone(),
+        requires_at_most: manifest.requires_at_most(platform),
     });
     steps.push(Step::Relocate {
         tree: layout.tree.clone(),
@@ -508,14 +582,13 @@ pub fn plan(
     steps.push(Step::Verify {
         zip: layout.staged_zip.clone(),
         unpack: layout.unpack.clone(),
-        imports: manifest.smoke.imports.clone(),
+        env: layout.env.clone(),
+        smoke: manifest.smoke.clone(),
     });
     steps.push(Step::Publish {
-        files: vec![
-            (layout.staged_zip.clone(), layout.zip.clone()),
-            (sidecar_path(&layout.staged_zip), sidecar_path(&layout.zip)),
-            (layout.staged_report.clone(), layout.report.clone()),
-        ],
+        zip: (layout.staged_zip.clone(), layout.zip.clone()),
+        report: (layout.staged_report.clone(), layout.report.clone()),
+        split_size: options.split_size,
     });
     Plan {
         platform,
@@ -568,6 +641,7 @@ pub fn fetch_plan(
         .arg("--wheel-dir")
         .arg(path_arg(&layout.wheelhouse));
     let pip = pip_sources(pip, manifest, platform, layout, false);
+    let pip = wheel_policy(pip, manifest, platform, scratch, &mut steps);
     let locked_requirements = scratch.join("locked-requirements.txt");
     let layout = Layout {
         locked_requirements,
@@ -672,6 +746,36 @@ fn pip_sources(
     pip.args(manifest.pip_args_for(platform))
 }
 
+/// With a glibc ceiling on Linux, pip may only pick wheels whose manylinux tag is within it:
+/// PEP 600 lets an installation say so with an importable `_manylinux` module, which pip asks
+/// about every tag. It is written beside the environment (not into it, so the zip does not keep
+/// the build's limit) and put on `PYTHONPATH` for pip alone.
+fn wheel_policy(
+    mut pip: Command,
+    manifest: &Manifest,
+    platform: Platform,
+    folder: &Path,
+    steps: &mut Vec<Step>,
+) -> Command {
+    let Some(glibc) = manifest.requires_at_most(platform).glibc else {
+        return pip;
+    };
+    let dir = folder.join("pip-policy");
+    let (major, minor) = glibc.major_minor();
+    steps.push(Step::WriteFile {
+        title: "Write pip's wheel policy".into(),
+        path: dir.join("_manylinux.py"),
+        contents: format!(
+            "# Written by cargo xtask: pip takes only wheels for glibc {glibc} or older, the\n\
+             # requires_at_most of distribution.yml (PEP 600).\n\
+             def manylinux_compatible(tag_major, tag_minor, tag_arch):\n    \
+             return (tag_major, tag_minor) <= ({major}, {minor})\n"
+        ),
+    });
+    pip.env.push(("PYTHONPATH".into(), path_arg(&dir)));
+    pip
+}
+
 /// What pip is asked for: the manifest's packages and the repos' requirements, or exactly the
 /// lock's versions with their digests (written to a file first).
 fn requirements(
@@ -687,6 +791,7 @@ fn requirements(
     match locked {
         Some(lock) => {
             steps.push(Step::WriteFile {
+                title: "Write the locked requirements".into(),
                 path: layout.locked_requirements.clone(),
                 contents: lock.requirements(),
             });
@@ -975,6 +1080,112 @@ mod tests {
             "gather wheels: /o/stage/macos-x86_64/fetch/python/bin/python3 -s -m pip wheel --disable-pip-version-check \
              --wheel-dir /o/cache/wheels/macos-x86_64 --index-url https://pypi.example/simple \
              --find-links https://wheels.example/ pillow -r /o/stage/macos-x86_64/fetch/ComfyUI-requirements.txt"
+        );
+    }
+
+    /// The `_manylinux` module the plan writes, tried with the host's real pip: of two builds of
+    /// one package, only the one within the limit is taken.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn pip_takes_only_wheels_within_the_glibc_limit() {
+        use std::io::Write;
+        let m = manifest("platforms: {linux-x86_64: {requires_at_most: {glibc: '2.28'}}}\n");
+        let plan = plan_for(&m, Platform::LinuxX86_64, Some("t"));
+        let Some(Step::WriteFile { contents, .. }) = plan
+            .steps
+            .iter()
+            .find(|s| matches!(s, Step::WriteFile { path, .. } if path.ends_with("_manylinux.py")))
+        else {
+            panic!("no wheel policy in the plan")
+        };
+        let pip = plan
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::PipInstall(c) => Some(c),
+                _ => None,
+            })
+            .unwrap();
+        assert!(pip
+            .env
+            .iter()
+            .any(|(k, v)| k == "PYTHONPATH" && v.ends_with("pip-policy")));
+
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("pip-policy");
+        fs_err::create_dir_all(&policy).unwrap();
+        fs_err::write(policy.join("_manylinux.py"), contents).unwrap();
+        let wheels = dir.path().join("wheels");
+        fs_err::create_dir_all(&wheels).unwrap();
+        for (version, tag) in [
+            ("1.0", "manylinux_2_17_x86_64"),
+            ("2.0", "manylinux_2_29_x86_64"),
+        ] {
+            let file =
+                fs_err::File::create(wheels.join(format!("capped-{version}-py3-none-{tag}.whl")))
+                    .unwrap();
+            let mut zip = zip::ZipWriter::new(file);
+            let info = format!("capped-{version}.dist-info");
+            for (name, text) in [
+                (
+                    "METADATA",
+                    format!("Metadata-Version: 2.1\nName: capped\nVersion: {version}\n"),
+                ),
+                (
+                    "WHEEL",
+                    format!("Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: py3-none-{tag}\n"),
+                ),
+                ("RECORD", String::new()),
+            ] {
+                zip.start_file(
+                    format!("{info}/{name}"),
+                    zip::write::SimpleFileOptions::default(),
+                )
+                .unwrap();
+                zip.write_all(text.as_bytes()).unwrap();
+            }
+            zip.finish().unwrap();
+        }
+        let download = |with_policy: bool| {
+            let out = tempfile::tempdir().unwrap();
+            let mut cmd = std::process::Command::new("python3");
+            cmd.args([
+                "-m",
+                "pip",
+                "download",
+                "--no-index",
+                "--disable-pip-version-check",
+                "--find-links",
+            ])
+            .arg(&wheels)
+            .arg("--dest")
+            .arg(out.path())
+            .arg("capped")
+            .env("PIP_CONFIG_FILE", "/dev/null")
+            .env_remove("PYTHONPATH");
+            if with_policy {
+                cmd.env("PYTHONPATH", &policy);
+            }
+            let done = cmd.output().unwrap();
+            assert!(
+                done.status.success(),
+                "{}",
+                String::from_utf8_lossy(&done.stderr)
+            );
+            let names: Vec<String> = fs_err::read_dir(out.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names
+        };
+        // Any host of glibc 2.29 or newer takes 2.0 by itself; limited to 2.28, pip takes 1.0.
+        assert_eq!(
+            download(false),
+            ["capped-2.0-py3-none-manylinux_2_29_x86_64.whl"]
+        );
+        assert_eq!(
+            download(true),
+            ["capped-1.0-py3-none-manylinux_2_17_x86_64.whl"]
         );
     }
 

@@ -1,4 +1,5 @@
 //! Clones each repo at its rev: shallow for tags and branches, by commit where the server allows.
+//! Every URL, path and rev goes after `--` or `--end-of-options`, so none is read as an option.
 
 use std::path::Path;
 
@@ -69,7 +70,7 @@ pub fn clone(
             "git clone --depth 1 --branch {rev} {url} {}",
             dest.display()
         ));
-        cmd!(sh, "git -c advice.detachedHead=false clone --quiet --depth 1 --branch {rev} --single-branch {url} {dest}")
+        cmd!(sh, "git -c advice.detachedHead=false clone --quiet --depth 1 --branch {rev} --single-branch -- {url} {dest}")
             .quiet()
             .run()
             .with_context(|| format!("cannot clone {url} at {rev}"))?;
@@ -134,7 +135,7 @@ pub fn mirror(sh: &Shell, reporter: &Reporter, url: &str, mirror: &Path) -> Resu
             "git --git-dir {} remote update --prune",
             mirror.display()
         ));
-        cmd!(sh, "git --git-dir {mirror} remote set-url origin {url}")
+        cmd!(sh, "git --git-dir {mirror} remote set-url -- origin {url}")
             .quiet()
             .run()?;
         cmd!(sh, "git --git-dir {mirror} remote update --prune")
@@ -152,7 +153,7 @@ pub fn mirror(sh: &Shell, reporter: &Reporter, url: &str, mirror: &Path) -> Resu
         fs_err::create_dir_all(parent)?;
     }
     reporter.detail(format!("git clone --mirror {url} {}", mirror.display()));
-    cmd!(sh, "git clone --quiet --mirror {url} {partial}")
+    cmd!(sh, "git clone --quiet --mirror -- {url} {partial}")
         .quiet()
         .run()
         .with_context(|| {
@@ -167,7 +168,7 @@ pub fn mirror_commit(sh: &Shell, mirror: &Path, rev: &str) -> Result<String> {
     let target = format!("{rev}^{{commit}}");
     let commit = cmd!(
         sh,
-        "git --git-dir {mirror} rev-parse --verify --quiet {target}"
+        "git --git-dir {mirror} rev-parse --verify --quiet --end-of-options {target}"
     )
     .quiet()
     .ignore_stderr()
@@ -184,7 +185,7 @@ pub fn mirror_commit(sh: &Shell, mirror: &Path, rev: &str) -> Result<String> {
 /// A file's content at a commit of a mirror.
 pub fn file_at(sh: &Shell, mirror: &Path, commit: &str, path: &str) -> Result<String> {
     let object = format!("{commit}:{path}");
-    cmd!(sh, "git --git-dir {mirror} show {object}")
+    cmd!(sh, "git --git-dir {mirror} show --end-of-options {object}")
         .quiet()
         .ignore_stderr()
         .read()
@@ -192,7 +193,7 @@ pub fn file_at(sh: &Shell, mirror: &Path, commit: &str, path: &str) -> Result<St
 }
 
 fn list_refs(sh: &Shell, url: &str) -> Result<String> {
-    cmd!(sh, "git ls-remote --heads --tags {url}")
+    cmd!(sh, "git ls-remote --heads --tags -- {url}")
         .quiet()
         .read()
         .with_context(|| {
@@ -201,11 +202,11 @@ fn list_refs(sh: &Shell, url: &str) -> Result<String> {
 }
 
 fn clone_commit(sh: &Shell, reporter: &Reporter, url: &str, rev: &str, dest: &Path) -> Result<()> {
-    cmd!(sh, "git init --quiet {dest}").quiet().run()?;
+    cmd!(sh, "git init --quiet -- {dest}").quiet().run()?;
     // A full commit id can be fetched alone (GitHub and protocol v2 servers allow it); otherwise
     // fall back to the whole history and look for it there.
     let shallow = rev.len() == 40
-        && cmd!(sh, "git -C {dest} fetch --quiet --depth 1 {url} {rev}")
+        && cmd!(sh, "git -C {dest} fetch --quiet --depth 1 -- {url} {rev}")
             .quiet()
             .ignore_stderr()
             .run()
@@ -214,7 +215,7 @@ fn clone_commit(sh: &Shell, reporter: &Reporter, url: &str, rev: &str, dest: &Pa
         reporter.detail(format!("git fetch {url} (full history, to find {rev})"));
         cmd!(
             sh,
-            "git -C {dest} fetch --quiet --tags {url} +refs/heads/*:refs/remotes/origin/*"
+            "git -C {dest} fetch --quiet --tags -- {url} +refs/heads/*:refs/remotes/origin/*"
         )
         .quiet()
         .run()
@@ -225,17 +226,20 @@ fn clone_commit(sh: &Shell, reporter: &Reporter, url: &str, rev: &str, dest: &Pa
     } else {
         format!("{rev}^{{commit}}")
     };
-    let resolved = cmd!(sh, "git -C {dest} rev-parse --verify --quiet {target}")
-        .quiet()
-        .ignore_stderr()
-        .read();
+    let resolved = cmd!(
+        sh,
+        "git -C {dest} rev-parse --verify --quiet --end-of-options {target}"
+    )
+    .quiet()
+    .ignore_stderr()
+    .read();
     let Ok(commit) = resolved else {
         bail!("rev `{rev}` not found in {url}: no branch, tag or commit has that name; check the rev in the manifest");
     };
     let commit = commit.trim();
     cmd!(
         sh,
-        "git -c advice.detachedHead=false -C {dest} checkout --quiet --detach {commit}"
+        "git -c advice.detachedHead=false -C {dest} checkout --quiet --detach --end-of-options {commit}"
     )
     .quiet()
     .run()

@@ -1,14 +1,19 @@
 //! Proves the zip works where a user would put it: unpacked into a different folder (with a
-//! space and non-ASCII characters in its path), its python runs each smoke check there.
+//! space and non-ASCII characters in its path) while the build's environment is moved out of
+//! reach, its python runs each smoke check there, and the smoke commands start the product.
+//! The same imports and checks also run in the installed environment, to fail fast.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 use zip::ZipArchive;
 
+use crate::exec;
+use crate::manifest::{Smoke, SmokeCommand};
 use crate::platform::Platform;
-use crate::progress::Reporter;
+use crate::progress::{human_duration, Reporter};
 
 /// Saves and reloads a PNG and a JPEG: the imports alone would not load Pillow's codec libraries.
 const PILLOW_ROUND_TRIP: &str = r#"
@@ -42,13 +47,30 @@ pub fn unpack(zip: &Path, unpack: &Path) -> Result<PathBuf> {
     Ok(root)
 }
 
-/// Runs the smoke checks with the unpacked environment's own python.
-pub fn smoke(
+/// Runs the smoke imports and checks with the installed environment's own python, right after
+/// pip: a resolve that gives a broken set fails here in seconds. Bytecode is not written, so the
+/// environment stays as pip left it.
+pub fn smoke_installed(
+    sh: &Shell,
+    reporter: &Reporter,
+    python: &Path,
+    smoke: &Smoke,
+) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let _cwd = sh.push_dir(scratch.path());
+    let _user_site = sh.push_env("PYTHONNOUSERSITE", "1");
+    let _no_pyc = sh.push_env("PYTHONDONTWRITEBYTECODE", "1");
+    imports_and_checks(sh, reporter, python, scratch.path(), smoke)
+}
+
+/// Runs every smoke check with the unpacked environment's own python: pip, the imports, the
+/// checks, the helper script, then the commands (such as ComfyUI's own start-up check).
+pub fn smoke_unpacked(
     sh: &Shell,
     reporter: &Reporter,
     platform: Platform,
     root: &Path,
-    imports: &[String],
+    smoke: &Smoke,
 ) -> Result<()> {
     let python = root.join("python").join(platform.python_in_prefix());
     // Run from a neutral folder, and keep the build's environment variables out of the way.
@@ -62,26 +84,7 @@ pub fn smoke(
             .env_remove("PYTHONPATH")
             .env_remove("PYTHONHOME")
     })?;
-    for module in imports {
-        let code = format!("import {module}");
-        check(reporter, &code, || {
-            cmd!(sh, "{python} -s -c {code}")
-                .env_remove("PYTHONPATH")
-                .env_remove("PYTHONHOME")
-        })?;
-        if module == "PIL" {
-            let folder = scratch.path();
-            check(
-                reporter,
-                "Pillow saves and reloads a PNG and a JPEG",
-                || {
-                    cmd!(sh, "{python} -s -c {PILLOW_ROUND_TRIP} {folder}")
-                        .env_remove("PYTHONPATH")
-                        .env_remove("PYTHONHOME")
-                },
-            )?;
-        }
-    }
+    imports_and_checks(sh, reporter, &python, scratch.path(), smoke)?;
     let helper = root.join(platform.helper_script_name());
     // `pip install --help` proves the script finds its python from wherever it is unpacked.
     let name = format!("{} --help", platform.helper_script_name());
@@ -93,7 +96,216 @@ pub fn smoke(
         };
         cmd.ignore_stdout()
     })?;
+    for command in &smoke.commands {
+        run_command(reporter, command, &python, root)?;
+    }
     Ok(())
+}
+
+fn imports_and_checks(
+    sh: &Shell,
+    reporter: &Reporter,
+    python: &Path,
+    scratch: &Path,
+    smoke: &Smoke,
+) -> Result<()> {
+    for module in &smoke.imports {
+        let code = format!("import {module}");
+        check(reporter, &code, || {
+            cmd!(sh, "{python} -s -c {code}")
+                .env_remove("PYTHONPATH")
+                .env_remove("PYTHONHOME")
+        })?;
+        if module == "PIL" {
+            check(
+                reporter,
+                "Pillow saves and reloads a PNG and a JPEG",
+                || {
+                    cmd!(sh, "{python} -s -c {PILLOW_ROUND_TRIP} {scratch}")
+                        .env_remove("PYTHONPATH")
+                        .env_remove("PYTHONHOME")
+                },
+            )?;
+        }
+    }
+    for smoke_check in &smoke.checks {
+        let code = &smoke_check.code;
+        check(reporter, &smoke_check.name, || {
+            cmd!(sh, "{python} -s -c {code}")
+                .env_remove("PYTHONPATH")
+                .env_remove("PYTHONHOME")
+        })?;
+    }
+    Ok(())
+}
+
+/// `{python}` and `{root}` in a smoke command's arguments.
+fn substitute(arg: &str, python: &Path, root: &Path) -> String {
+    arg.replace("{python}", &python.to_string_lossy())
+        .replace("{root}", &root.to_string_lossy())
+}
+
+/// Runs one smoke command from the unpacked copy, within its timeout; fails on a non-zero exit
+/// or on a line of output that holds one of its `fail_on` texts, showing what it printed.
+fn run_command(
+    reporter: &Reporter,
+    command: &SmokeCommand,
+    python: &Path,
+    root: &Path,
+) -> Result<()> {
+    let args: Vec<String> = command
+        .run
+        .iter()
+        .map(|a| substitute(a, python, root))
+        .collect();
+    let cwd = match &command.cwd {
+        Some(cwd) => root.join(cwd),
+        None => root.to_path_buf(),
+    };
+    if !cwd.is_dir() {
+        bail!(
+            "smoke command `{}`: its folder {} is not in the zip",
+            command.name,
+            cwd.display()
+        );
+    }
+    let mut process = std::process::Command::new(&args[0]);
+    process
+        .args(&args[1..])
+        .current_dir(&cwd)
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env("PYTHONNOUSERSITE", "1");
+    reporter.detail(format!("(in {}) {}", cwd.display(), args.join(" ")));
+    let finished = exec::run_with_timeout(process, Duration::from_secs(command.timeout))
+        .with_context(|| format!("smoke command `{}` could not start", command.name))?;
+    let tail = || last_lines(&finished.output, 60);
+    let Some(status) = finished.status else {
+        bail!(
+            "smoke command `{}` did not finish within {} s and was stopped; its last output:\n{}",
+            command.name,
+            command.timeout,
+            tail()
+        );
+    };
+    if !status.success() {
+        bail!(
+            "smoke command `{}` failed ({status}); its last output:\n{}",
+            command.name,
+            tail()
+        );
+    }
+    let flagged: Vec<&str> = finished
+        .output
+        .lines()
+        .filter(|line| {
+            command
+                .fail_on
+                .iter()
+                .any(|text| line.contains(text.as_str()))
+        })
+        .collect();
+    if !flagged.is_empty() {
+        bail!(
+            "smoke command `{}` exited 0, but {} line(s) of its output contain {}:\n{}",
+            command.name,
+            flagged.len(),
+            command
+                .fail_on
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            flagged
+                .iter()
+                .map(|l| format!("  {}", l.trim()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    reporter.note(format!(
+        "ok: {} ({})",
+        command.name,
+        human_duration(finished.elapsed)
+    ));
+    Ok(())
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].iter().map(|l| format!("  {l}\n")).collect()
+}
+
+/// The installed environment moved out of reach while the unpacked copy is checked, so nothing
+/// there can quietly load from the build's folders; put back when dropped. A build killed
+/// meanwhile leaves it moved: [`restore_moved_aside`] puts it back at the next start.
+pub struct MovedAside {
+    from: PathBuf,
+    to: PathBuf,
+    restored: bool,
+}
+
+/// Where [`MovedAside`] keeps `env`.
+pub fn aside_path(env: &Path) -> PathBuf {
+    let mut name = env.file_name().unwrap_or_default().to_os_string();
+    name.push(".moved-aside-by-verify");
+    env.with_file_name(name)
+}
+
+impl MovedAside {
+    pub fn new(env: &Path) -> Result<MovedAside> {
+        let to = aside_path(env);
+        fs_err::rename(env, &to).with_context(|| {
+            format!(
+                "cannot move the installed environment aside while the unpacked zip is checked \
+                 (is a program still running from {}?)",
+                env.display()
+            )
+        })?;
+        Ok(MovedAside {
+            from: env.to_path_buf(),
+            to,
+            restored: false,
+        })
+    }
+
+    pub fn restore(mut self) -> Result<()> {
+        self.restored = true;
+        fs_err::rename(&self.to, &self.from)
+            .with_context(|| format!("cannot put {} back", self.from.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for MovedAside {
+    fn drop(&mut self) {
+        if !self.restored {
+            if let Err(e) = std::fs::rename(&self.to, &self.from) {
+                // Nothing else can report it here; the next build restores it anyway.
+                eprintln!(
+                    "    cannot put {} back from {}: {e}",
+                    self.from.display(),
+                    self.to.display()
+                );
+            }
+        }
+    }
+}
+
+/// Puts back an environment that an interrupted verify left moved aside. Returns whether it did.
+pub fn restore_moved_aside(env: &Path) -> Result<bool> {
+    let aside = aside_path(env);
+    if !aside.exists() {
+        return Ok(false);
+    }
+    if env.exists() {
+        // An environment was installed since; the one moved aside is out of date.
+        fs_err::remove_dir_all(&aside)?;
+        return Ok(false);
+    }
+    fs_err::rename(&aside, env)?;
+    Ok(true)
 }
 
 fn check<'a>(
@@ -116,4 +328,46 @@ fn check<'a>(
     }
     reporter.note(format!("ok: {name}"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_environment_moved_aside_comes_back_even_after_an_interruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("env");
+        fs_err::create_dir_all(env.join("anymatix")).unwrap();
+        let aside = MovedAside::new(&env).unwrap();
+        assert!(!env.exists() && aside_path(&env).is_dir());
+        drop(aside);
+        assert!(env.join("anymatix").is_dir() && !aside_path(&env).exists());
+
+        // As a killed build leaves it: moved, never restored.
+        std::mem::forget(MovedAside::new(&env).unwrap());
+        assert!(!env.exists());
+        assert!(restore_moved_aside(&env).unwrap());
+        assert!(env.join("anymatix").is_dir());
+        assert!(!restore_moved_aside(&env).unwrap());
+
+        // Both there (installed anew since): the stale copy goes.
+        fs_err::create_dir_all(aside_path(&env)).unwrap();
+        assert!(!restore_moved_aside(&env).unwrap());
+        assert!(env.is_dir() && !aside_path(&env).exists());
+    }
+
+    #[test]
+    fn placeholders_become_the_unpacked_paths() {
+        let python = Path::new("/u/anymatix/python/bin/python3");
+        let root = Path::new("/u/anymatix");
+        assert_eq!(
+            substitute("{python}", python, root),
+            "/u/anymatix/python/bin/python3"
+        );
+        assert_eq!(
+            substitute("--base={root}/ComfyUI", python, root),
+            "--base=/u/anymatix/ComfyUI"
+        );
+    }
 }

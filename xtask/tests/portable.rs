@@ -146,6 +146,54 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
         .join(format!("python/include/python{}/Python.h", w.host.version))
         .is_file());
 
+    // What the zip needs of the system is measured from its binaries and recorded.
+    let requires = &manifest_json["prune"]["linkage"]["requires"];
+    if cfg!(target_os = "linux") {
+        let glibc = requires["glibc"]["version"].as_str().unwrap_or_default();
+        assert!(glibc.starts_with("2."), "{requires}");
+        assert!(
+            requires["glibc"]["count"].as_u64().unwrap() >= 1,
+            "{requires}"
+        );
+    }
+    // A package's data folder named docs is run-time data (ComfyUI serves one): kept.
+    assert!(root
+        .join(format!(
+            "python/lib/python{}/site-packages/anyfix_native/docs/index.txt",
+            w.host.version
+        ))
+        .is_file());
+    // Published under its final name only; nothing unverified is left beside it.
+    let dist: Vec<String> = std::fs::read_dir(out.join(format!("stage/{}/dist", host_platform())))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!dist.iter().any(|n| n.ends_with(".zip")), "{dist:?}");
+
+    // The unpacked interpreter loads its own libpython, not the build machine's (its RUNPATH is
+    // relative, as a conda prefix's is).
+    #[cfg(target_os = "linux")]
+    {
+        let maps = Command::new(root.join("python/bin/python3"))
+            .args([
+                "-s",
+                "-c",
+                "print('\\n'.join(l.split(None, 5)[5].strip() for l in open('/proc/self/maps') if 'libpython' in l))",
+            ])
+            .output()
+            .unwrap();
+        assert!(maps.status.success(), "{}", stderr(&maps));
+        let loaded = String::from_utf8_lossy(&maps.stdout).to_string();
+        let canonical = std::fs::canonicalize(&root).unwrap();
+        assert!(
+            !loaded.trim().is_empty()
+                && loaded
+                    .lines()
+                    .all(|l| l.starts_with(canonical.to_str().unwrap())),
+            "libpython from outside the unpacked copy: {loaded}"
+        );
+    }
+
     // Relocated: with the build's own folders gone, the unpacked entry-point script still runs.
     let rewritten: Vec<&str> = manifest_json["relocation"]["rewritten"]
         .as_array()
@@ -272,10 +320,150 @@ fn pruning_dist_info_is_caught_by_verify() {
         "{text}"
     );
     assert!(text.contains("PackageNotFoundError"), "{text}");
-    // A zip that failed verify is never published.
+    // A zip that failed verify is never published, and nothing left behind has its final name.
+    assert_nothing_has_the_final_name(&out);
+    // The installed environment itself was fine: it passed the same import right after pip.
+    assert!(
+        text.contains("==> Check the installed environment\n    ok: import anyfix_native\n    ok: import anyfix_cli"),
+        "{text}"
+    );
+}
+
+/// After a failed build: no file anywhere under `out` is named as a published zip, and the
+/// unverified one says what it is.
+fn assert_nothing_has_the_final_name(out: &Path) {
+    let name = format!("anymatix-0.0.0-test-{}.zip", host_platform());
+    let mut unverified = 0;
+    for entry in walkdir::WalkDir::new(out) {
+        let entry = entry.unwrap();
+        let file = entry.file_name().to_string_lossy();
+        assert!(
+            !file.starts_with(&name),
+            "{} has the final name",
+            entry.path().display()
+        );
+        unverified += usize::from(file.ends_with(".unverified.zip"));
+    }
+    assert_eq!(unverified, 1, "the unverified zip stays for inspection");
+}
+
+#[test]
+fn a_broken_environment_fails_before_anything_is_pruned() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), TAG, "");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    // As transformers does with a torch it deems too old: importable, yet not working.
+    let broken = text.replace(
+        "assert anyfix_cli.__version__ == '2.0.0'",
+        "assert anyfix_cli.__version__ == '9.9.9'",
+    );
+    assert_ne!(broken, text);
+    std::fs::write(&manifest, broken).unwrap();
+    let out = dir.path().join("out");
+    let result = build(&manifest, &out, &[]);
+    let text = stderr(&result);
+    assert!(!result.status.success(), "{text}");
+    assert!(
+        text.contains("stage `Check the installed environment` failed: smoke check `anyfix-cli reads its own version` failed"),
+        "{text}"
+    );
+    assert!(text.contains("AssertionError: 2.0.0"), "{text}");
+    assert!(!text.contains("==> Prune"), "failed before pruning: {text}");
+    let stage = out.join(format!("stage/{}", host_platform()));
+    assert!(
+        !stage.join("env.done.json").exists(),
+        "a failed environment is not trusted"
+    );
+}
+
+#[test]
+fn the_products_own_start_judges_the_zip() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), TAG, "");
+    support::add_repo(
+        &manifest,
+        "broken-node",
+        &w.broken_node_repo,
+        "main",
+        "ComfyUI/custom_nodes/broken-node",
+    );
+    let out = dir.path().join("out");
+    let env = out.join(format!("stage/{}/env", host_platform()));
+    // A command before ComfyUI's own: the build's environment is out of reach meanwhile.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let with_probe = text.replace(
+        "  commands:\n",
+        &format!(
+            "  commands:\n    - name: the build's environment is out of reach\n      run: [\"{{python}}\", \"-c\", \"import os, sys; sys.exit(os.path.exists(sys.argv[1]))\", '{}']\n",
+            env.display()
+        ),
+    );
+    assert_ne!(with_probe, text);
+    std::fs::write(&manifest, with_probe).unwrap();
+
+    let result = build(&manifest, &out, &[]);
+    let text = stderr(&result);
+    assert!(!result.status.success(), "{text}");
+    assert!(
+        text.contains("ok: the build's environment is out of reach"),
+        "{text}"
+    );
+    assert!(
+        text.contains("smoke command `ComfyUI starts and loads its custom nodes` exited 0, but 1 line(s) of its output contain `IMPORT FAILED`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(IMPORT FAILED): ") && text.contains("custom_nodes/broken-node"),
+        "names the node: {text}"
+    );
+    // The environment is back where it was, and the failed zip is not published.
+    assert!(env.join("anymatix/python").is_dir());
     assert!(!out
-        .join(format!("anymatix-0.0.0-test-{}.zip", host_platform()))
+        .join(format!(
+            "stage/{}/env.moved-aside-by-verify",
+            host_platform()
+        ))
         .exists());
+    assert_nothing_has_the_final_name(&out);
+}
+
+/// `requires_at_most` fails the build naming what needs more, before anything is zipped; and on
+/// Linux, pip is told the limit through PEP 600's `_manylinux` module.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn a_binary_that_needs_a_newer_system_than_allowed_is_named() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), TAG, "");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let limited = text.replace(
+        "    conda_packages: [zlib=1.3.1]\n",
+        "    conda_packages: [zlib=1.3.1]\n    requires_at_most: {glibc: '2.3'}\n",
+    );
+    assert_ne!(limited, text);
+    std::fs::write(&manifest, limited).unwrap();
+    let out = dir.path().join("out");
+    let result = build(&manifest, &out, &[]);
+    let text = stderr(&result);
+    assert!(!result.status.success(), "{text}");
+    assert!(text.contains("stage `Prune` failed"), "{text}");
+    assert!(
+        text.contains("need a newer system than platforms.linux-x86_64.requires_at_most allows"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "python/bin/python{} needs glibc 2.",
+            w.host.version
+        )) && text.contains("(at most 2.3 allowed)"),
+        "{text}"
+    );
+    assert!(!text.contains("==> Zip"), "{text}");
+    let policy = out.join("stage/linux-x86_64/env/pip-policy/_manylinux.py");
+    let policy = std::fs::read_to_string(&policy).unwrap();
+    assert!(policy.contains("<= (2, 3)"), "{policy}");
 }
 
 #[test]

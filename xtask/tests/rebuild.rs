@@ -198,17 +198,16 @@ fn each_change_redoes_only_the_stages_it_affects() {
 fn an_interrupted_build_leaves_nothing_a_later_build_trusts() {
     let w = world();
     let dir = tempfile::tempdir().unwrap();
-    // The zip's smoke check fails: the environment was finished, the zip was not.
+    // The unpacked zip's smoke command fails (its output holds a text that fails it): the
+    // environment was finished, the zip was not.
     let manifest = w.manifest(dir.path(), "latest", "");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        text.replace(
-            "imports: [anyfix_native, anyfix_cli, json]",
-            "imports: [no_such_module]",
-        ),
-    )
-    .unwrap();
+    let failing = text.replace(
+        "fail_on: [\"IMPORT FAILED\"]",
+        "fail_on: [\"IMPORT FAILED\", \"ComfyUI stand-in v1.0\"]",
+    );
+    assert_ne!(failing, text);
+    std::fs::write(&manifest, failing).unwrap();
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/prune.yml");
     let out = dir.path().join("out");
     let (ok, failed) = build(&manifest, &policy, &out, &[]);

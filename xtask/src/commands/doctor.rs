@@ -168,7 +168,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     let _prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
     for repo in &manifest.repos {
         let url = &repo.url;
-        let answers = cmd!(sh, "git ls-remote --heads {url}")
+        let answers = cmd!(sh, "git ls-remote --heads -- {url}")
             .quiet()
             .ignore_stdout()
             .ignore_stderr()

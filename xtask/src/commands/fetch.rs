@@ -61,6 +61,7 @@ pub fn run(args: FetchArgs) -> Result<()> {
         tag: None,
         locked: locked.as_ref(),
         offline: false,
+        split_size: 0,
     };
     if args.dry_run {
         println!(
@@ -111,7 +112,6 @@ pub fn run(args: FetchArgs) -> Result<()> {
         fetcher: &fetcher,
         sh: &sh,
         reporter: &reporter,
-        split_size: u64::MAX,
         locked: locked.as_ref(),
     };
     let scratch = layout.fetch_prefix.parent().expect("in a folder");

@@ -19,7 +19,7 @@ use crate::plan::{self, Layout, Options, Plan, Stage, Step};
 use crate::platform::Platform;
 use crate::progress::{human_bytes, human_duration, Reporter};
 use crate::prune::Policy;
-use crate::{exec, project_root, repos};
+use crate::{exec, project_root, repos, verify};
 
 /// Bumped when what the environment stage makes changes meaning, so older ones are not reused.
 const ENV_FORMAT: &str = "2";
@@ -106,6 +106,7 @@ pub fn run(args: PortableArgs) -> Result<()> {
         tag: None,
         locked: locked.as_ref(),
         offline: args.offline,
+        split_size: args.split_size,
     };
 
     if args.dry_run {
@@ -161,14 +162,19 @@ pub fn run(args: PortableArgs) -> Result<()> {
         fetcher: &fetcher,
         sh: &sh,
         reporter: &reporter,
-        split_size: args.split_size,
         locked: locked.as_ref(),
     };
 
+    if verify::restore_moved_aside(&layout.env)? {
+        eprintln!(
+            "Put back {}: an interrupted build had moved it aside to check the unpacked zip",
+            layout.env.display()
+        );
+    }
     let env_inputs =
         env_inputs(&build, args.offline).context("stage `Resolve the repos' revs` failed")?;
     let (installed, reinstalled) = env_stage(&build, &env_inputs, args.update)?;
-    let dist_inputs = dist_inputs(&plan, &env_inputs, &args.policy, args.split_size)?;
+    let dist_inputs = dist_inputs(&plan, &manifest, &env_inputs, &args.policy, args.split_size)?;
     let rebuilt = dist_stage(&build, &dist_inputs, installed.clone(), reinstalled)?;
 
     if locked.is_none() {
@@ -237,7 +243,9 @@ fn env_inputs(build: &Build, offline: bool) -> Result<Inputs> {
         .filter(|s| matches!(s, Step::Clone { .. }))
         .count();
     let header = (clones > 0).then(|| build.reporter.stage("Resolve the repos' revs"));
-    for step in plan.steps.iter().filter(|s| s.stage() == Stage::Env) {
+    // The smoke checks judge the environment; changing them does not change what is installed.
+    let installs = |s: &&Step| s.stage() == Stage::Env && !matches!(s, Step::SmokeInstalled { .. });
+    for step in plan.steps.iter().filter(installs) {
         let title = execute::step_title(step);
         inputs.set(&title, step.to_string());
         match step {
@@ -317,10 +325,17 @@ fn env_stage(build: &Build, inputs: &Inputs, update: bool) -> Result<(Installed,
 
 /// What the zip is made from: the environment, the prune policy, this tool (its prune, relocate,
 /// zip and verify code and the helper script's template), and the steps' paths and imports.
-fn dist_inputs(plan: &Plan, env: &Inputs, policy: &Path, split_size: u64) -> Result<Inputs> {
+fn dist_inputs(
+    plan: &Plan,
+    manifest: &Manifest,
+    env: &Inputs,
+    policy: &Path,
+    split_size: u64,
+) -> Result<Inputs> {
     let mut inputs = Inputs::default();
     inputs.set("environment", env.fingerprint());
     inputs.file("prune policy", policy)?;
+    inputs.set("smoke checks", serde_json::to_string(&manifest.smoke)?);
     let tool = std::env::current_exe().context("cannot find this program's own file")?;
     inputs.set("tool", fetch::sha256_file(&tool)?);
     inputs.set("split size", split_size.to_string());
@@ -460,6 +475,21 @@ fn print_plan(plan: &Plan, policy: &Policy) {
                 println!("        ({})", rule.reason);
             }
             println!("      keep: {}", policy.keep_patterns.join(", "));
+            let optional: Vec<&str> = policy
+                .optional
+                .iter()
+                .filter(|o| o.applies_to(plan.platform))
+                .map(|o| o.name.as_str())
+                .collect();
+            if !optional.is_empty() {
+                println!(
+                    "      missing libraries expected (optional_libraries): {}",
+                    optional.join(", ")
+                );
+            }
+            if policy.strict_linkage {
+                println!("      strict_linkage: any missing library fails");
+            }
         }
     }
 }

@@ -8,11 +8,22 @@ use std::process::Command;
 /// Builds an ELF shared library at `tree/rel` with `soname`, needing each of `needs` (already
 /// built, found in `lib_dirs` relative to the tree) and with `runpath` as its RUNPATH.
 pub fn elf(tree: &Path, rel: &str, needs: &[(&str, &str)], runpath: Option<&str>) {
+    elf_from(
+        tree,
+        rel,
+        "int anymatix_fixture(void) { return 42; }\n",
+        needs,
+        runpath,
+    );
+}
+
+/// [`elf`] from C source of the test's own (to call a libc function of a known version).
+pub fn elf_from(tree: &Path, rel: &str, code: &str, needs: &[(&str, &str)], runpath: Option<&str>) {
     let out = tree.join(rel);
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("lib.c");
-    std::fs::write(&source, "int anymatix_fixture(void) { return 42; }\n").unwrap();
+    std::fs::write(&source, code).unwrap();
     let soname = out.file_name().unwrap().to_str().unwrap();
     let mut cmd = Command::new("gcc");
     cmd.args(["-shared", "-fPIC", "-o"])
@@ -33,6 +44,11 @@ pub fn elf(tree: &Path, rel: &str, needs: &[(&str, &str)], runpath: Option<&str>
 
 /// Builds a PE DLL at `tree/rel` importing each of `needs` (already built DLLs, by tree path).
 pub fn pe(tree: &Path, rel: &str, needs: &[&str]) {
+    pe_for(tree, rel, needs, None);
+}
+
+/// [`pe`] with the Windows version its header declares (`major.minor` subsystem version).
+pub fn pe_for(tree: &Path, rel: &str, needs: &[&str], windows: Option<(u32, u32)>) {
     let out = tree.join(rel);
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -59,6 +75,10 @@ pub fn pe(tree: &Path, rel: &str, needs: &[&str]) {
     std::fs::write(&source, code).unwrap();
     let mut cmd = Command::new("x86_64-w64-mingw32-gcc");
     cmd.args(["-shared", "-o"]).arg(&out).arg(&source);
+    if let Some((major, minor)) = windows {
+        cmd.arg(format!("-Wl,--major-subsystem-version,{major}"))
+            .arg(format!("-Wl,--minor-subsystem-version,{minor}"));
+    }
     for dll in needs {
         // mingw links against a DLL directly, recording its file name as the import.
         cmd.arg(tree.join(dll));
@@ -101,8 +121,16 @@ pub enum MachLink<'a> {
 }
 
 /// Writes a Mach-O (arm64) dylib at `tree/rel` with the given links and LC_RPATHs: the header
-/// and load commands that dyld reads, which is all the linkage check looks at.
+/// and load commands that dyld reads, which is all the linkage check looks at. It says it runs on
+/// macOS 11.0 and later, as arm64 binaries do.
 pub fn macho(tree: &Path, rel: &str, links: &[MachLink], rpaths: &[&str]) {
+    macho_for(tree, rel, links, rpaths, (11, 0));
+}
+
+/// [`macho`] for macOS `minos` (major, minor) and later (`LC_BUILD_VERSION`).
+pub fn macho_for(tree: &Path, rel: &str, links: &[MachLink], rpaths: &[&str], minos: (u32, u32)) {
+    const LC_BUILD_VERSION: u32 = 0x32;
+    const PLATFORM_MACOS: u32 = 1;
     const LC_ID_DYLIB: u32 = 0xd;
     const LC_LOAD_DYLIB: u32 = 0xc;
     const LC_LOAD_WEAK_DYLIB: u32 = 0x18 | 0x8000_0000;
@@ -127,6 +155,13 @@ pub fn macho(tree: &Path, rel: &str, links: &[MachLink], rpaths: &[&str]) {
     }
     let id = format!("@rpath/{}", rel.rsplit('/').next().unwrap());
     let mut commands = vec![dylib_command(LC_ID_DYLIB, &id)];
+    let packed = (minos.0 << 16) | (minos.1 << 8);
+    let mut build = Vec::new();
+    // cmd, cmdsize, platform, minos, sdk, ntools
+    for word in [LC_BUILD_VERSION, 24, PLATFORM_MACOS, packed, packed, 0] {
+        build.extend_from_slice(&word.to_le_bytes());
+    }
+    commands.push(build);
     for link in links {
         commands.push(match link {
             MachLink::Load(name) => dylib_command(LC_LOAD_DYLIB, name),

@@ -1,9 +1,11 @@
 //! Proves pruning removed nothing a kept binary needs: every ELF, Mach-O and PE file of the
 //! platform is parsed (on any host, no platform tools), and each library it needs is resolved the
-//! way that platform's loader would. What resolves neither in the tree nor to a system library is
-//! reported with the file, the library and, where pruning removed it, the rule that did.
+//! way that platform's loader would. A library that resolves neither in the tree nor to a system
+//! library is either one pruning removed (named with the rule that did) or one the environment
+//! never had (a plugin's optional dependency, or a real gap). The same parse tells what each
+//! binary needs of the system: glibc, libstdc++, macOS and Windows versions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -12,7 +14,9 @@ use globset::GlobSet;
 use goblin::mach::{Mach, MachO, SingleArch};
 use serde::Serialize;
 
+use super::Policy;
 use crate::platform::{Os, Platform};
+use crate::system::{self, Ceiling, Requirement, Version};
 use crate::tree::normalise;
 
 /// A file pruning removed, and the rule that removed it.
@@ -28,9 +32,35 @@ pub struct MissingLibrary {
     pub file: String,
     /// As the binary names it (`libjpeg.so.62`, `@rpath/libz.1.dylib`, `zlib.dll`).
     pub library: String,
-    /// The rule that removed a file of that name, and that file.
+    /// The rule that removed a file of that name, and that file: pruning broke this link.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub removed_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub removed_path: Option<String>,
+    /// The `optional_libraries` entry of the policy that expects this library to be absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optional: Option<String>,
+}
+
+impl MissingLibrary {
+    /// Pruning removed it: the prune's fault.
+    pub fn is_broken(&self) -> bool {
+        self.removed_by.is_some()
+    }
+
+    fn describe(&self) -> String {
+        let mut text = format!("{} needs {}", self.file, self.library);
+        match (&self.removed_by, &self.removed_path, &self.optional) {
+            (Some(rule), Some(path), _) => {
+                text.push_str(&format!(", which prune rule `{rule}` removed ({path})"))
+            }
+            (_, _, Some(entry)) => text.push_str(&format!(
+                ", which the environment does not have (optional: `{entry}`)"
+            )),
+            _ => text.push_str(", which is neither in the tree nor a system library"),
+        }
+        text
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -44,24 +74,103 @@ pub struct LinkageReport {
     /// Found in the tree only by name: loaded through a path set at run time (an already
     /// loaded library, `os.add_dll_directory`, an rpath of the loading executable).
     pub resolved_by_name: usize,
+    /// Every needed library that is not there: removed by pruning (`removed_by`), expected to be
+    /// absent (`optional`), or missing from the environment without explanation.
     pub missing: Vec<MissingLibrary>,
+    /// The newest system each kind of binary asks for, with the binaries that ask for it.
+    pub requires: BTreeMap<Requirement, Highest>,
+    /// What each binary asks of the system, for checking a ceiling.
+    #[serde(skip)]
+    pub per_binary: Vec<(String, Requirement, Version)>,
 }
 
+/// The highest version of one requirement, and which binaries need exactly that.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Highest {
+    pub version: Version,
+    /// Up to five of them, in tree order.
+    pub binaries: Vec<String>,
+    /// How many binaries need this version.
+    pub count: usize,
+}
+
+/// How many binaries a `Highest` names.
+const NAMED: usize = 5;
+
 impl LinkageReport {
-    /// A readable account of what is missing, one library a line.
-    pub fn describe_missing(&self) -> String {
-        let mut text = String::new();
-        for m in &self.missing {
-            text.push_str(&format!("  {} needs {}", m.file, m.library));
-            match (&m.removed_by, &m.removed_path) {
-                (Some(rule), Some(path)) => {
-                    text.push_str(&format!(", which prune rule `{rule}` removed ({path})"))
-                }
-                _ => text.push_str(", which is neither in the tree nor a system library"),
-            }
-            text.push('\n');
+    /// Links pruning broke: these fail the prune.
+    pub fn broken(&self) -> impl Iterator<Item = &MissingLibrary> {
+        self.missing.iter().filter(|m| m.is_broken())
+    }
+
+    /// Missing before pruning, and expected so by the policy.
+    pub fn optional(&self) -> impl Iterator<Item = &MissingLibrary> {
+        self.missing
+            .iter()
+            .filter(|m| !m.is_broken() && m.optional.is_some())
+    }
+
+    /// Missing before pruning, and not known to the policy: shown loudly.
+    pub fn unexplained(&self) -> impl Iterator<Item = &MissingLibrary> {
+        self.missing
+            .iter()
+            .filter(|m| !m.is_broken() && m.optional.is_none())
+    }
+
+    /// A readable account of some missing libraries, one a line.
+    pub fn describe<'a>(missing: impl IntoIterator<Item = &'a MissingLibrary>) -> String {
+        missing
+            .into_iter()
+            .map(|m| format!("  {}\n", m.describe()))
+            .collect()
+    }
+
+    /// Each binary that asks for more than `ceiling` allows, with what it asks for.
+    pub fn over(&self, ceiling: &Ceiling) -> Vec<(String, Requirement, Version)> {
+        self.per_binary
+            .iter()
+            .filter(|(_, kind, version)| ceiling.get(*kind).is_some_and(|max| version > max))
+            .cloned()
+            .collect()
+    }
+
+    /// One line per requirement: `glibc 2.28 (3 binaries, e.g. …)`.
+    pub fn requirement_lines(&self) -> Vec<String> {
+        self.requires
+            .iter()
+            .map(|(kind, highest)| {
+                format!(
+                    "{kind} {} ({} binar{}, e.g. {})",
+                    highest.version,
+                    highest.count,
+                    if highest.count == 1 { "y" } else { "ies" },
+                    highest.binaries[0]
+                )
+            })
+            .collect()
+    }
+
+    fn require(&mut self, file: &str, kind: Requirement, version: Version) {
+        self.per_binary
+            .push((file.to_string(), kind, version.clone()));
+        let entry = self.requires.entry(kind).or_insert_with(|| Highest {
+            version: version.clone(),
+            binaries: Vec::new(),
+            count: 0,
+        });
+        if version > entry.version {
+            *entry = Highest {
+                version,
+                binaries: Vec::new(),
+                count: 0,
+            };
+        } else if version < entry.version {
+            return;
         }
-        text
+        entry.count += 1;
+        if entry.binaries.len() < NAMED {
+            entry.binaries.push(file.to_string());
+        }
     }
 }
 
@@ -99,11 +208,12 @@ pub fn maybe_binary(os: Os, name: &str, executable: bool) -> bool {
 pub fn check(
     tree: &Path,
     platform: Platform,
-    system: &GlobSet,
+    policy: &Policy,
     kept_files: &[Kept],
     removed: &[Removed],
 ) -> Result<LinkageReport> {
     let os = platform.os();
+    let system = policy.system_libraries(os);
     let mut kept: HashSet<String> = HashSet::with_capacity(kept_files.len());
     let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
     let mut candidates: Vec<String> = Vec::new();
@@ -131,12 +241,15 @@ pub fn check(
         // SAFETY: the tree is ours and not modified while the check runs.
         let bytes = unsafe { memmap2::Mmap::map(&file) }
             .with_context(|| format!("cannot map {}", path.display()))?;
-        let Some(needs) = needed_libraries(&bytes, os) else {
+        let Some(binary) = inspect(&bytes, platform) else {
             continue; // not a binary of this platform after all (a Java class, a stub)
         };
         report.binaries += 1;
+        for (kind, version) in binary.requires {
+            report.require(&rel, kind, version);
+        }
         let dir = parent(&rel);
-        for need in needs {
+        for need in binary.needs {
             let found = resolve(os, &need, &dir, system, &kept, &by_name);
             match found {
                 Found::InTree => report.resolved_in_tree += 1,
@@ -144,12 +257,20 @@ pub fn check(
                 Found::ByName => report.resolved_by_name += 1,
                 Found::Missing if need.weak => report.resolved_by_system += 1,
                 Found::Missing => {
+                    // Found before pruning (a file of that name was in the tree): pruning broke it.
                     let removed = removed_by_name.get(&fold(os, base_name(&need.name)));
+                    let optional = match removed {
+                        Some(_) => None,
+                        None => policy
+                            .optional_for(platform, &rel, &need.name)
+                            .map(|o| o.name.clone()),
+                    };
                     report.missing.push(MissingLibrary {
                         file: rel.clone(),
                         library: need.name.clone(),
                         removed_by: removed.map(|r| r.rule.clone()),
                         removed_path: removed.map(|r| r.path.clone()),
+                        optional,
                     });
                 }
             }
@@ -185,8 +306,16 @@ fn has_native_magic(path: &Path, os: Os) -> Result<bool> {
     })
 }
 
-fn needed_libraries(bytes: &[u8], os: Os) -> Option<Vec<Need>> {
-    match os {
+/// What one binary needs: libraries, and versions of the system.
+struct Binary {
+    needs: Vec<Need>,
+    /// The highest version of each kind it asks for.
+    requires: Vec<(Requirement, Version)>,
+}
+
+/// Parses `bytes` as a binary of `platform`; `None` if it is not one.
+fn inspect(bytes: &[u8], platform: Platform) -> Option<Binary> {
+    match platform.os() {
         Os::Linux => {
             let elf = goblin::elf::Elf::parse(bytes).ok()?;
             // The loader uses RUNPATH when present and ignores RPATH then.
@@ -199,43 +328,132 @@ fn needed_libraries(bytes: &[u8], os: Os) -> Option<Vec<Need>> {
             .flat_map(|p| p.split(':'))
             .map(str::to_string)
             .collect();
-            Some(
-                elf.libraries
-                    .iter()
-                    .map(|lib| Need {
-                        name: lib.to_string(),
-                        search: search.clone(),
-                        weak: false,
-                    })
-                    .collect(),
-            )
-        }
-        Os::Macos => match Mach::parse(bytes).ok()? {
-            Mach::Binary(macho) => Some(macho_needs(&macho)),
-            Mach::Fat(fat) => {
-                // A universal binary: every architecture must find its libraries.
-                let mut all = Vec::new();
-                for arch in &fat {
-                    if let Ok(SingleArch::MachO(macho)) = arch {
-                        all.extend(macho_needs(&macho));
+            let needs = elf
+                .libraries
+                .iter()
+                .map(|lib| Need {
+                    name: lib.to_string(),
+                    search: search.clone(),
+                    weak: false,
+                })
+                .collect();
+            // Symbol versions (GLIBC_2.28, GLIBCXX_3.4.30) say which C and C++ runtimes it needs.
+            let mut highest: BTreeMap<Requirement, Version> = BTreeMap::new();
+            if let Some(verneed) = &elf.verneed {
+                for needed in verneed.iter() {
+                    for aux in needed.iter() {
+                        let found = elf
+                            .dynstrtab
+                            .get_at(aux.vna_name)
+                            .and_then(system::elf_symbol_version);
+                        if let Some((kind, version)) = found {
+                            keep_highest(&mut highest, kind, version);
+                        }
                     }
                 }
-                Some(all)
+            }
+            Some(Binary {
+                needs,
+                requires: highest.into_iter().collect(),
+            })
+        }
+        Os::Macos => match Mach::parse(bytes).ok()? {
+            Mach::Binary(macho) => Some(Binary {
+                needs: macho_needs(&macho),
+                requires: macos_minimum(&macho)
+                    .map(|v| (Requirement::Macos, v))
+                    .into_iter()
+                    .collect(),
+            }),
+            Mach::Fat(fat) => {
+                // A universal binary: every architecture must find its libraries; the minimum
+                // macOS is that of the platform's own architecture (the others never load).
+                let mut needs = Vec::new();
+                let mut own = None;
+                let mut any: BTreeMap<Requirement, Version> = BTreeMap::new();
+                for arch in &fat {
+                    if let Ok(SingleArch::MachO(macho)) = arch {
+                        needs.extend(macho_needs(&macho));
+                        if let Some(version) = macos_minimum(&macho) {
+                            if macho.header.cputype == macho_cpu(platform) {
+                                own = Some(version.clone());
+                            }
+                            keep_highest(&mut any, Requirement::Macos, version);
+                        }
+                    }
+                }
+                let minimum = own.or_else(|| any.remove(&Requirement::Macos));
+                Some(Binary {
+                    needs,
+                    requires: minimum
+                        .map(|v| (Requirement::Macos, v))
+                        .into_iter()
+                        .collect(),
+                })
             }
         },
         Os::Windows => {
             let pe = goblin::pe::PE::parse(bytes).ok()?;
-            Some(
-                pe.libraries
-                    .iter()
-                    .map(|lib| Need {
-                        name: lib.to_string(),
-                        search: Vec::new(),
-                        weak: false,
-                    })
-                    .collect(),
-            )
+            let needs = pe
+                .libraries
+                .iter()
+                .map(|lib| Need {
+                    name: lib.to_string(),
+                    search: Vec::new(),
+                    weak: false,
+                })
+                .collect();
+            // The loader refuses an image whose subsystem version is newer than Windows itself.
+            let requires = pe
+                .header
+                .optional_header
+                .map(|h| {
+                    let w = h.windows_fields;
+                    (
+                        Requirement::Windows,
+                        Version::new(&[
+                            u32::from(w.major_subsystem_version),
+                            u32::from(w.minor_subsystem_version),
+                        ]),
+                    )
+                })
+                .into_iter()
+                .collect();
+            Some(Binary { needs, requires })
         }
+    }
+}
+
+fn keep_highest(highest: &mut BTreeMap<Requirement, Version>, kind: Requirement, version: Version) {
+    match highest.get(&kind) {
+        Some(known) if *known >= version => {}
+        _ => {
+            highest.insert(kind, version);
+        }
+    }
+}
+
+/// `LC_BUILD_VERSION` (for macOS) or the older `LC_VERSION_MIN_MACOSX`.
+fn macos_minimum(macho: &MachO) -> Option<Version> {
+    use goblin::mach::load_command::CommandVariant;
+    const PLATFORM_MACOS: u32 = 1;
+    macho.load_commands.iter().find_map(|c| match &c.command {
+        CommandVariant::BuildVersion(b) if b.platform == PLATFORM_MACOS => {
+            Some(system::macho_version(b.minos))
+        }
+        CommandVariant::VersionMinMacosx(v) => Some(system::macho_version(v.version)),
+        _ => None,
+    })
+}
+
+/// The Mach-O CPU type of the platform's architecture.
+fn macho_cpu(platform: Platform) -> u32 {
+    const CPU_TYPE_X86_64: u32 = 0x0100_0007;
+    const CPU_TYPE_ARM64: u32 = 0x0100_000c;
+    if platform == Platform::MacosArm64 {
+        CPU_TYPE_ARM64
+    } else {
+        CPU_TYPE_X86_64
     }
 }
 
@@ -403,7 +621,7 @@ fn base_name(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prune::fixtures::{elf, macho, pe, MachLink};
+    use crate::prune::fixtures::{elf, elf_from, macho, macho_for, pe, pe_for, MachLink};
     use crate::prune::{prune, Policy};
     use crate::tree::listing;
 
@@ -585,17 +803,224 @@ mod tests {
             )),
             "{err}"
         );
-        // A build machine's absolute path would not exist on a user's machine.
+        // A build machine's absolute path would not exist on a user's machine. Pruning did not
+        // cause it, so it is reported, not fatal, unless the policy is strict.
         macho(
             t,
             "python/lib/libbad.dylib",
             &[MachLink::Load("/Users/runner/work/lib/libz.1.dylib")],
             &[],
         );
-        let err = prune(t, &policy("nothing/matches"), Platform::MacosArm64, true).unwrap_err();
+        let report = prune(t, &policy("nothing/matches"), Platform::MacosArm64, true).unwrap();
+        let unexplained: Vec<_> = report.linkage.unexplained().collect();
+        assert_eq!(unexplained.len(), 1, "{:?}", report.linkage);
+        assert_eq!(
+            unexplained[0].library,
+            "/Users/runner/work/lib/libz.1.dylib"
+        );
+        let summary = report.summary().join("\n");
         assert!(
-            err.to_string().contains("python/lib/libbad.dylib needs /Users/runner/work/lib/libz.1.dylib, which is neither in the tree nor a system library"),
+            summary.contains("WARNING: 1 needed library is missing from the environment")
+                && summary.contains("python/lib/libbad.dylib needs /Users/runner/work/lib/libz.1.dylib, which is neither in the tree nor a system library"),
+            "{summary}"
+        );
+        let err = prune(
+            t,
+            &strict(policy("nothing/matches")),
+            Platform::MacosArm64,
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("sets strict_linkage")
+                && err
+                    .to_string()
+                    .contains("python/lib/libbad.dylib needs /Users/runner/work/lib/libz.1.dylib"),
             "{err}"
         );
+    }
+
+    fn strict(mut policy: Policy) -> Policy {
+        policy.strict_linkage = true;
+        policy
+    }
+
+    /// A policy whose optional_libraries explain the MPI bootstrap plugin's missing library.
+    fn policy_with_optional() -> Policy {
+        let real = include_str!("../../../anymatix/prune.yml");
+        let system = &real
+            [real.find("system_libraries:").unwrap()..real.find("optional_libraries:").unwrap()];
+        Policy::parse(&format!(
+            "rules: []\n{system}\noptional_libraries:\n  - name: mpi-plugin\n    reason: loaded only for MPI jobs\n    binaries: ['**/nvshmem/lib/nvshmem_bootstrap_*.so*']\n    libraries: ['libmpi.so.*']\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn missing_libraries_are_optional_unexplained_or_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        let nvshmem = format!("{SITE}/nvidia/nvshmem/lib");
+        // Real ELF files that need libraries no wheel ships: build those, link, then delete them.
+        elf(t, "absent/libmpi.so.40", &[], None);
+        elf(t, "absent/libfabric.so.1", &[], None);
+        elf(
+            t,
+            &format!("{nvshmem}/nvshmem_bootstrap_mpi.so.3"),
+            &[("absent", "libmpi.so.40")],
+            Some("$ORIGIN"),
+        );
+        elf(
+            t,
+            &format!("{nvshmem}/nvshmem_transport_new.so.3"),
+            &[("absent", "libfabric.so.1")],
+            Some("$ORIGIN"),
+        );
+        fs_err::remove_dir_all(t.join("absent")).unwrap();
+
+        let report = prune(t, &policy_with_optional(), Platform::LinuxX86_64, true).unwrap();
+        let optional: Vec<_> = report.linkage.optional().collect();
+        assert_eq!(optional.len(), 1, "{:?}", report.linkage);
+        assert_eq!(optional[0].optional.as_deref(), Some("mpi-plugin"));
+        assert_eq!(optional[0].library, "libmpi.so.40");
+        let unexplained: Vec<_> = report.linkage.unexplained().collect();
+        assert_eq!(unexplained.len(), 1);
+        assert_eq!(unexplained[0].library, "libfabric.so.1");
+        let summary = report.summary().join("\n");
+        assert!(
+            summary.contains(
+                "absent as the policy expects (mpi-plugin): 1 link(s) of 1 plugin file(s)"
+            ),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("WARNING")
+                && summary.contains("nvshmem_transport_new.so.3 needs libfabric.so.1"),
+            "{summary}"
+        );
+        assert!(
+            !summary.contains("nvshmem_bootstrap_mpi.so.3 needs"),
+            "optional ones are counted quietly: {summary}"
+        );
+        // manifest.json says which is which.
+        let json = serde_json::to_value(&report.linkage).unwrap();
+        assert_eq!(json["missing"][0]["optional"], "mpi-plugin");
+        assert!(json["missing"][1].get("optional").is_none());
+
+        // Strict: any missing library fails, optional or not, and nothing is deleted.
+        let err = prune(
+            t,
+            &strict(policy_with_optional()),
+            Platform::LinuxX86_64,
+            false,
+        )
+        .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("2 native library link(s) are missing"),
+            "{message}"
+        );
+        assert!(message.contains("(optional: `mpi-plugin`)"), "{message}");
+
+        // A library that is there until a rule removes it: the prune's fault, always fatal.
+        elf(t, &format!("{nvshmem}/libnvshmem_host.so.3"), &[], None);
+        elf(
+            t,
+            &format!("{SITE}/torch/lib/libtorch_nvshmem.so"),
+            &[(&nvshmem, "libnvshmem_host.so.3")],
+            Some("$ORIGIN/../../nvidia/nvshmem/lib"),
+        );
+        let mut careless = policy_with_optional();
+        careless.rules = policy("**/libnvshmem_host.so.*").rules;
+        let err = prune(t, &careless, Platform::LinuxX86_64, false).unwrap_err();
+        assert!(
+            err.to_string().contains("would be broken by pruning")
+                && err
+                    .to_string()
+                    .contains("needs libnvshmem_host.so.3, which prune rule `careless` removed"),
+            "{err}"
+        );
+        assert!(t.join(&nvshmem).join("libnvshmem_host.so.3").is_file());
+    }
+
+    #[test]
+    fn what_binaries_need_of_the_system_and_a_ceiling_over_it() {
+        use crate::system::{Ceiling, Requirement, Version};
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        // getrandom is versioned GLIBC_2.25; the plain fixture needs at most what every glibc has.
+        elf(t, &format!("{SITE}/old/_old.so"), &[], None);
+        elf_from(
+            t,
+            &format!("{SITE}/new/_new.so"),
+            "#include <sys/random.h>\nint f(char *b) { return (int)getrandom(b, 4, 0); }\n",
+            &[],
+            None,
+        );
+        let report = prune(t, &policy("nothing/matches"), Platform::LinuxX86_64, true).unwrap();
+        let glibc = &report.linkage.requires[&Requirement::Glibc];
+        assert!(
+            glibc.version >= "2.25".parse::<Version>().unwrap(),
+            "{glibc:?}"
+        );
+        assert_eq!(glibc.binaries, [format!("{SITE}/new/_new.so")]);
+        let ceiling = Ceiling {
+            glibc: Some("2.24".parse().unwrap()),
+            ..Ceiling::default()
+        };
+        let over = report.linkage.over(&ceiling);
+        assert_eq!(over.len(), 1, "{over:?}");
+        assert_eq!(over[0].0, format!("{SITE}/new/_new.so"));
+        let roomy = Ceiling {
+            glibc: Some(glibc.version.clone()),
+            ..Ceiling::default()
+        };
+        assert!(report.linkage.over(&roomy).is_empty());
+
+        // macOS: LC_BUILD_VERSION's minos; the highest wins.
+        let mac = tempfile::tempdir().unwrap();
+        macho_for(
+            mac.path(),
+            "python/lib/liba.dylib",
+            &[MachLink::Load("/usr/lib/libSystem.B.dylib")],
+            &[],
+            (11, 0),
+        );
+        macho_for(
+            mac.path(),
+            "python/lib/libb.dylib",
+            &[MachLink::Load("/usr/lib/libSystem.B.dylib")],
+            &[],
+            (14, 2),
+        );
+        let report = prune(
+            mac.path(),
+            &policy("nothing/matches"),
+            Platform::MacosArm64,
+            true,
+        )
+        .unwrap();
+        let macos = &report.linkage.requires[&Requirement::Macos];
+        assert_eq!(macos.version.to_string(), "14.2.0");
+        assert_eq!(macos.binaries, ["python/lib/libb.dylib"]);
+
+        // Windows: the subsystem version of the PE header.
+        let win = tempfile::tempdir().unwrap();
+        pe_for(win.path(), "python/DLLs/_old.pyd", &[], Some((6, 1)));
+        pe_for(win.path(), "python/DLLs/_new.pyd", &[], Some((10, 0)));
+        let report = prune(
+            win.path(),
+            &policy("nothing/matches"),
+            Platform::WindowsX86_64,
+            true,
+        )
+        .unwrap();
+        let windows = &report.linkage.requires[&Requirement::Windows];
+        assert_eq!(windows.version.to_string(), "10.0");
+        assert_eq!(windows.binaries, ["python/DLLs/_new.pyd"]);
+        assert!(report
+            .summary()
+            .join("\n")
+            .contains("needs of the system: Windows 10.0 (1 binary, e.g. python/DLLs/_new.pyd)"));
     }
 }

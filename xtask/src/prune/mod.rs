@@ -9,7 +9,7 @@ pub mod fixtures;
 pub mod linkage;
 pub mod policy;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -99,6 +99,41 @@ impl PruneReport {
             "native libraries: {} binaries; needed libraries found: {} in the tree, {} from the system, {} by name only",
             l.binaries, l.resolved_in_tree, l.resolved_by_system, l.resolved_by_name
         ));
+        let mut optional: BTreeMap<&str, (usize, HashSet<&str>)> = BTreeMap::new();
+        for m in l.optional() {
+            let entry = optional
+                .entry(m.optional.as_deref().unwrap_or_default())
+                .or_default();
+            entry.0 += 1;
+            entry.1.insert(&m.file);
+        }
+        for (name, (links, files)) in &optional {
+            lines.push(format!(
+                "  absent as the policy expects ({name}): {links} link(s) of {} plugin file(s)",
+                files.len()
+            ));
+        }
+        let unexplained: Vec<_> = l.unexplained().collect();
+        if !unexplained.is_empty() {
+            lines.push(format!(
+                "  WARNING: {} needed librar{} missing from the environment, not pruned and not known to the policy:",
+                unexplained.len(),
+                if unexplained.len() == 1 { "y is" } else { "ies are" }
+            ));
+            for line in linkage::LinkageReport::describe(unexplained).lines() {
+                lines.push(format!("  {line}"));
+            }
+            lines.push(
+                "  The zip may fail where these are loaded: add them to the environment, or explain them under optional_libraries in the prune policy (strict_linkage: true fails on them)."
+                    .to_string(),
+            );
+        }
+        if !l.requires.is_empty() {
+            lines.push(format!(
+                "needs of the system: {}",
+                l.requirement_lines().join("; ")
+            ));
+        }
         lines
     }
 }
@@ -143,26 +178,26 @@ pub fn prune(
     dry_run: bool,
 ) -> Result<PruneReport> {
     let (mut report, deletion) = decide(tree, policy, platform)?;
-    report.linkage = linkage::check(
-        tree,
-        platform,
-        policy.system_libraries(platform.os()),
-        &report.kept_files,
-        &report.removed,
-    )?;
-    let missing = &report.linkage.missing;
-    if !missing.is_empty() {
-        let hint = if missing.iter().any(|m| m.removed_by.is_some()) {
-            "Change the rule, or add a keep pattern, in the prune policy."
-        } else {
-            "Pruning removed none of them: the environment itself relies on libraries of the \
-             machine it was built on and would fail elsewhere. Add them to the environment, or, if \
-             every target system has them, to system_libraries in the prune policy."
-        };
+    report.linkage = linkage::check(tree, platform, policy, &report.kept_files, &report.removed)?;
+    let linkage = &report.linkage;
+    let broken: Vec<_> = linkage.broken().collect();
+    if !broken.is_empty() {
         bail!(
-            "{} native library link(s) would be broken:\n{}{hint}",
-            missing.len(),
-            report.linkage.describe_missing()
+            "{} native library link(s) would be broken by pruning:\n{}\
+             Change the rule, or add a keep pattern, in the prune policy.",
+            broken.len(),
+            linkage::LinkageReport::describe(broken)
+        );
+    }
+    if policy.strict_linkage && !linkage.missing.is_empty() {
+        bail!(
+            "{} native library link(s) are missing from the environment, and the prune policy \
+             sets strict_linkage:\n{}\
+             Pruning removed none of them. Add them to the environment, list them under \
+             system_libraries if every target system has them, or turn strict_linkage off to \
+             let optional_libraries explain them.",
+            linkage.missing.len(),
+            linkage::LinkageReport::describe(&linkage.missing)
         );
     }
     if !dry_run {

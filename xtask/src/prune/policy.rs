@@ -16,6 +16,27 @@ struct PolicyFile {
     keep: Vec<String>,
     #[serde(default)]
     system_libraries: SystemLibrariesFile,
+    #[serde(default)]
+    optional_libraries: Vec<OptionalFile>,
+    /// Fail on any library missing from the environment, even one listed as optional.
+    #[serde(default)]
+    strict_linkage: bool,
+}
+
+/// Libraries that some shipped binaries link but no wheel ships, because those binaries are
+/// plugins loaded only when a feature is configured. Matched by the binary's path and the
+/// library's name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionalFile {
+    name: String,
+    reason: String,
+    #[serde(default)]
+    platforms: Option<Vec<Platform>>,
+    /// Globs over tree paths, as rules use them.
+    binaries: Vec<String>,
+    /// Globs over the names the binaries ask for.
+    libraries: Vec<String>,
 }
 
 /// Libraries each platform provides itself, as globs over the names binaries ask for.
@@ -82,10 +103,39 @@ impl Rule {
     }
 }
 
+/// A known missing library (see `OptionalFile`).
+#[derive(Debug)]
+pub struct Optional {
+    pub name: String,
+    pub reason: String,
+    platforms: Option<Vec<Platform>>,
+    binaries: GlobSet,
+    libraries: GlobSet,
+}
+
+impl Optional {
+    pub fn applies_to(&self, platform: Platform) -> bool {
+        self.platforms
+            .as_ref()
+            .is_none_or(|platforms| platforms.contains(&platform))
+    }
+
+    pub fn covers(&self, platform: Platform, binary: &str, library: &str) -> bool {
+        self.applies_to(platform)
+            && self.binaries.is_match(binary)
+            && self
+                .libraries
+                .is_match(library.rsplit(['/', '\\']).next().unwrap_or(library))
+    }
+}
+
 #[derive(Debug)]
 pub struct Policy {
     pub rules: Vec<Rule>,
     pub keep_patterns: Vec<String>,
+    pub optional: Vec<Optional>,
+    /// Any library missing from the environment fails the prune, optional or not.
+    pub strict_linkage: bool,
     keep: GlobSet,
     system_linux: GlobSet,
     system_macos: GlobSet,
@@ -129,10 +179,32 @@ impl Policy {
             });
         }
         let keep = glob_set(&file.keep).context("keep")?;
+        let mut optional = Vec::new();
+        for entry in file.optional_libraries {
+            if optional.iter().any(|o: &Optional| o.name == entry.name) {
+                bail!("two optional_libraries entries are named `{}`", entry.name);
+            }
+            if entry.binaries.is_empty() || entry.libraries.is_empty() {
+                bail!(
+                    "optional_libraries `{}` needs both binaries and libraries",
+                    entry.name
+                );
+            }
+            let context = || format!("optional_libraries `{}`", entry.name);
+            optional.push(Optional {
+                binaries: glob_set(&entry.binaries).with_context(context)?,
+                libraries: name_set(&entry.libraries, false).with_context(context)?,
+                name: entry.name,
+                reason: entry.reason,
+                platforms: entry.platforms,
+            });
+        }
         let system = &file.system_libraries;
         Ok(Policy {
             rules,
             keep_patterns: file.keep,
+            optional,
+            strict_linkage: file.strict_linkage,
             keep,
             system_linux: name_set(&system.linux, false).context("system_libraries.linux")?,
             system_macos: name_set(&system.macos, false).context("system_libraries.macos")?,
@@ -152,6 +224,18 @@ impl Policy {
 
     pub fn is_kept(&self, rel: &str) -> bool {
         self.keep.is_match(rel)
+    }
+
+    /// The optional_libraries entry that expects `binary` to miss `library`, if any.
+    pub fn optional_for(
+        &self,
+        platform: Platform,
+        binary: &str,
+        library: &str,
+    ) -> Option<&Optional> {
+        self.optional
+            .iter()
+            .find(|o| o.covers(platform, binary, library))
     }
 }
 
@@ -232,6 +316,38 @@ mod tests {
             format!("{err:#}").contains("unknown platform `amiga`"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn optional_libraries_match_binary_path_and_library_name() {
+        let policy = Policy::parse(
+            "rules: []\noptional_libraries:\n  - name: mpi\n    reason: plugin\n    platforms: [linux-x86_64]\n    binaries: ['**/nvshmem/lib/nvshmem_bootstrap_*.so*']\n    libraries: ['libmpi.so.*']\n",
+        )
+        .unwrap();
+        let plugin =
+            "python/lib/python3.12/site-packages/nvidia/nvshmem/lib/nvshmem_bootstrap_mpi.so.3";
+        let core = "python/lib/python3.12/site-packages/torch/lib/libtorch_cuda.so";
+        assert_eq!(
+            policy
+                .optional_for(Platform::LinuxX86_64, plugin, "libmpi.so.40")
+                .map(|o| o.name.as_str()),
+            Some("mpi")
+        );
+        assert!(policy
+            .optional_for(Platform::LinuxX86_64, core, "libmpi.so.40")
+            .is_none());
+        assert!(policy
+            .optional_for(Platform::LinuxX86_64, plugin, "libfabric.so.1")
+            .is_none());
+        assert!(policy
+            .optional_for(Platform::LinuxAarch64, plugin, "libmpi.so.40")
+            .is_none());
+        assert!(!policy.strict_linkage);
+        let err = Policy::parse(
+            "rules: []\noptional_libraries:\n  - {name: a, reason: r, binaries: [], libraries: [x]}\n",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("needs both"), "{err:#}");
     }
 
     #[test]

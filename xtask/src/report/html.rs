@@ -24,6 +24,35 @@ pub struct PageData {
     pub after: Totals,
     pub rules: Vec<RuleFigure>,
     pub tree: Node,
+    pub linkage: LinkageFigures,
+}
+
+/// The native-library check, as the page shows it: what the zip needs of the system, and the
+/// needed libraries that are not in it.
+#[derive(Debug, Default, Serialize)]
+pub struct LinkageFigures {
+    pub binaries: usize,
+    /// `glibc 2.28`, with how many binaries need exactly that and some of them.
+    pub requires: Vec<RequirementFigure>,
+    /// Absent as the policy expects, per optional_libraries entry.
+    pub optional: Vec<OptionalFigure>,
+    /// Absent with no explanation: `file needs library`.
+    pub unexplained: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RequirementFigure {
+    pub kind: String,
+    pub version: String,
+    pub count: usize,
+    pub binaries: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OptionalFigure {
+    pub name: String,
+    pub reason: String,
+    pub links: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,6 +121,47 @@ pub fn page_data(
             })
             .collect(),
         tree: node(name.to_string(), root, total, 0),
+        linkage: linkage_figures(report, policy),
+    }
+}
+
+fn linkage_figures(report: &PruneReport, policy: &Policy) -> LinkageFigures {
+    let l = &report.linkage;
+    let mut optional: Vec<OptionalFigure> = Vec::new();
+    for m in l.optional() {
+        let name = m.optional.clone().unwrap_or_default();
+        let link = format!("{} needs {}", m.file, m.library);
+        match optional.iter_mut().find(|o| o.name == name) {
+            Some(figure) => figure.links.push(link),
+            None => optional.push(OptionalFigure {
+                reason: policy
+                    .optional
+                    .iter()
+                    .find(|o| o.name == name)
+                    .map(|o| o.reason.clone())
+                    .unwrap_or_default(),
+                name,
+                links: vec![link],
+            }),
+        }
+    }
+    LinkageFigures {
+        binaries: l.binaries,
+        requires: l
+            .requires
+            .iter()
+            .map(|(kind, highest)| RequirementFigure {
+                kind: kind.to_string(),
+                version: highest.version.to_string(),
+                count: highest.count,
+                binaries: highest.binaries.clone(),
+            })
+            .collect(),
+        optional,
+        unexplained: l
+            .unexplained()
+            .map(|m| format!("{} needs {}", m.file, m.library))
+            .collect(),
     }
 }
 
@@ -198,6 +268,7 @@ mod tests {
                 size: 0,
                 children: Vec::new(),
             },
+            linkage: LinkageFigures::default(),
         };
         let page = render(&data).unwrap();
         assert_eq!(

@@ -92,6 +92,18 @@ done | sort -u | while read -r lib; do
   esac
 done
 
+# As in a real conda prefix, the interpreter, libpython and the extension modules find their
+# libraries relative to themselves ($ORIGIN), never at the host's prefix: otherwise an unpacked
+# copy would still load the build machine's libpython and prove nothing about relocation.
+command -v patchelf >/dev/null || {{ echo "ERROR: this test installer needs patchelf (Debian: apt-get install patchelf)" >&2; exit 1; }}
+patchelf --set-rpath '$ORIGIN/../lib' "$PREFIX/bin/python{v}"
+for lib in "$PREFIX"/lib/libpython3*; do
+  if [ -f "$lib" ] && [ ! -L "$lib" ]; then chmod u+w "$lib"; patchelf --set-rpath '$ORIGIN' "$lib"; fi
+done
+for so in "$PREFIX"/lib/python{v}/lib-dynload/*.so; do
+  [ -e "$so" ] && patchelf --set-rpath '$ORIGIN/../..' "$so"
+done
+
 # What conda lays around it: records, the package cache, man pages, a static library, condarc.
 for pkg in python-{v}.0-0 zlib-1.3.1-0 pip-24.0-0; do
   printf '{{"name": "%s", "files": []}}\n' "$pkg" > "$PREFIX/conda-meta/$pkg.json"

@@ -30,6 +30,8 @@ pub struct World {
     pub wheelhouse: PathBuf,
     pub comfy_repo: PathBuf,
     pub node_repo: PathBuf,
+    /// A custom node that fails to import (it needs a module nothing installs).
+    pub broken_node_repo: PathBuf,
     /// The commit `v1.0` of the ComfyUI stand-in names (main has moved on since).
     pub comfy_tag_commit: String,
     /// The custom node is pinned by full commit id, an older one than its branch's head.
@@ -95,6 +97,7 @@ impl World {
 
         let (comfy_repo, comfy_tag_commit) = make_comfy_repo(&root.join("repos/ComfyUI"));
         let (node_repo, node_commit) = make_node_repo(&root.join("repos/anyfix-node"));
+        let broken_node_repo = make_broken_node_repo(&root.join("repos/broken-node"));
 
         World {
             _dir: dir,
@@ -104,6 +107,7 @@ impl World {
             wheelhouse,
             comfy_repo,
             node_repo,
+            broken_node_repo,
             comfy_tag_commit,
             node_commit,
             installer_sha256,
@@ -192,6 +196,15 @@ repos:
     path: ComfyUI/custom_nodes/anyfix-node
 smoke:
   imports: [anyfix_native, anyfix_cli, json]
+  checks:
+    - name: anyfix-cli reads its own version
+      code: "import anyfix_cli; assert anyfix_cli.__version__ == '2.0.0', anyfix_cli.__version__"
+  commands:
+    - name: ComfyUI starts and loads its custom nodes
+      run: ["{{python}}", "-s", "main.py", "--cpu", "--quick-test-for-ci"]
+      cwd: ComfyUI
+      timeout: 120
+      fail_on: ["IMPORT FAILED"]
 {extra}"#,
             base = sources.base,
             wheels = sources.wheelhouse.display(),
@@ -336,10 +349,43 @@ fn write(root: &Path, rel: &str, content: &str) {
     std::fs::write(path, content).unwrap();
 }
 
+/// Starts as ComfyUI does, as far as the build's checks see it: it needs its front-end data
+/// (a package's `docs` folder, as ComfyUI serves comfyui_embedded_docs/docs), loads every custom
+/// node and logs `(IMPORT FAILED)` for one that does not load, and `--quick-test-for-ci` exits 0.
+const COMFY_MAIN: &str = r#"import importlib.util, os, sys, time
+import anyfix_native
+docs = os.path.join(os.path.dirname(anyfix_native.__file__), "docs")
+if not os.path.isdir(docs):
+    raise ValueError("'%s' does not exist" % docs)
+print("ComfyUI stand-in v1.0")
+here = os.path.dirname(os.path.abspath(__file__))
+nodes = os.path.join(here, "custom_nodes")
+times = []
+for name in sorted(os.listdir(nodes)) if os.path.isdir(nodes) else []:
+    init = os.path.join(nodes, name, "__init__.py")
+    if not os.path.isfile(init):
+        continue
+    started = time.perf_counter()
+    try:
+        spec = importlib.util.spec_from_file_location(name.replace("-", "_"), init)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        ok = True
+    except Exception as e:
+        print("Cannot import %s module for custom nodes: %s" % (os.path.dirname(init), e), file=sys.stderr)
+        ok = False
+    times.append((time.perf_counter() - started, os.path.dirname(init), ok))
+print(file=sys.stderr)
+print("Import times for custom nodes:", file=sys.stderr)
+for seconds, path, ok in times:
+    print("{:6.1f} seconds{}: {}".format(seconds, "" if ok else " (IMPORT FAILED)", path), file=sys.stderr)
+if "--quick-test-for-ci" in sys.argv:
+    sys.exit(0)
+"#;
+
 fn make_comfy_repo(dir: &Path) -> (PathBuf, String) {
     std::fs::create_dir_all(dir).unwrap();
     git(dir, &["init", "--quiet"]);
-    write(dir, "main.py", "print('ComfyUI stand-in v1.0')\n");
+    write(dir, "main.py", COMFY_MAIN);
     write(dir, "comfy/__init__.py", "");
     write(dir, "requirements.txt", "anyfix-cli\n");
     write(dir, "tests/test_main.py", "def test_main():\n    pass\n");
@@ -348,9 +394,41 @@ fn make_comfy_repo(dir: &Path) -> (PathBuf, String) {
     git(dir, &["commit", "--quiet", "-m", "v1.0"]);
     git(dir, &["tag", "-a", "v1.0", "-m", "v1.0"]);
     let tagged = git(dir, &["rev-parse", "HEAD"]);
-    write(dir, "main.py", "print('ComfyUI stand-in, unreleased')\n");
+    write(
+        dir,
+        "main.py",
+        "raise SystemExit('ComfyUI stand-in, unreleased')\n",
+    );
     git(dir, &["commit", "--quiet", "-am", "after v1.0"]);
     (dir.to_path_buf(), tagged)
+}
+
+fn make_broken_node_repo(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "--quiet"]);
+    write(
+        dir,
+        "__init__.py",
+        "import anyfix_not_installed  # a dependency its requirements forgot\nNODE_CLASS_MAPPINGS = {}\n",
+    );
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "--quiet", "-m", "first"]);
+    dir.to_path_buf()
+}
+
+/// Adds a repo, last, to the manifest at `manifest` (written by [`World::manifest`]).
+pub fn add_repo(manifest: &Path, name: &str, url: &Path, rev: &str, path: &str) {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let entry = format!(
+        "  - name: {name}\n    url: 'file://{}'\n    rev: {rev}\n    path: {path}\nsmoke:\n",
+        url.display()
+    );
+    assert!(text.contains("\nsmoke:\n"));
+    std::fs::write(
+        manifest,
+        text.replacen("\nsmoke:\n", &format!("\n{entry}"), 1),
+    )
+    .unwrap();
 }
 
 fn make_node_repo(dir: &Path) -> (PathBuf, String) {
