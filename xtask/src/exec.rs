@@ -25,6 +25,19 @@ pub fn run(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<()> {
         .with_context(|| format!("command failed: {command}"))
 }
 
+/// Runs `command` and returns what it printed and how it ended, whatever that was.
+pub fn output(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<std::process::Output> {
+    reporter.detail(command.to_string());
+    let program = &command.program;
+    let args = &command.args;
+    let mut cmd = cmd!(sh, "{program} {args...}").quiet().ignore_status();
+    for (key, value) in &command.env {
+        cmd = cmd.env(key, value);
+    }
+    cmd.output()
+        .with_context(|| format!("cannot run {}", program.display()))
+}
+
 /// How a program run by [`run_with_timeout`] ended.
 pub struct Finished {
     /// `None` when it was stopped at the timeout.

@@ -17,7 +17,6 @@ use crate::prune::{self, Policy, PruneReport};
 use crate::relocate::{self, RelocationReport};
 use crate::report::{self, BuildManifest, Contents, Miniforge};
 use crate::repos::{self, Checkout};
-use crate::system::Ceiling;
 use crate::{archive, atomic, exec, install, pip, scripts, tree, verify};
 
 /// What a build runs with.
@@ -294,7 +293,10 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
                 &report::html::page_data(&name, platform, &report, policy),
             )?;
             reporter.note(format!("size report: {}", html.display()));
-            check_ceiling(&report, requires_at_most, platform)?;
+            report.linkage.check_ceiling(
+                requires_at_most,
+                &format!("platforms.{platform}.requires_at_most"),
+            )?;
             results.prune = Some(report);
         }
         Step::Relocate { tree, installed_at } => {
@@ -417,31 +419,6 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Fails when a kept binary asks more of the system than the manifest allows, naming each.
-fn check_ceiling(report: &PruneReport, ceiling: &Ceiling, platform: Platform) -> Result<()> {
-    let over = report.linkage.over(ceiling);
-    if over.is_empty() {
-        return Ok(());
-    }
-    let mut text = String::new();
-    for (file, kind, version) in over.iter().take(30) {
-        let limit = ceiling.get(*kind).expect("over a set limit");
-        text.push_str(&format!(
-            "  {file} needs {kind} {version} (at most {limit} allowed)\n"
-        ));
-    }
-    if over.len() > 30 {
-        text.push_str(&format!("  … and {} more\n", over.len() - 30));
-    }
-    bail!(
-        "{} binar{} of the zip need a newer system than platforms.{platform}.requires_at_most allows:\n{text}\
-         Pin an older release of the package that ships them, build on an older system, or raise the \
-         limit (users of older systems then cannot run the zip).",
-        over.len(),
-        if over.len() == 1 { "y" } else { "ies" },
-    )
 }
 
 /// Gives the verified zip its final name and `.sha256`, writes parts where it is larger than

@@ -19,6 +19,7 @@ mod prune;
 mod relocate;
 mod report;
 mod repos;
+mod resolve;
 mod scripts;
 mod system;
 mod tree;
@@ -72,6 +73,9 @@ enum Command {
     /// Pack a folder into a zip exactly as portable does: maximum deflate on every core, sorted,
     /// byte-for-byte reproducible, re-read before it is renamed into place.
     Archive(commands::archive::ArchiveArgs),
+    /// Show that each platform's package set resolves, from this machine and without building:
+    /// `uv pip compile` for every platform's wheels, markers, Python and system limits.
+    Resolve(commands::resolve::ResolveArgs),
     /// Attach the built zips (or, over GitHub's 2 GiB limit, their parts) to a tag's release.
     Release(commands::release::ReleaseArgs),
     /// Run what CI checks: formatting, lints, the tests with snapshots checked, and the
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => commands::prune::run(args),
         Command::Archive(args) => commands::archive::run(args),
         Command::Release(args) => commands::release::run(args),
+        Command::Resolve(args) => commands::resolve::run(args),
         Command::Ci(args) => commands::ci::run(args),
         Command::Clean(args) => commands::clean::run(args),
         Command::Doctor(args) => commands::doctor::run(args),

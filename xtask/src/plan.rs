@@ -114,7 +114,7 @@ pub struct Command {
 }
 
 impl Command {
-    fn new(program: impl Into<PathBuf>) -> Command {
+    pub fn new(program: impl Into<PathBuf>) -> Command {
         Command {
             program: program.into(),
             args: Vec::new(),
@@ -122,12 +122,12 @@ impl Command {
         }
     }
 
-    fn arg(mut self, arg: impl Into<String>) -> Command {
+    pub fn arg(mut self, arg: impl Into<String>) -> Command {
         self.args.push(arg.into());
         self
     }
 
-    fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Command {
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Command {
         self.args.extend(args.into_iter().map(Into::into));
         self
     }

@@ -199,9 +199,42 @@ pub fn elf_symbol_version(name: &str) -> Option<(Requirement, Version)> {
     version.parse().ok().map(|v| (kind, v))
 }
 
-/// Mach-O packs X.Y.Z into nibbles `xxxx.yy.zz`.
+/// Mach-O packs X.Y.Z into nibbles `xxxx.yy.zz`; a zero Z is left out, as macOS names itself.
 pub fn macho_version(packed: u32) -> Version {
-    Version(vec![packed >> 16, (packed >> 8) & 0xff, packed & 0xff])
+    let patch = packed & 0xff;
+    let mut parts = vec![packed >> 16, (packed >> 8) & 0xff];
+    if patch != 0 {
+        parts.push(patch);
+    }
+    Version(parts)
+}
+
+/// `glibc=2.28` as given on a command line.
+pub fn parse_limit(text: &str) -> Result<(Requirement, Version), String> {
+    let (kind, version) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: write KIND=VERSION, such as glibc=2.28 or macos=12.0"))?;
+    let kind = Requirement::ALL
+        .into_iter()
+        .find(|k| k.name() == kind)
+        .ok_or_else(|| format!("`{kind}` is not one of glibc, glibcxx, macos, windows"))?;
+    Ok((kind, version.parse()?))
+}
+
+impl Ceiling {
+    pub fn from_limits(limits: &[(Requirement, Version)]) -> Ceiling {
+        let mut ceiling = Ceiling::default();
+        for (kind, version) in limits {
+            let slot = match kind {
+                Requirement::Glibc => &mut ceiling.glibc,
+                Requirement::Glibcxx => &mut ceiling.glibcxx,
+                Requirement::Macos => &mut ceiling.macos,
+                Requirement::Windows => &mut ceiling.windows,
+            };
+            *slot = Some(version.clone());
+        }
+        ceiling
+    }
 }
 
 #[cfg(test)]
@@ -240,8 +273,14 @@ mod tests {
 
     #[test]
     fn macho_nibbles_unpack() {
-        assert_eq!(macho_version(0x000b_0000), v("11.0"));
-        assert_eq!(macho_version(0x000a_0f02), v("10.15.2"));
+        assert_eq!(macho_version(0x000b_0000).to_string(), "11.0");
+        assert_eq!(macho_version(0x000a_0f02).to_string(), "10.15.2");
+        assert_eq!(
+            parse_limit("glibc=2.28"),
+            Ok((Requirement::Glibc, v("2.28")))
+        );
+        assert!(parse_limit("glib=2.28").is_err());
+        assert!(parse_limit("macos").is_err());
     }
 
     #[test]

@@ -11,6 +11,15 @@ fn write(root: &Path, rel: &str, bytes: usize) {
     std::fs::write(path, "x".repeat(bytes)).unwrap();
 }
 
+fn walk_sizes(tree: &Path, rel: &str) -> u64 {
+    walkdir::WalkDir::new(tree.join(rel))
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
 fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
     let out = Command::new("chromium")
         .args([
@@ -53,6 +62,38 @@ fn attr(tag: &str, name: &str) -> String {
     tag[start..][..tag[start..].find('"').unwrap()].to_string()
 }
 
+/// A real ELF shared library at `tree/rel` (gcc), needing each of `needs`: libraries built in a
+/// scratch folder and then deleted, so they are missing from the tree as no wheel ships them.
+fn elf_needing(tree: &Path, rel: &str, needs: &[&str], code: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = tree.join(rel);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let source = scratch.path().join("lib.c");
+    std::fs::write(&source, code).unwrap();
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .arg("-Wl,--no-as-needed");
+    for lib in needs {
+        let empty = scratch.path().join("empty.c");
+        std::fs::write(&empty, "int placeholder(void) { return 0; }\n").unwrap();
+        let built = scratch.path().join(lib);
+        let status = Command::new("gcc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&built)
+            .arg(&empty)
+            .arg(format!("-Wl,-soname,{lib}"))
+            .status()
+            .expect("the report test builds ELF files with gcc");
+        assert!(status.success());
+        gcc.arg(format!("-L{}", scratch.path().display()))
+            .arg(format!("-l:{lib}"));
+    }
+    let status = gcc.status().unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn report_page_shows_the_measured_figures() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,6 +106,22 @@ fn report_page_shows_the_measured_figures() {
     write(&tree, "python/lib/python3.12/idlelib/x.py", 10_000);
     write(&tree, "ComfyUI/main.py", 50_000);
     write(&tree, "ComfyUI/.git/objects/pack.bin", 60_000);
+    // Native libraries: an NVSHMEM plugin whose MPI is absent as the policy expects, an extension
+    // that needs a library nothing explains, and one that needs glibc 2.25 (getrandom).
+    elf_needing(
+        &tree,
+        &format!("{site}/nvidia/nvshmem/lib/nvshmem_bootstrap_mpi.so.3"),
+        &["libmpi.so.40"],
+        "int f(void) { return 1; }\n",
+    );
+    elf_needing(
+        &tree,
+        &format!("{site}/mystery/_ext.so"),
+        &["libmystery.so.1"],
+        "#include <sys/random.h>\nint f(char *b) { return (int)getrandom(b, 4, 0); }\n",
+    );
+    let native: u64 = walk_sizes(&tree, &format!("{site}/nvidia"))
+        + walk_sizes(&tree, &format!("{site}/mystery"));
     let html = dir.path().join("report.html");
 
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -95,8 +152,8 @@ fn report_page_shows_the_measured_figures() {
     let json_text =
         &json_text[json_text.find('>').unwrap() + 1..json_text.find("</script>").unwrap()];
     let data: serde_json::Value = serde_json::from_str(json_text).unwrap();
-    assert_eq!(data["after"]["bytes"], 470_000);
-    assert_eq!(data["before"]["bytes"], 605_000);
+    assert_eq!(data["after"]["bytes"], 470_000 + native);
+    assert_eq!(data["before"]["bytes"], 605_000 + native);
 
     // What the browser drew from it.
     let profile = tempfile::tempdir().unwrap();
@@ -110,7 +167,44 @@ fn report_page_shows_the_measured_figures() {
         "the page's script ran to the end"
     );
     let kept = elements_with(&dom, "id=\"kept-bytes\" data-bytes");
-    assert_eq!(attr(kept[0], "data-bytes"), "470000");
+    assert_eq!(attr(kept[0], "data-bytes"), (470_000 + native).to_string());
+    // The native-library check: what the zip needs of the system, and what is missing.
+    let linkage = &data["linkage"];
+    let glibc = linkage["requires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "glibc")
+        .expect("glibc needs");
+    let drawn = elements_with(&dom, "data-kind");
+    let drawn_glibc = drawn
+        .iter()
+        .find(|t| attr(t, "data-kind") == "glibc")
+        .unwrap();
+    assert_eq!(
+        attr(drawn_glibc, "data-version"),
+        glibc["version"].as_str().unwrap()
+    );
+    assert!(
+        terminal.contains(&format!(
+            "needs of the system: glibc {}",
+            glibc["version"].as_str().unwrap()
+        )),
+        "{terminal}"
+    );
+    let unexplained = elements_with(&dom, "data-count");
+    assert_eq!(attr(unexplained[0], "data-count"), "1");
+    assert!(
+        dom.contains("mystery/_ext.so needs libmystery.so.1"),
+        "{dom}"
+    );
+    let optional = elements_with(&dom, "data-links");
+    assert_eq!(attr(optional[0], "data-name"), "nvshmem-network-plugins");
+    assert_eq!(attr(optional[0], "data-links"), "1");
+    assert!(
+        terminal.contains("WARNING: 1 needed library is missing"),
+        "{terminal}"
+    );
     let rows = elements_with(&dom, "data-rule");
     let rules = data["rules"].as_array().unwrap();
     assert_eq!(rows.len(), rules.len());
@@ -145,7 +239,7 @@ fn report_page_shows_the_measured_figures() {
         .filter(|b| attr(b, "data-depth") == "1")
         .map(|b| attr(b, "data-bytes").parse::<u64>().unwrap())
         .sum();
-    assert_eq!(top, 470_000);
+    assert_eq!(top, 470_000 + native);
     let paths: Vec<String> = boxes.iter().map(|b| attr(b, "data-path")).collect();
     assert!(
         paths.iter().any(|p| p.ends_with("site-packages/torch/lib")),

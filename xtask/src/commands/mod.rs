@@ -8,3 +8,4 @@ pub mod fetch;
 pub mod portable;
 pub mod prune;
 pub mod release;
+pub mod resolve;

@@ -9,11 +9,13 @@ use crate::platform::Platform;
 use crate::project_root;
 use crate::prune::{self, Policy};
 use crate::report;
+use crate::system::{self, Ceiling};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   cargo xtask prune target/portable/stage/linux-x86_64/anymatix --dry-run
-  cargo xtask prune ~/unpacked/anymatix --platform windows-x86_64 --dry-run --policy my-prune.yml")]
+  cargo xtask prune ~/unpacked/anymatix --platform windows-x86_64 --dry-run --policy my-prune.yml
+  cargo xtask prune ~/unpacked/anymatix --dry-run --requires-at-most glibc=2.28")]
 pub struct PruneArgs {
     /// The folder to prune, laid out like the zip's `anymatix/` (the Miniforge prefix in `python/`).
     pub dir: PathBuf,
@@ -30,6 +32,11 @@ pub struct PruneArgs {
     /// rule removed.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
+    /// Fail, naming them, when kept binaries need a newer system than this: glibc=2.28,
+    /// glibcxx=3.4.25, macos=12.0 or windows=10.0 (repeat for several). `portable` takes these
+    /// from the manifest's requires_at_most.
+    #[arg(long = "requires-at-most", value_name = "KIND=VERSION", value_parser = system::parse_limit)]
+    pub requires_at_most: Vec<(system::Requirement, system::Version)>,
 }
 
 pub fn run(args: PruneArgs) -> Result<()> {
@@ -70,5 +77,9 @@ pub fn run(args: PruneArgs) -> Result<()> {
         )?;
         println!("size report: {}", html.display());
     }
+    report.linkage.check_ceiling(
+        &Ceiling::from_limits(&args.requires_at_most),
+        "--requires-at-most",
+    )?;
     Ok(())
 }

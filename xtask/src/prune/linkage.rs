@@ -134,6 +134,32 @@ impl LinkageReport {
             .collect()
     }
 
+    /// Fails when a binary asks more of the system than `ceiling` (set by `source`) allows,
+    /// naming each.
+    pub fn check_ceiling(&self, ceiling: &Ceiling, source: &str) -> Result<()> {
+        let over = self.over(ceiling);
+        if over.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for (file, kind, version) in over.iter().take(30) {
+            let limit = ceiling.get(*kind).expect("over a set limit");
+            text.push_str(&format!(
+                "  {file} needs {kind} {version} (at most {limit} allowed)\n"
+            ));
+        }
+        if over.len() > 30 {
+            text.push_str(&format!("  … and {} more\n", over.len() - 30));
+        }
+        anyhow::bail!(
+            "{} binar{} need a newer system than {source} allows:\n{text}\
+             Pin an older release of the package that ships them, build on an older system, or \
+             raise the limit (users of older systems then cannot run the zip).",
+            over.len(),
+            if over.len() == 1 { "y" } else { "ies" },
+        )
+    }
+
     /// One line per requirement: `glibc 2.28 (3 binaries, e.g. …)`.
     pub fn requirement_lines(&self) -> Vec<String> {
         self.requires
@@ -1001,7 +1027,7 @@ mod tests {
         )
         .unwrap();
         let macos = &report.linkage.requires[&Requirement::Macos];
-        assert_eq!(macos.version.to_string(), "14.2.0");
+        assert_eq!(macos.version.to_string(), "14.2");
         assert_eq!(macos.binaries, ["python/lib/libb.dylib"]);
 
         // Windows: the subsystem version of the PE header.

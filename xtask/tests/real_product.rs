@@ -1,0 +1,404 @@
+//! The real product, end to end (opt-in: it downloads gigabytes). The default distribution,
+//! `anymatix/distribution.yml`, is built for linux-x86_64 with the real PyTorch CUDA stack and
+//! every ComfyUI and ComfyUI-Manager requirement from PyPI, and ComfyUI and ComfyUI-Manager from
+//! the source snapshots in `../shared/product/` (git repositories made here); only Miniforge's
+//! release server is the loopback stand-in. The zip is unpacked elsewhere, the build's working
+//! folders are deleted, and ComfyUI is started from the unpacked copy: its own start-up check
+//! twice (first and second start), then served, asked for its nodes, and made to run a workflow
+//! whose output image is checked pixel by pixel.
+//!
+//! ```sh
+//! cargo test --features real-product --test real_product -- --nocapture
+//! ```
+//! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build there (and reuses its download cache).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_yaml_ng::Value;
+use support::{git, world};
+
+/// The workflow of the snapshots' README: no model file needed, a known output.
+const WORKFLOW: &str = r#"{"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 16711680}},
+ "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+ "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "check"}}}"#;
+
+fn shared_product() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/product");
+    assert!(
+        dir.join("README.md").is_file(),
+        "the product snapshots are expected in {} (see the README)",
+        dir.display()
+    );
+    dir
+}
+
+/// A git repository of a snapshot tarball, committed (with `--force`: their .gitignore files name
+/// tracked files) and tagged `tag`.
+fn snapshot_repo(tarball: &Path, folder: &str, into: &Path, tag: Option<&str>) -> PathBuf {
+    std::fs::create_dir_all(into).unwrap();
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let repo = into.join(folder);
+    git(&repo, &["init", "--quiet"]);
+    git(&repo, &["add", "-A", "--force"]);
+    git(&repo, &["commit", "--quiet", "-m", "snapshot"]);
+    if let Some(tag) = tag {
+        git(&repo, &["tag", tag]);
+    }
+    repo
+}
+
+fn find(dir: &Path, starts: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(starts))
+        .unwrap_or_else(|| panic!("no {starts}* in {}", dir.display()))
+}
+
+/// One HTTP/1.1 exchange on loopback: (status, body).
+fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    // aiohttp answers chunked when it streams; these bodies are JSON or HTML either way.
+    Ok((status, dechunk(&text, body)))
+}
+
+fn dechunk(head: &str, body: String) -> String {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body;
+    }
+    let mut out = String::new();
+    let mut rest = body.as_str();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Runs ComfyUI's own start-up check from the unpacked copy; returns how long it took.
+fn quick_test(python: &Path, comfy: &Path) -> Duration {
+    let started = Instant::now();
+    let out = Command::new(python)
+        .args(["-s", "main.py", "--cpu", "--quick-test-for-ci"])
+        .current_dir(comfy)
+        .env_remove("PYTHONPATH")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "ComfyUI did not start:\n{text}");
+    assert!(!text.contains("IMPORT FAILED"), "{text}");
+    assert!(
+        text.contains("ComfyUI-Manager"),
+        "the custom node loaded: {text}"
+    );
+    elapsed
+}
+
+/// Proven on linux-x86_64, the one platform that builds here.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
+    let w = world();
+    let keep = std::env::var_os("ANYMATIX_REAL_PRODUCT_DIR").map(PathBuf::from);
+    let temp = tempfile::tempdir().unwrap();
+    let dir = keep.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let repos = dir.join("repos");
+    if repos.exists() {
+        std::fs::remove_dir_all(&repos).unwrap();
+    }
+    let product = shared_product();
+    // The snapshot is ComfyUI 0.3.64 (its comfyui_version.py); tagged as such, not as the
+    // release the default distribution names.
+    let comfy = snapshot_repo(
+        &find(&product, "ComfyUI-a125"),
+        "ComfyUI",
+        &repos,
+        Some("v0.3.64"),
+    );
+    let manager = snapshot_repo(
+        &find(&product, "ComfyUI-Manager-"),
+        "ComfyUI-Manager",
+        &repos,
+        None,
+    );
+
+    // The default distribution, with only the unreachable sources replaced.
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml");
+    let mut doc: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(default).unwrap()).unwrap();
+    doc["installer"]["base_url"] = Value::from(w.base_url("real-product"));
+    let repo_list = doc["repos"].as_sequence_mut().unwrap();
+    for repo in repo_list.iter_mut() {
+        let (url, rev) = match repo["name"].as_str().unwrap() {
+            "ComfyUI" => (&comfy, "v0.3.64"),
+            "ComfyUI-Manager" => (&manager, "main"),
+            other => panic!("the default distribution gained repo {other}: give it a snapshot"),
+        };
+        repo["url"] = Value::from(format!("file://{}", url.display()));
+        repo["rev"] = Value::from(rev);
+    }
+    // The stand-in Miniforge's interpreter is this host's CPython, built for this host's glibc
+    // (a real Miniforge's is built for glibc 2.17): the limit is raised to it for that reason only.
+    let host_glibc = String::from_utf8(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import os; print(os.confstr('CS_GNU_LIBC_VERSION').split()[1])",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    doc["platforms"]["linux-x86_64"]["requires_at_most"]["glibc"] =
+        Value::from(host_glibc.trim().to_string());
+    let manifest = dir.join("distribution.yml");
+    std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+
+    let out = dir.join("out");
+    let started = Instant::now();
+    let mut build = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    build
+        .args(["portable", "--manifest", manifest.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--version", "0.0.0-real"]);
+    for key in [
+        "PIP_FIND_LINKS",
+        "PIP_NO_INDEX",
+        "PIP_INDEX_URL",
+        "PYTHONPATH",
+        "PYTHONHOME",
+    ] {
+        build.env_remove(key);
+    }
+    let status = build.status().unwrap();
+    let build_time = started.elapsed();
+    assert!(status.success(), "the build failed (its output is above)");
+
+    let zip = out.join("anymatix-0.0.0-real-linux-x86_64.zip");
+    let zip_bytes = std::fs::metadata(&zip).unwrap().len();
+    let parts = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            let name = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .to_string();
+            name.starts_with("anymatix-0.0.0-real-linux-x86_64.zip.") && !name.ends_with(".sha256")
+        })
+        .count();
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
+    let manifest_json: serde_json::Value = {
+        let mut text = String::new();
+        archive
+            .by_name("anymatix/manifest.json")
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let prune = &manifest_json["prune"];
+
+    // Unpacked where a user might, with the build's working folders gone.
+    let home = dir.join("unpacked elsewhere é");
+    if home.exists() {
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+    std::fs::create_dir_all(&home).unwrap();
+    let unpack_started = Instant::now();
+    archive.extract(&home).unwrap();
+    let unpack_time = unpack_started.elapsed();
+    drop(archive);
+    for working in ["stage", "verify"] {
+        let path = out.join(working);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).unwrap();
+        }
+    }
+    let root = home.join("anymatix");
+    let python = root.join("python/bin/python3");
+    let comfy_dir = root.join("ComfyUI");
+
+    let first = quick_test(&python, &comfy_dir);
+    let second = quick_test(&python, &comfy_dir);
+
+    // Served: its page, its nodes, and a workflow through its executor.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.join("comfyui-server.log")).unwrap();
+    let mut server = Command::new(&python);
+    server
+        .args(["-s", "main.py", "--cpu", "--listen", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .current_dir(&comfy_dir)
+        .env_remove("PYTHONPATH")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    {
+        use std::os::unix::process::CommandExt;
+        server.process_group(0);
+    }
+    let mut server = server.spawn().unwrap();
+    let stop = |server: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", server.id())])
+            .status();
+        let _ = server.wait();
+    };
+    let served = (|| -> Result<(usize, String), String> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            match http(port, "GET", "/", "") {
+                Ok((200, page)) if page.contains("<html") || page.contains("<!DOCTYPE") => break,
+                _ if Instant::now() > deadline => return Err("no page within 600 s".into()),
+                _ => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+        let (status, info) = http(port, "GET", "/object_info", "").map_err(|e| e.to_string())?;
+        let info: serde_json::Value =
+            serde_json::from_str(&info).map_err(|e| format!("/object_info ({status}): {e}"))?;
+        let nodes = info.as_object().map_or(0, |o| o.len());
+        if info.get("KSampler").is_none() {
+            return Err(format!(
+                "/object_info lists {nodes} node types, no KSampler"
+            ));
+        }
+        let body = format!("{{\"prompt\": {WORKFLOW}}}");
+        let (status, answer) = http(port, "POST", "/prompt", &body).map_err(|e| e.to_string())?;
+        let answer: serde_json::Value = serde_json::from_str(&answer)
+            .map_err(|e| format!("POST /prompt ({status}): {e}: {answer}"))?;
+        let id = answer["prompt_id"]
+            .as_str()
+            .ok_or(format!("POST /prompt ({status}): {answer}"))?
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (_, history) =
+                http(port, "GET", &format!("/history/{id}"), "").map_err(|e| e.to_string())?;
+            let history: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+            let entry = &history[&id];
+            if entry["status"]["completed"].as_bool() == Some(true) {
+                let image = &entry["outputs"]["3"]["images"][0];
+                return Ok((
+                    nodes,
+                    image["filename"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+            if entry["status"]["status_str"].as_str() == Some("error") {
+                return Err(format!("the workflow failed: {entry}"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the workflow did not finish within 300 s: {history}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })();
+    stop(&mut server);
+    let (node_types, image) = served.unwrap_or_else(|e| {
+        let log = std::fs::read_to_string(dir.join("comfyui-server.log")).unwrap_or_default();
+        panic!("{e}\nComfyUI's log:\n{log}")
+    });
+    // Every pixel of the red image, inverted: (0, 255, 255), 64 by 48.
+    let check = Command::new(&python)
+        .args([
+            "-s",
+            "-c",
+            "import sys; from PIL import Image; i = Image.open(sys.argv[1]).convert('RGB'); \
+             assert i.size == (64, 48), i.size; assert set(i.getdata()) == {(0, 255, 255)}, set(i.getdata()); print('ok')",
+        ])
+        .arg(comfy_dir.join("output").join(&image))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    eprintln!(
+        "\nThe real product (linux-x86_64, Python {}, {} packages):\n\
+         build {:.1} min; environment {:.2} GiB in {} files; pruned {:.2} GiB in {} files; \
+         zip {:.2} GiB ({} parts); unpacked in {:.1} s\n\
+         needs of the system: {}\n\
+         missing libraries: {} expected by the policy, {} unexplained\n\
+         ComfyUI from the unpacked copy: first start {:.1} s, second {:.1} s; \
+         served {node_types} node types; the workflow wrote {image} (64x48, every pixel 0,255,255)",
+        manifest_json["python"].as_str().unwrap_or("?"),
+        manifest_json["packages"].as_array().map_or(0, Vec::len),
+        build_time.as_secs_f64() / 60.0,
+        gib(prune["before"]["bytes"].as_u64().unwrap()),
+        prune["before"]["files"],
+        gib(prune["after"]["bytes"].as_u64().unwrap()),
+        prune["after"]["files"],
+        gib(zip_bytes),
+        parts,
+        unpack_time.as_secs_f64(),
+        prune["linkage"]["requires"],
+        prune["linkage"]["missing"].as_array().map_or(0, |m| m
+            .iter()
+            .filter(|m| m.get("optional").is_some())
+            .count()),
+        prune["linkage"]["missing"].as_array().map_or(0, |m| m
+            .iter()
+            .filter(|m| m.get("optional").is_none())
+            .count()),
+        first.as_secs_f64(),
+        second.as_secs_f64(),
+    );
+    if keep.is_none() {
+        drop(temp);
+    }
+}
