@@ -32,16 +32,7 @@ fn real_pillow_keeps_its_native_libraries() {
         out.to_str().unwrap(),
     ])
     .args(["--version", "0.0.0-pypi"]);
-    // Keep the machine's own pip settings (certificates, proxies), but no local wheelhouse.
-    for key in [
-        "PIP_FIND_LINKS",
-        "PIP_NO_INDEX",
-        "PIP_INDEX_URL",
-        "PYTHONPATH",
-        "PYTHONHOME",
-    ] {
-        cmd.env_remove(key);
-    }
+    support::pypi_env(&mut cmd);
     let result = cmd.output().unwrap();
     let text = stderr(&result);
     assert!(result.status.success(), "{text}");

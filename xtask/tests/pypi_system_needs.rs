@@ -29,9 +29,7 @@ fn wheel(dir: &Path, spec: &str, platform_tag: &str, python: &str) -> PathBuf {
     .args(["--python-version", python, "--dest"])
     .arg(&dest)
     .arg(spec);
-    for key in ["PIP_FIND_LINKS", "PIP_NO_INDEX", "PYTHONPATH", "PYTHONHOME"] {
-        cmd.env_remove(key);
-    }
+    support::pypi_env(&mut cmd);
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),

@@ -206,15 +206,7 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
     build
         .args(["portable", "--manifest", manifest.to_str().unwrap()])
         .args(["--out", out.to_str().unwrap(), "--version", "0.0.0-real"]);
-    for key in [
-        "PIP_FIND_LINKS",
-        "PIP_NO_INDEX",
-        "PIP_INDEX_URL",
-        "PYTHONPATH",
-        "PYTHONHOME",
-    ] {
-        build.env_remove(key);
-    }
+    support::pypi_env(&mut build);
     let status = build.status().unwrap();
     let build_time = started.elapsed();
     assert!(status.success(), "the build failed (its output is above)");

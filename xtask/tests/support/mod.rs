@@ -472,6 +472,20 @@ pub fn xtask(args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
+/// For the tests that use PyPI: the machine's own pip settings (certificates, proxies) stay, but
+/// no local wheelhouse, other index or Python path.
+pub fn pypi_env(cmd: &mut Command) {
+    for key in [
+        "PIP_FIND_LINKS",
+        "PIP_NO_INDEX",
+        "PIP_INDEX_URL",
+        "PYTHONPATH",
+        "PYTHONHOME",
+    ] {
+        cmd.env_remove(key);
+    }
+}
+
 pub fn hermetic_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
