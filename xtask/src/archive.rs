@@ -15,7 +15,7 @@ use walkdir::WalkDir;
 use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
 use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
-use crate::fetch::write_sidecar;
+use crate::digest::write_sidecar;
 use crate::tree::rel_path;
 
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ pub fn split(zip: &Path, part_size: u64) -> Result<Vec<PathBuf>> {
         std::io::copy(&mut limited, &mut out)?;
         out.flush()?;
         drop(out);
-        write_sidecar(&part, &crate::fetch::sha256_file(&part)?)?;
+        write_sidecar(&part, &crate::digest::sha256_file(&part)?)?;
         parts.push(part);
     }
     Ok(parts)
@@ -419,7 +419,7 @@ fn check(path: &Path, root: &str, expected: &[Entry]) -> Result<ArchiveSummary> 
         }
     }
     drop(archive);
-    let sha256 = crate::fetch::sha256_file(path)?;
+    let sha256 = crate::digest::sha256_file(path)?;
     Ok(ArchiveSummary {
         entries: expected.len(),
         bytes,
@@ -480,8 +480,8 @@ mod tests {
         assert!(parts.len() >= 2, "{parts:?}");
         for part in &parts {
             assert!(fs_err::metadata(part).unwrap().len() <= 700);
-            let digest = crate::fetch::sha256_file(part).unwrap();
-            let sidecar = fs_err::read_to_string(crate::fetch::sidecar_path(part)).unwrap();
+            let digest = crate::digest::sha256_file(part).unwrap();
+            let sidecar = fs_err::read_to_string(crate::digest::sidecar_path(part)).unwrap();
             assert!(sidecar.starts_with(&digest), "{sidecar}");
         }
         let joined = out.path().join("joined.zip");
@@ -492,7 +492,7 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        assert_eq!(crate::fetch::sha256_file(&joined).unwrap(), whole.sha256);
+        assert_eq!(crate::digest::sha256_file(&joined).unwrap(), whole.sha256);
         assert!(
             split(&zip, 1 << 30).unwrap().is_empty(),
             "a small zip is not split"

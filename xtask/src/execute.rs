@@ -7,9 +7,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
-use crate::fetch::{self, Fetcher};
+use crate::distribution::{Distribution, Release};
+use crate::http::Fetcher;
 use crate::lock::{self, Lock};
-use crate::manifest::{Manifest, Release};
 use crate::plan::{self, Layout, Plan, Stage, Step};
 use crate::platform::Platform;
 use crate::progress::Reporter;
@@ -17,12 +17,12 @@ use crate::prune::{self, Policy, PruneReport};
 use crate::relocate::{self, RelocationReport};
 use crate::report::{self, BuildManifest, Contents, Miniforge};
 use crate::repos::{self, Checkout};
-use crate::{archive, atomic, exec, install, pip, scripts, tree, verify};
+use crate::{archive, atomic, install, pip, process, scripts, tree, verify};
 
 /// What a build runs with.
 pub struct Build<'a> {
     pub plan: &'a Plan,
-    pub manifest: &'a Manifest,
+    pub manifest: &'a Distribution,
     /// The prune policy; `fetch` prunes nothing.
     pub policy: Option<&'a Policy>,
     pub tag: &'a str,
@@ -83,7 +83,7 @@ pub struct Results {
 /// The Miniforge tag to build: the lock's, the manifest's, or what `latest` means now. Offline,
 /// `latest` is what it meant when last resolved online (kept in the cache).
 pub fn resolve_tag(
-    manifest: &Manifest,
+    manifest: &Distribution,
     locked: Option<&Lock>,
     offline: bool,
     fetcher: &Fetcher,
@@ -176,7 +176,7 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
                 url.as_ref().expect("tag resolved"),
                 dest.as_ref().expect("tag resolved"),
             );
-            let sha256 = match fetch::cached_digest(dest)? {
+            let sha256 = match crate::digest::verified_digest(dest)? {
                 Some(digest) => {
                     reporter.note(format!("cached: {}", dest.display()));
                     digest
@@ -189,7 +189,7 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
                 None => {
                     let digest = fetcher.fetch_sha256(&format!("{url}.sha256"))?;
                     fetcher.download_verified(url, &digest, dest, reporter)?;
-                    fetch::write_sidecar(dest, &digest)?;
+                    crate::digest::write_sidecar(dest, &digest)?;
                     digest
                 }
             };
@@ -252,7 +252,7 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
             fs_err::write(path, contents)?
         }
         Step::PipInstall(command) => {
-            exec::run(sh, reporter, command)?;
+            process::run(sh, reporter, command)?;
             let report = fs_err::read_to_string(&layout.pip_report)?;
             let installed = &mut results.installed;
             installed.locked_packages = lock::packages_from_report(&report)?;
@@ -360,7 +360,7 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
             reporter.note(format!(
                 "{} entries, {}",
                 summary.entries,
-                crate::progress::human_bytes(summary.bytes)
+                crate::units::human_bytes(summary.bytes)
             ));
         }
         Step::Verify {
@@ -407,7 +407,7 @@ fn execute(build: &Build, step: &Step, results: &mut Results) -> Result<()> {
         }
         Step::Wheelhouse(command) => {
             fs_err::create_dir_all(&layout.wheelhouse)?;
-            exec::run(sh, reporter, command)?;
+            process::run(sh, reporter, command)?;
             let wheels = fs_err::read_dir(&layout.wheelhouse)?
                 .filter_map(Result::ok)
                 .filter(|e| e.file_name().to_string_lossy().ends_with(".whl"))
@@ -430,25 +430,25 @@ fn publish(
     reporter: &Reporter,
 ) -> Result<Vec<PathBuf>> {
     // Named for what it is only now that it passed verify; its digest was taken as it was written.
-    let sidecar = fetch::sidecar_path(staged);
-    let sha256 = fetch::parse_sha256_sidecar(&fs_err::read_to_string(&sidecar)?)?;
+    let sidecar = crate::digest::sidecar_path(staged);
+    let sha256 = crate::digest::parse_sidecar(&fs_err::read_to_string(&sidecar)?)?;
     let verified = staged.with_file_name(zip.file_name().context("the zip has a name")?);
     fs_err::rename(staged, &verified)?;
     fs_err::remove_file(&sidecar)?;
-    fetch::write_sidecar(&verified, &sha256)?;
+    crate::digest::write_sidecar(&verified, &sha256)?;
     let parts = archive::split(&verified, split_size)?;
     if !parts.is_empty() {
         reporter.note(format!(
             "the zip is over {}: also written as {} parts",
-            crate::progress::human_bytes(split_size),
+            crate::units::human_bytes(split_size),
             parts.len()
         ));
     }
     let out = zip.parent().expect("the zip is in --out");
     let files: Vec<(PathBuf, PathBuf)> = parts
         .iter()
-        .flat_map(|p| [p.clone(), fetch::sidecar_path(p)])
-        .chain([fetch::sidecar_path(&verified), verified.clone()])
+        .flat_map(|p| [p.clone(), crate::digest::sidecar_path(p)])
+        .chain([crate::digest::sidecar_path(&verified), verified.clone()])
         .map(|from| {
             let to = out.join(from.file_name().expect("a file has a name"));
             (from, to)

@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::digest::{hex, sha256_hex};
+
 /// A stage's inputs, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inputs(BTreeMap<String, String>);
@@ -24,7 +26,7 @@ impl Inputs {
 
     /// Content, by digest.
     pub fn digest(&mut self, key: impl Into<String>, bytes: &[u8]) {
-        self.set(key, hex(&Sha256::digest(bytes)));
+        self.set(key, sha256_hex(bytes));
     }
 
     /// A file's content, by digest.
@@ -125,10 +127,6 @@ pub fn forget(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::exec;
-use crate::plan::Command;
 use crate::platform::Platform;
+use crate::process;
+use crate::process::Command;
 use crate::progress::Reporter;
 
 pub fn install_base(
@@ -29,7 +29,7 @@ pub fn install_base(
             prefix.display()
         );
     }
-    exec::run(sh, reporter, command).context("the Miniforge installer failed")?;
+    process::run(sh, reporter, command).context("the Miniforge installer failed")?;
     let python = prefix.join(platform.python_in_prefix());
     if !python.is_file() {
         if platform.is_windows() {
@@ -56,5 +56,5 @@ pub fn install_conda_packages(sh: &Shell, reporter: &Reporter, command: &Command
             command.program.display()
         );
     }
-    exec::run(sh, reporter, command).context("installing conda_packages failed")
+    process::run(sh, reporter, command).context("installing conda_packages failed")
 }

@@ -1,12 +1,13 @@
-//! Manifest + platform → the list of steps a build takes. Pure: no I/O, so `--dry-run` can print
+//! Distribution + platform → the list of steps a build takes. Pure: no I/O, so `--dry-run` can print
 //! the plan of any platform on any host, and tests can check Windows command lines on Linux.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::distribution::{Distribution, Release, Smoke};
 use crate::lock::Lock;
-use crate::manifest::{Manifest, Release, Smoke};
 use crate::platform::Platform;
+use crate::process::Command;
 use crate::system::Ceiling;
 
 /// Where everything of one build lives, under `--out`.
@@ -103,55 +104,6 @@ pub fn zip_name(version: &str, platform: Platform) -> String {
 
 pub fn report_name(version: &str, platform: Platform) -> String {
     format!("anymatix-{version}-{platform}.prune.html")
-}
-
-/// A program and its arguments, run without a shell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
-}
-
-impl Command {
-    pub fn new(program: impl Into<PathBuf>) -> Command {
-        Command {
-            program: program.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-        }
-    }
-
-    pub fn arg(mut self, arg: impl Into<String>) -> Command {
-        self.args.push(arg.into());
-        self
-    }
-
-    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Command {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-}
-
-impl fmt::Display for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (key, value) in &self.env {
-            write!(f, "{key}={} ", quote(value))?;
-        }
-        write!(f, "{}", quote(&self.program.to_string_lossy()))?;
-        for arg in &self.args {
-            write!(f, " {}", quote(arg))?;
-        }
-        Ok(())
-    }
-}
-
-fn quote(s: &str) -> String {
-    if !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -495,7 +447,7 @@ pub struct Options<'a> {
 
 /// Builds the plan of `portable`.
 pub fn plan(
-    manifest: &Manifest,
+    manifest: &Distribution,
     platform: Platform,
     version: &str,
     layout: &Layout,
@@ -601,7 +553,7 @@ pub fn plan(
 /// Builds the plan of `fetch`: everything `portable --offline` needs, into the cache. pip runs
 /// in a scratch Miniforge base, so the wheels are those of the base's own Python.
 pub fn fetch_plan(
-    manifest: &Manifest,
+    manifest: &Distribution,
     platform: Platform,
     layout: &Layout,
     options: Options,
@@ -661,7 +613,7 @@ pub fn fetch_plan(
 
 /// Fetch the installer, install the base into `prefix`, then the conda packages.
 fn base_steps(
-    manifest: &Manifest,
+    manifest: &Distribution,
     platform: Platform,
     layout: &Layout,
     prefix: &Path,
@@ -719,7 +671,7 @@ fn base_steps(
 /// The package indexes of the manifest, or offline only the wheelhouse.
 fn pip_sources(
     mut pip: Command,
-    manifest: &Manifest,
+    manifest: &Distribution,
     platform: Platform,
     layout: &Layout,
     offline: bool,
@@ -752,7 +704,7 @@ fn pip_sources(
 /// the build's limit) and put on `PYTHONPATH` for pip alone.
 fn wheel_policy(
     mut pip: Command,
-    manifest: &Manifest,
+    manifest: &Distribution,
     platform: Platform,
     folder: &Path,
     steps: &mut Vec<Step>,
@@ -780,7 +732,7 @@ fn wheel_policy(
 /// lock's versions with their digests (written to a file first).
 fn requirements(
     mut pip: Command,
-    manifest: &Manifest,
+    manifest: &Distribution,
     platform: Platform,
     layout: &Layout,
     locked: Option<&Lock>,
@@ -862,7 +814,7 @@ fn path_arg(path: &Path) -> String {
 mod tests {
     use super::*;
 
-    fn manifest(text: &str) -> Manifest {
+    fn manifest(text: &str) -> Distribution {
         serde_yaml_ng::from_str(text).unwrap()
     }
 
@@ -1189,7 +1141,7 @@ mod tests {
         );
     }
 
-    fn plan_for(m: &Manifest, platform: Platform, tag: Option<&str>) -> Plan {
+    fn plan_for(m: &Distribution, platform: Platform, tag: Option<&str>) -> Plan {
         let layout = Layout::new(Path::new("/o"), platform, "0.1.0");
         plan(
             m,

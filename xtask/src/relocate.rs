@@ -102,7 +102,11 @@ fn update_records(tree: &Path, records: &[std::path::PathBuf], rewritten: &[Stri
                     Some(target) => match fs_err::read(tree.join(&target)) {
                         Ok(bytes) => {
                             changed = true;
-                            format!("{path},sha256={},{}", record_digest(&bytes), bytes.len())
+                            format!(
+                                "{path},sha256={},{}",
+                                crate::digest::record_digest(&bytes),
+                                bytes.len()
+                            )
                         }
                         Err(_) => line.to_string(),
                     },
@@ -115,26 +119,6 @@ fn update_records(tree: &Path, records: &[std::path::PathBuf], rewritten: &[Stri
         }
     }
     Ok(())
-}
-
-/// RECORD's digest form: sha256, URL-safe base64 without padding.
-fn record_digest(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let digest = Sha256::digest(bytes);
-    let mut out = String::new();
-    for chunk in digest.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 /// A script whose `#!` names a python inside the tree gets a first line that any shell runs and
@@ -204,15 +188,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn record_digests_are_pips_form() {
-        // pip's RECORD for an empty file.
-        assert_eq!(
-            record_digest(b""),
-            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
-        );
-    }
 
     #[test]
     fn relative_paths_between_tree_files() {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::manifest::Manifest;
-use crate::plan::Command;
+use crate::distribution::Distribution;
 use crate::platform::Platform;
+use crate::process::Command;
 
 /// The Python a platform's base gets when the manifest does not pin one (`python=X.Y`): that of
 /// Miniforge's current releases.
@@ -22,7 +22,7 @@ const UV_GLIBC_MINORS: &[u32] = &[17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40
 const BUILD_MACHINE_GLIBC_MINOR: u32 = 39;
 
 /// uv's name for `platform`, within the manifest's glibc limit on Linux.
-pub fn uv_platform(manifest: &Manifest, platform: Platform) -> String {
+pub fn uv_platform(manifest: &Distribution, platform: Platform) -> String {
     let arch = match platform {
         Platform::LinuxAarch64 => "aarch64",
         _ => "x86_64",
@@ -48,7 +48,7 @@ pub fn uv_platform(manifest: &Manifest, platform: Platform) -> String {
 }
 
 /// The platform's Python: a `python=X.Y` conda package of the manifest, or `default`.
-pub fn python_version(manifest: &Manifest, platform: Platform, default: &str) -> String {
+pub fn python_version(manifest: &Distribution, platform: Platform, default: &str) -> String {
     manifest
         .conda_packages_for(platform)
         .iter()
@@ -108,7 +108,7 @@ fn uv_options(pip_args: &[String]) -> Result<Vec<String>> {
 /// `uv pip compile` of everything the build's pip install asks for on `platform`: the manifest's
 /// packages (written to `packages_file`), the repos' requirement files, the same indexes.
 pub fn compile_command(
-    manifest: &Manifest,
+    manifest: &Distribution,
     platform: Platform,
     python: &str,
     packages_file: &Path,
@@ -170,7 +170,7 @@ pub fn pinned(text: &str) -> Vec<(String, String)> {
 mod tests {
     use super::*;
 
-    fn manifest(text: &str) -> Manifest {
+    fn manifest(text: &str) -> Distribution {
         serde_yaml_ng::from_str(text).unwrap()
     }
 

@@ -10,10 +10,11 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 use zip::ZipArchive;
 
-use crate::exec;
-use crate::manifest::{Smoke, SmokeCommand};
+use crate::distribution::{Smoke, SmokeCommand};
 use crate::platform::Platform;
-use crate::progress::{human_duration, Reporter};
+use crate::process;
+use crate::progress::Reporter;
+use crate::units::human_duration;
 
 /// Saves and reloads a PNG and a JPEG: the imports alone would not load Pillow's codec libraries.
 const PILLOW_ROUND_TRIP: &str = r#"
@@ -177,7 +178,7 @@ fn run_command(
         .env_remove("PYTHONHOME")
         .env("PYTHONNOUSERSITE", "1");
     reporter.detail(format!("(in {}) {}", cwd.display(), args.join(" ")));
-    let finished = exec::run_with_timeout(process, Duration::from_secs(command.timeout))
+    let finished = process::run_with_timeout(process, Duration::from_secs(command.timeout))
         .with_context(|| format!("smoke command `{}` could not start", command.name))?;
     let tail = || last_lines(&finished.output, 60);
     let Some(status) = finished.status else {

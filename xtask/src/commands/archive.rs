@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use crate::archive::{self, Settings};
-use crate::progress::{human_bytes, human_duration, Reporter, Transfer};
+use crate::progress::{Reporter, Transfer};
+use crate::units::{human_bytes, human_duration};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -22,40 +23,44 @@ pub struct ArchiveArgs {
     pub threads: Option<usize>,
 }
 
-pub fn run(args: ArchiveArgs) -> Result<()> {
-    let Some(root) = args
-        .dir
-        .canonicalize()?
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-    else {
-        bail!(
-            "{} has no folder name to use as the zip's root",
-            args.dir.display()
+impl ArchiveArgs {
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let Some(root) = args
+            .dir
+            .canonicalize()?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            bail!(
+                "{} has no folder name to use as the zip's root",
+                args.dir.display()
+            );
+        };
+        let mut settings = Settings::default();
+        if let Some(threads) = args.threads {
+            settings.threads = threads.max(1);
+        }
+        let started = std::time::Instant::now();
+        let reporter = Reporter::new(false);
+        let mut transfer: Option<Transfer> = None;
+        let summary =
+            archive::archive_with(&args.dir, &root, &args.out, settings, &mut |done, total| {
+                let t =
+                    transfer.get_or_insert_with(|| reporter.transfer("zipped", &root, Some(total)));
+                t.advance_to(done);
+            })?;
+        if let Some(t) = transfer {
+            t.finish();
+        }
+        println!(
+            "{}: {} entries, {} in {} (sha256 {})",
+            args.out.display(),
+            summary.entries,
+            human_bytes(summary.bytes),
+            human_duration(started.elapsed()),
+            summary.sha256
         );
-    };
-    let mut settings = Settings::default();
-    if let Some(threads) = args.threads {
-        settings.threads = threads.max(1);
+        Ok(())
     }
-    let started = std::time::Instant::now();
-    let reporter = Reporter::new(false);
-    let mut transfer: Option<Transfer> = None;
-    let summary =
-        archive::archive_with(&args.dir, &root, &args.out, settings, &mut |done, total| {
-            let t = transfer.get_or_insert_with(|| reporter.transfer("zipped", &root, Some(total)));
-            t.advance_to(done);
-        })?;
-    if let Some(t) = transfer {
-        t.finish();
-    }
-    println!(
-        "{}: {} entries, {} in {} (sha256 {})",
-        args.out.display(),
-        summary.entries,
-        human_bytes(summary.bytes),
-        human_duration(started.elapsed()),
-        summary.sha256
-    );
-    Ok(())
 }

@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::exec;
 use crate::platform::Platform;
+use crate::process;
 
 #[derive(Debug, clap::Args)]
 pub struct CiArgs {
@@ -15,51 +15,54 @@ pub struct CiArgs {
     pub install_tools: bool,
 }
 
-pub fn run(args: CiArgs) -> Result<()> {
-    let sh = Shell::new()?;
-    sh.change_dir(crate::project_root());
-    if args.install_tools && cfg!(target_os = "linux") {
-        let missing: Vec<&str> = [
-            ("gcc", "gcc"),
-            ("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),
-            ("chromium", "chromium"),
-        ]
-        .into_iter()
-        .filter(|(tool, _)| exec::require_tool(tool, "").is_err())
-        .map(|(_, package)| package)
-        .collect();
-        if !missing.is_empty() {
-            // GitHub's runners are not root; use sudo there.
-            let (program, pre): (&str, &[&str]) = if is_root() {
-                ("apt-get", &[])
-            } else {
-                ("sudo", &["apt-get"])
-            };
-            cmd!(sh, "{program} {pre...} update -qq").run()?;
-            cmd!(sh, "{program} {pre...} install -y -qq {missing...}")
-                .run()
-                .context("cannot install the test tools")?;
+impl CiArgs {
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let sh = Shell::new()?;
+        sh.change_dir(crate::project_root());
+        if args.install_tools && cfg!(target_os = "linux") {
+            let missing: Vec<&str> = [
+                ("gcc", "gcc"),
+                ("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),
+                ("chromium", "chromium"),
+            ]
+            .into_iter()
+            .filter(|(tool, _)| process::require_tool(tool, "").is_err())
+            .map(|(_, package)| package)
+            .collect();
+            if !missing.is_empty() {
+                // GitHub's runners are not root; use sudo there.
+                let (program, pre): (&str, &[&str]) = if is_root() {
+                    ("apt-get", &[])
+                } else {
+                    ("sudo", &["apt-get"])
+                };
+                cmd!(sh, "{program} {pre...} update -qq").run()?;
+                cmd!(sh, "{program} {pre...} install -y -qq {missing...}")
+                    .run()
+                    .context("cannot install the test tools")?;
+            }
         }
-    }
-    step("format");
-    cmd!(sh, "cargo fmt --all --check").run()?;
-    step("lint");
-    cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings").run()?;
-    step("plans: a dry run for every platform");
-    for platform in Platform::ALL {
-        let name = platform.name();
-        cmd!(sh, "cargo xtask portable --platform {name} --dry-run")
-            .quiet()
-            .ignore_stdout()
+        step("format");
+        cmd!(sh, "cargo fmt --all --check").run()?;
+        step("lint");
+        cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings").run()?;
+        step("plans: a dry run for every platform");
+        for platform in Platform::ALL {
+            let name = platform.name();
+            cmd!(sh, "cargo xtask portable --platform {name} --dry-run")
+                .quiet()
+                .ignore_stdout()
+                .run()?;
+            println!("ok: {name}");
+        }
+        step("tests (snapshots checked: a changed one fails)");
+        cmd!(sh, "cargo test --workspace -- --include-ignored")
+            .env("CI", "true")
+            .env("INSTA_UPDATE", "no")
             .run()?;
-        println!("ok: {name}");
+        Ok(())
     }
-    step("tests (snapshots checked: a changed one fails)");
-    cmd!(sh, "cargo test --workspace -- --include-ignored")
-        .env("CI", "true")
-        .env("INSTA_UPDATE", "no")
-        .run()?;
-    Ok(())
 }
 
 fn step(name: &str) {

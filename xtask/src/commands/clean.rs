@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::progress::human_bytes;
 use crate::project_root;
+use crate::units::human_bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct CleanArgs {
@@ -18,27 +18,30 @@ pub struct CleanArgs {
     pub cache: bool,
 }
 
-pub fn run(args: CleanArgs) -> Result<()> {
-    let mut folders = vec!["stage", "verify"];
-    if args.cache {
-        folders.push("cache");
-    }
-    let mut freed = 0;
-    for name in folders {
-        let path = args.out.join(name);
-        if path.exists() {
-            let bytes = size(&path);
-            fs_err::remove_dir_all(&path)?;
-            println!("removed {} ({})", path.display(), human_bytes(bytes));
-            freed += bytes;
+impl CleanArgs {
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let mut folders = vec!["stage", "verify"];
+        if args.cache {
+            folders.push("cache");
         }
+        let mut freed = 0;
+        for name in folders {
+            let path = args.out.join(name);
+            if path.exists() {
+                let bytes = size(&path);
+                fs_err::remove_dir_all(&path)?;
+                println!("removed {} ({})", path.display(), human_bytes(bytes));
+                freed += bytes;
+            }
+        }
+        println!(
+            "freed {}; the published zips in {} stay",
+            human_bytes(freed),
+            args.out.display()
+        );
+        Ok(())
     }
-    println!(
-        "freed {}; the published zips in {} stay",
-        human_bytes(freed),
-        args.out.display()
-    );
-    Ok(())
 }
 
 /// Bytes of the files under `path`.

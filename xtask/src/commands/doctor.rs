@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
-use crate::exec;
-use crate::fetch::Fetcher;
-use crate::manifest::Manifest;
+use crate::distribution::Distribution;
+use crate::http::Fetcher;
 use crate::plan::Layout;
 use crate::platform::Platform;
-use crate::progress::human_bytes;
+use crate::process;
 use crate::project_root;
+use crate::units::human_bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
@@ -57,129 +57,132 @@ impl Checks {
     }
 }
 
-pub fn run(args: DoctorArgs) -> Result<()> {
-    let Some(platform) = args.platform.or_else(Platform::host) else {
-        bail!("this host is none of the platforms we ship: pass --platform");
-    };
-    let manifest = Manifest::load(&args.manifest)?;
-    let mut checks = Checks { failed: 0 };
+impl DoctorArgs {
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let Some(platform) = args.platform.or_else(Platform::host) else {
+            bail!("this host is none of the platforms we ship: pass --platform");
+        };
+        let manifest = Distribution::load(&args.manifest)?;
+        let mut checks = Checks { failed: 0 };
 
-    let mut tools = vec![("git", "install git (https://git-scm.com)")];
-    if !platform.is_windows() {
-        tools.push((
-            "bash",
-            "install bash: Miniforge's installer is a bash script",
-        ));
-    }
-    for (tool, hint) in tools {
-        match exec::require_tool(tool, hint) {
-            Ok(path) => checks.report(true, tool, path.display().to_string()),
-            Err(e) => checks.report(false, tool, e.to_string()),
+        let mut tools = vec![("git", "install git (https://git-scm.com)")];
+        if !platform.is_windows() {
+            tools.push((
+                "bash",
+                "install bash: Miniforge's installer is a bash script",
+            ));
         }
-    }
-
-    let out = std::path::absolute(&args.out)?;
-    let existing = out
-        .ancestors()
-        .find(|p| p.exists())
-        .unwrap_or(&out)
-        .to_path_buf();
-    let needed = space_needed(platform);
-    match fs4::available_space(&existing) {
-        Ok(free) => checks.report(
-            free >= needed,
-            "disk space",
-            format!(
-                "{} free at {}, a {platform} build needs about {}",
-                human_bytes(free),
-                existing.display(),
-                human_bytes(needed)
-            ),
-        ),
-        Err(e) => checks.report(
-            false,
-            "disk space",
-            format!("cannot tell for {}: {e}", existing.display()),
-        ),
-    }
-    if platform.is_windows() {
-        let prefix = Layout::new(&out, platform, "0").prefix;
-        let length = prefix.as_os_str().len();
-        checks.report(
-            length <= WINDOWS_PREFIX_MAX,
-            "path length",
-            format!(
-                "the prefix {} has {length} characters (at most {WINDOWS_PREFIX_MAX}; pass a short --out such as C:\\amx)",
-                prefix.display()
-            ),
-        );
-    }
-
-    let fetcher = Fetcher::new()?;
-    let base = manifest.installer.base_url.trim_end_matches('/');
-    let latest = format!("{base}/latest");
-    match fetcher.probe(&latest) {
-        Ok(status) => checks.report(
-            status < 500,
-            "Miniforge releases",
-            format!("{latest} answers {status}"),
-        ),
-        Err(e) => checks.report(false, "Miniforge releases", format!("{latest}: {e:#}")),
-    }
-    let mut indexes: Vec<String> = Vec::new();
-    if !manifest.pip.no_index {
-        indexes.push(
-            manifest
-                .pip
-                .index_url
-                .clone()
-                .unwrap_or_else(|| "https://pypi.org/simple".into()),
-        );
-        indexes.extend(manifest.pip.extra_index_urls.iter().cloned());
-    }
-    for index in indexes {
-        let url = format!("{}/pip/", index.trim_end_matches('/'));
-        match fetcher.probe(&url) {
-            Ok(status) => {
-                checks.report(status < 400, "pip index", format!("{url} answers {status}"))
+        for (tool, hint) in tools {
+            match process::require_tool(tool, hint) {
+                Ok(path) => checks.report(true, tool, path.display().to_string()),
+                Err(e) => checks.report(false, tool, e.to_string()),
             }
-            Err(e) => checks.report(false, "pip index", format!("{url}: {e:#}")),
         }
-    }
-    for link in &manifest.pip.find_links {
-        if link.contains("://") {
-            match fetcher.probe(link) {
-                Ok(status) => checks.report(
-                    status < 400,
-                    "find-links",
-                    format!("{link} answers {status}"),
+
+        let out = std::path::absolute(&args.out)?;
+        let existing = out
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(&out)
+            .to_path_buf();
+        let needed = space_needed(platform);
+        match fs4::available_space(&existing) {
+            Ok(free) => checks.report(
+                free >= needed,
+                "disk space",
+                format!(
+                    "{} free at {}, a {platform} build needs about {}",
+                    human_bytes(free),
+                    existing.display(),
+                    human_bytes(needed)
                 ),
-                Err(e) => checks.report(false, "find-links", format!("{link}: {e:#}")),
-            }
-        } else {
+            ),
+            Err(e) => checks.report(
+                false,
+                "disk space",
+                format!("cannot tell for {}: {e}", existing.display()),
+            ),
+        }
+        if platform.is_windows() {
+            let prefix = Layout::new(&out, platform, "0").prefix;
+            let length = prefix.as_os_str().len();
             checks.report(
-                std::path::Path::new(link).is_dir(),
-                "find-links",
-                format!("folder {link}"),
+                length <= WINDOWS_PREFIX_MAX,
+                "path length",
+                format!(
+                    "the prefix {} has {length} characters (at most {WINDOWS_PREFIX_MAX}; pass a short --out such as C:\\amx)",
+                    prefix.display()
+                ),
             );
         }
-    }
-    let sh = Shell::new()?;
-    let _prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
-    for repo in &manifest.repos {
-        let url = &repo.url;
-        let answers = cmd!(sh, "git ls-remote --heads -- {url}")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-            .is_ok();
-        checks.report(answers, "repo", format!("{} at {url}", repo.name));
-    }
 
-    if checks.failed > 0 {
-        bail!("{} check(s) failed: see above", checks.failed);
+        let fetcher = Fetcher::new()?;
+        let base = manifest.installer.base_url.trim_end_matches('/');
+        let latest = format!("{base}/latest");
+        match fetcher.probe(&latest) {
+            Ok(status) => checks.report(
+                status < 500,
+                "Miniforge releases",
+                format!("{latest} answers {status}"),
+            ),
+            Err(e) => checks.report(false, "Miniforge releases", format!("{latest}: {e:#}")),
+        }
+        let mut indexes: Vec<String> = Vec::new();
+        if !manifest.pip.no_index {
+            indexes.push(
+                manifest
+                    .pip
+                    .index_url
+                    .clone()
+                    .unwrap_or_else(|| "https://pypi.org/simple".into()),
+            );
+            indexes.extend(manifest.pip.extra_index_urls.iter().cloned());
+        }
+        for index in indexes {
+            let url = format!("{}/pip/", index.trim_end_matches('/'));
+            match fetcher.probe(&url) {
+                Ok(status) => {
+                    checks.report(status < 400, "pip index", format!("{url} answers {status}"))
+                }
+                Err(e) => checks.report(false, "pip index", format!("{url}: {e:#}")),
+            }
+        }
+        for link in &manifest.pip.find_links {
+            if link.contains("://") {
+                match fetcher.probe(link) {
+                    Ok(status) => checks.report(
+                        status < 400,
+                        "find-links",
+                        format!("{link} answers {status}"),
+                    ),
+                    Err(e) => checks.report(false, "find-links", format!("{link}: {e:#}")),
+                }
+            } else {
+                checks.report(
+                    std::path::Path::new(link).is_dir(),
+                    "find-links",
+                    format!("folder {link}"),
+                );
+            }
+        }
+        let sh = Shell::new()?;
+        let _prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
+        for repo in &manifest.repos {
+            let url = &repo.url;
+            let answers = cmd!(sh, "git ls-remote --heads -- {url}")
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+                .is_ok();
+            checks.report(answers, "repo", format!("{} at {url}", repo.name));
+        }
+
+        if checks.failed > 0 {
+            bail!("{} check(s) failed: see above", checks.failed);
+        }
+        println!("ready to build {platform}");
+        Ok(())
     }
-    println!("ready to build {platform}");
-    Ok(())
 }

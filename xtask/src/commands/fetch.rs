@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use xshell::Shell;
 
+use crate::distribution::Distribution;
 use crate::execute::{self, Build, Results};
-use crate::fetch::Fetcher;
+use crate::http::Fetcher;
 use crate::lock::{self, Lock};
-use crate::manifest::Manifest;
 use crate::plan::{self, Layout, Options, Plan};
-use crate::progress::{human_bytes, human_duration, Reporter};
+use crate::progress::Reporter;
 use crate::project_root;
+use crate::units::{human_bytes, human_duration};
 
 #[derive(Debug, clap::Args)]
 pub struct FetchArgs {
@@ -41,96 +42,99 @@ pub struct FetchArgs {
     pub verbose: bool,
 }
 
-pub fn run(args: FetchArgs) -> Result<()> {
-    let manifest = Manifest::load(&args.manifest)?;
-    let platform = super::portable::target_platform(args.platform)?;
-    let out = std::path::absolute(&args.out)
-        .with_context(|| format!("bad --out {}", args.out.display()))?;
-    // The version only names zips, which fetch does not make.
-    let layout = Layout::new(&out, platform, "0");
-    let locked = if args.locked {
-        let path = args
-            .lock
-            .clone()
-            .unwrap_or_else(|| lock::default_path(&args.manifest, platform));
-        Some(Lock::load(&path)?)
-    } else {
-        None
-    };
-    let options = Options {
-        tag: None,
-        locked: locked.as_ref(),
-        offline: false,
-        split_size: 0,
-    };
-    if args.dry_run {
-        println!(
-            "Fetch for {platform} into {} (dry run: nothing is done)",
-            layout.cache.display()
-        );
-        let steps = plan::fetch_plan(&manifest, platform, &layout, options);
-        for (i, step) in steps.iter().enumerate() {
-            println!("{:>2}. {step}", i + 1);
+impl FetchArgs {
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let manifest = Distribution::load(&args.manifest)?;
+        let platform = super::portable::target_platform(args.platform)?;
+        let out = std::path::absolute(&args.out)
+            .with_context(|| format!("bad --out {}", args.out.display()))?;
+        // The version only names zips, which fetch does not make.
+        let layout = Layout::new(&out, platform, "0");
+        let locked = if args.locked {
+            let path = args
+                .lock
+                .clone()
+                .unwrap_or_else(|| lock::default_path(&args.manifest, platform));
+            Some(Lock::load(&path)?)
+        } else {
+            None
+        };
+        let options = Options {
+            tag: None,
+            locked: locked.as_ref(),
+            offline: false,
+            split_size: 0,
+        };
+        if args.dry_run {
+            println!(
+                "Fetch for {platform} into {} (dry run: nothing is done)",
+                layout.cache.display()
+            );
+            let steps = plan::fetch_plan(&manifest, platform, &layout, options);
+            for (i, step) in steps.iter().enumerate() {
+                println!("{:>2}. {step}", i + 1);
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    super::portable::check_host(platform, &manifest)?;
+        super::portable::check_host(platform, &manifest)?;
 
-    let reporter = Reporter::new(args.verbose);
-    let sh = Shell::new()?;
-    let started = std::time::Instant::now();
-    eprintln!("Fetching for {platform} into {}", layout.cache.display());
-    let fetcher = Fetcher::new()?;
-    let tag = execute::resolve_tag(
-        &manifest,
-        locked.as_ref(),
-        false,
-        &fetcher,
-        &layout,
-        &reporter,
-    )?;
-    let steps = plan::fetch_plan(
-        &manifest,
-        platform,
-        &layout,
-        Options {
-            tag: Some(&tag),
-            ..options
-        },
-    );
-    let plan = Plan {
-        platform,
-        version: "0".into(),
-        layout: layout.clone(),
-        steps,
-    };
-    let build = Build {
-        plan: &plan,
-        manifest: &manifest,
-        policy: None,
-        tag: &tag,
-        fetcher: &fetcher,
-        sh: &sh,
-        reporter: &reporter,
-        locked: locked.as_ref(),
-    };
-    let scratch = layout.fetch_prefix.parent().expect("in a folder");
-    if scratch.exists() {
+        let reporter = Reporter::new(args.verbose);
+        let sh = Shell::new()?;
+        let started = std::time::Instant::now();
+        eprintln!("Fetching for {platform} into {}", layout.cache.display());
+        let fetcher = Fetcher::new()?;
+        let tag = execute::resolve_tag(
+            &manifest,
+            locked.as_ref(),
+            false,
+            &fetcher,
+            &layout,
+            &reporter,
+        )?;
+        let steps = plan::fetch_plan(
+            &manifest,
+            platform,
+            &layout,
+            Options {
+                tag: Some(&tag),
+                ..options
+            },
+        );
+        let plan = Plan {
+            platform,
+            version: "0".into(),
+            layout: layout.clone(),
+            steps,
+        };
+        let build = Build {
+            plan: &plan,
+            manifest: &manifest,
+            policy: None,
+            tag: &tag,
+            fetcher: &fetcher,
+            sh: &sh,
+            reporter: &reporter,
+            locked: locked.as_ref(),
+        };
+        let scratch = layout.fetch_prefix.parent().expect("in a folder");
+        if scratch.exists() {
+            fs_err::remove_dir_all(scratch)?;
+        }
+        fs_err::create_dir_all(scratch)?;
+        let mut results = Results::default();
+        for step in &plan.steps {
+            execute::run_step(&build, step, &mut results)?;
+        }
+        // The scratch base only ran pip; the next fetch installs a fresh one.
         fs_err::remove_dir_all(scratch)?;
+        eprintln!(
+            "Fetched into {} ({}) in {}: `cargo xtask portable --offline{}` can now build without a network",
+            layout.cache.display(),
+            human_bytes(super::clean::size(&layout.cache)),
+            human_duration(started.elapsed()),
+            if args.locked { " --locked" } else { "" }
+        );
+        Ok(())
     }
-    fs_err::create_dir_all(scratch)?;
-    let mut results = Results::default();
-    for step in &plan.steps {
-        execute::run_step(&build, step, &mut results)?;
-    }
-    // The scratch base only ran pip; the next fetch installs a fresh one.
-    fs_err::remove_dir_all(scratch)?;
-    eprintln!(
-        "Fetched into {} ({}) in {}: `cargo xtask portable --offline{}` can now build without a network",
-        layout.cache.display(),
-        human_bytes(super::clean::size(&layout.cache)),
-        human_duration(started.elapsed()),
-        if args.locked { " --locked" } else { "" }
-    );
-    Ok(())
 }

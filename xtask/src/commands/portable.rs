@@ -10,16 +10,17 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
+use crate::distribution::{self, Distribution};
 use crate::execute::{self, Build, Installed, Results};
-use crate::fetch::{self, Fetcher};
 use crate::fingerprint::{self, Inputs, Record, Verdict};
+use crate::http::Fetcher;
 use crate::lock::{self, Lock};
-use crate::manifest::{self, Manifest};
 use crate::plan::{self, Layout, Options, Plan, Stage, Step};
 use crate::platform::Platform;
-use crate::progress::{human_bytes, human_duration, Reporter};
+use crate::progress::Reporter;
 use crate::prune::Policy;
-use crate::{exec, project_root, repos, verify};
+use crate::units::{human_bytes, human_duration};
+use crate::{process, project_root, repos, verify};
 
 /// Bumped when what the environment stage makes changes meaning, so older ones are not reused.
 const ENV_FORMAT: &str = "2";
@@ -73,123 +74,127 @@ pub struct PortableArgs {
     pub verbose: bool,
 }
 
-pub fn run(args: PortableArgs) -> Result<()> {
-    let manifest = Manifest::load(&args.manifest)?;
-    let policy = Policy::load(&args.policy)?;
-    let version = match args
-        .version
-        .as_deref()
-        .map(|v| v.strip_prefix('v').unwrap_or(v))
-    {
-        Some(v) if !v.is_empty() => {
-            manifest::check_version(v)?;
-            v.to_string()
-        }
-        _ => manifest::load_version(&project_root().join("version.yml"))?,
-    };
-    let platform = target_platform(args.platform)?;
-    let out = std::path::absolute(&args.out)
-        .with_context(|| format!("bad --out {}", args.out.display()))?;
-    let layout = Layout::new(&out, platform, &version);
-    let lock_path = args
-        .lock
-        .clone()
-        .unwrap_or_else(|| lock::default_path(&args.manifest, platform));
-    let locked = if args.locked {
-        let lock = Lock::load(&lock_path)?;
-        check_lock_fits(&lock, &manifest, platform, &lock_path)?;
-        Some(lock)
-    } else {
-        None
-    };
-    let options = Options {
-        tag: None,
-        locked: locked.as_ref(),
-        offline: args.offline,
-        split_size: args.split_size,
-    };
+impl PortableArgs {
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let manifest = Distribution::load(&args.manifest)?;
+        let policy = Policy::load(&args.policy)?;
+        let version = match args
+            .version
+            .as_deref()
+            .map(|v| v.strip_prefix('v').unwrap_or(v))
+        {
+            Some(v) if !v.is_empty() => {
+                distribution::check_version(v)?;
+                v.to_string()
+            }
+            _ => distribution::load_version(&project_root().join("version.yml"))?,
+        };
+        let platform = target_platform(args.platform)?;
+        let out = std::path::absolute(&args.out)
+            .with_context(|| format!("bad --out {}", args.out.display()))?;
+        let layout = Layout::new(&out, platform, &version);
+        let lock_path = args
+            .lock
+            .clone()
+            .unwrap_or_else(|| lock::default_path(&args.manifest, platform));
+        let locked = if args.locked {
+            let lock = Lock::load(&lock_path)?;
+            check_lock_fits(&lock, &manifest, platform, &lock_path)?;
+            Some(lock)
+        } else {
+            None
+        };
+        let options = Options {
+            tag: None,
+            locked: locked.as_ref(),
+            offline: args.offline,
+            split_size: args.split_size,
+        };
 
-    if args.dry_run {
+        if args.dry_run {
+            let plan = plan::plan(
+                &manifest,
+                platform,
+                &version,
+                &layout,
+                &args.policy,
+                options,
+            );
+            print_plan(&plan, &policy);
+            return Ok(());
+        }
+        check_host(platform, &manifest)?;
+
+        let reporter = Reporter::new(args.verbose);
+        let sh = Shell::new()?;
+        let started = std::time::Instant::now();
+        eprintln!(
+            "Building {} for {platform} in {}{}",
+            plan::zip_name(&version, platform),
+            out.display(),
+            if args.offline { " (offline)" } else { "" }
+        );
+
+        // The tag is needed to name the installer, so `latest` is resolved before planning.
+        let fetcher = Fetcher::new()?;
+        let tag = execute::resolve_tag(
+            &manifest,
+            locked.as_ref(),
+            args.offline,
+            &fetcher,
+            &layout,
+            &reporter,
+        )?;
         let plan = plan::plan(
             &manifest,
             platform,
             &version,
             &layout,
             &args.policy,
-            options,
+            Options {
+                tag: Some(&tag),
+                ..options
+            },
         );
-        print_plan(&plan, &policy);
-        return Ok(());
-    }
-    check_host(platform, &manifest)?;
+        let build = Build {
+            plan: &plan,
+            manifest: &manifest,
+            policy: Some(&policy),
+            tag: &tag,
+            fetcher: &fetcher,
+            sh: &sh,
+            reporter: &reporter,
+            locked: locked.as_ref(),
+        };
 
-    let reporter = Reporter::new(args.verbose);
-    let sh = Shell::new()?;
-    let started = std::time::Instant::now();
-    eprintln!(
-        "Building {} for {platform} in {}{}",
-        plan::zip_name(&version, platform),
-        out.display(),
-        if args.offline { " (offline)" } else { "" }
-    );
+        if verify::restore_moved_aside(&layout.env)? {
+            eprintln!(
+                "Put back {}: an interrupted build had moved it aside to check the unpacked zip",
+                layout.env.display()
+            );
+        }
+        let env_inputs =
+            env_inputs(&build, args.offline).context("stage `Resolve the repos' revs` failed")?;
+        let (installed, reinstalled) = env_stage(&build, &env_inputs, args.update)?;
+        let dist_inputs =
+            dist_inputs(&plan, &manifest, &env_inputs, &args.policy, args.split_size)?;
+        let rebuilt = dist_stage(&build, &dist_inputs, installed.clone(), reinstalled)?;
 
-    // The tag is needed to name the installer, so `latest` is resolved before planning.
-    let fetcher = Fetcher::new()?;
-    let tag = execute::resolve_tag(
-        &manifest,
-        locked.as_ref(),
-        args.offline,
-        &fetcher,
-        &layout,
-        &reporter,
-    )?;
-    let plan = plan::plan(
-        &manifest,
-        platform,
-        &version,
-        &layout,
-        &args.policy,
-        Options {
-            tag: Some(&tag),
-            ..options
-        },
-    );
-    let build = Build {
-        plan: &plan,
-        manifest: &manifest,
-        policy: Some(&policy),
-        tag: &tag,
-        fetcher: &fetcher,
-        sh: &sh,
-        reporter: &reporter,
-        locked: locked.as_ref(),
-    };
-
-    if verify::restore_moved_aside(&layout.env)? {
+        if locked.is_none() {
+            installed.lock(platform)?.write(&lock_path)?;
+            eprintln!("Wrote {}", lock_path.display());
+        }
+        let zip_size = fs_err::metadata(&layout.zip)?.len();
         eprintln!(
-            "Put back {}: an interrupted build had moved it aside to check the unpacked zip",
-            layout.env.display()
+            "{} {} ({}) in {}",
+            if rebuilt { "Built" } else { "Up to date:" },
+            layout.zip.display(),
+            human_bytes(zip_size),
+            human_duration(started.elapsed())
         );
+        Ok(())
     }
-    let env_inputs =
-        env_inputs(&build, args.offline).context("stage `Resolve the repos' revs` failed")?;
-    let (installed, reinstalled) = env_stage(&build, &env_inputs, args.update)?;
-    let dist_inputs = dist_inputs(&plan, &manifest, &env_inputs, &args.policy, args.split_size)?;
-    let rebuilt = dist_stage(&build, &dist_inputs, installed.clone(), reinstalled)?;
-
-    if locked.is_none() {
-        installed.lock(platform)?.write(&lock_path)?;
-        eprintln!("Wrote {}", lock_path.display());
-    }
-    let zip_size = fs_err::metadata(&layout.zip)?.len();
-    eprintln!(
-        "{} {} ({}) in {}",
-        if rebuilt { "Built" } else { "Up to date:" },
-        layout.zip.display(),
-        human_bytes(zip_size),
-        human_duration(started.elapsed())
-    );
-    Ok(())
 }
 
 /// `--platform`, or this host's.
@@ -205,7 +210,7 @@ pub(super) fn target_platform(platform: Option<Platform>) -> Result<Platform> {
 }
 
 /// A build runs on its own platform, with the tools it shells out to.
-pub(super) fn check_host(platform: Platform, manifest: &Manifest) -> Result<()> {
+pub(super) fn check_host(platform: Platform, manifest: &Distribution) -> Result<()> {
     if Platform::host() != Some(platform) {
         bail!(
             "cannot build {platform} on this {} host: Miniforge's installer must run on its own platform. \
@@ -214,13 +219,13 @@ pub(super) fn check_host(platform: Platform, manifest: &Manifest) -> Result<()> 
         );
     }
     if !platform.is_windows() {
-        exec::require_tool(
+        process::require_tool(
             "bash",
             "install bash; Miniforge's installer is a bash script",
         )?;
     }
     if !manifest.repos.is_empty() {
-        exec::require_tool(
+        process::require_tool(
             "git",
             "install git (https://git-scm.com) to clone the repos",
         )?;
@@ -327,7 +332,7 @@ fn env_stage(build: &Build, inputs: &Inputs, update: bool) -> Result<(Installed,
 /// zip and verify code and the helper script's template), and the steps' paths and imports.
 fn dist_inputs(
     plan: &Plan,
-    manifest: &Manifest,
+    manifest: &Distribution,
     env: &Inputs,
     policy: &Path,
     split_size: u64,
@@ -337,7 +342,7 @@ fn dist_inputs(
     inputs.file("prune policy", policy)?;
     inputs.set("smoke checks", serde_json::to_string(&manifest.smoke)?);
     let tool = std::env::current_exe().context("cannot find this program's own file")?;
-    inputs.set("tool", fetch::sha256_file(&tool)?);
+    inputs.set("tool", crate::digest::sha256_file(&tool)?);
     inputs.set("split size", split_size.to_string());
     for step in plan.steps.iter().filter(|s| s.stage() == Stage::Dist) {
         inputs.set(execute::step_title(step), step.to_string());
@@ -359,7 +364,7 @@ impl Published {
         if let Some(missing) = self.files.iter().find(|f| !f.is_file()) {
             return Some(format!("{} is gone", missing.display()));
         }
-        match fetch::sha256_file(&self.zip) {
+        match crate::digest::sha256_file(&self.zip) {
             Ok(sha256) if sha256 == self.sha256 => None,
             _ => Some(format!(
                 "{} has changed since it was built",
@@ -413,9 +418,9 @@ fn dist_stage(
     };
     execute::run_stage(build, Stage::Dist, &mut results)?;
     // The zip was hashed as it was written; its .sha256 holds that digest.
-    let sidecar = fs_err::read_to_string(fetch::sidecar_path(&layout.zip))?;
+    let sidecar = fs_err::read_to_string(crate::digest::sidecar_path(&layout.zip))?;
     let published = Published {
-        sha256: fetch::parse_sha256_sidecar(&sidecar)?,
+        sha256: crate::digest::parse_sidecar(&sidecar)?,
         zip: layout.zip.clone(),
         files: results.published,
     };
@@ -426,7 +431,7 @@ fn dist_stage(
 /// `--locked` needs a lock made for this platform and these repos.
 fn check_lock_fits(
     lock: &Lock,
-    manifest: &Manifest,
+    manifest: &Distribution,
     platform: Platform,
     path: &Path,
 ) -> Result<()> {

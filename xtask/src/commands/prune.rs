@@ -39,47 +39,50 @@ pub struct PruneArgs {
     pub requires_at_most: Vec<(system::Requirement, system::Version)>,
 }
 
-pub fn run(args: PruneArgs) -> Result<()> {
-    let policy = Policy::load(&args.policy)?;
-    let Some(platform) = args.platform.or_else(Platform::host) else {
-        bail!("this host is none of the platforms we ship: pass --platform");
-    };
-    if !args.dir.is_dir() {
-        bail!("{} is not a folder", args.dir.display());
-    }
-    let report = prune::prune(&args.dir, &policy, platform, args.dry_run)
-        .with_context(|| format!("cannot prune {}", args.dir.display()))?;
-    println!(
-        "{} {} for {platform}{}",
-        if args.dry_run {
-            "Would prune"
-        } else {
-            "Pruned"
-        },
-        args.dir.display(),
-        if args.dry_run {
-            " (dry run: nothing removed)"
-        } else {
-            ""
+impl PruneArgs {
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let policy = Policy::load(&args.policy)?;
+        let Some(platform) = args.platform.or_else(Platform::host) else {
+            bail!("this host is none of the platforms we ship: pass --platform");
+        };
+        if !args.dir.is_dir() {
+            bail!("{} is not a folder", args.dir.display());
         }
-    );
-    for line in report.summary() {
-        println!("{line}");
-    }
-    if let Some(html) = &args.report {
-        let name = args.dir.file_name().map_or_else(
-            || args.dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
+        let report = prune::prune(&args.dir, &policy, platform, args.dry_run)
+            .with_context(|| format!("cannot prune {}", args.dir.display()))?;
+        println!(
+            "{} {} for {platform}{}",
+            if args.dry_run {
+                "Would prune"
+            } else {
+                "Pruned"
+            },
+            args.dir.display(),
+            if args.dry_run {
+                " (dry run: nothing removed)"
+            } else {
+                ""
+            }
         );
-        report::html::write(
-            html,
-            &report::html::page_data(&name, platform, &report, &policy),
+        for line in report.summary() {
+            println!("{line}");
+        }
+        if let Some(html) = &args.report {
+            let name = args.dir.file_name().map_or_else(
+                || args.dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            report::html::write(
+                html,
+                &report::html::page_data(&name, platform, &report, &policy),
+            )?;
+            println!("size report: {}", html.display());
+        }
+        report.linkage.check_ceiling(
+            &Ceiling::from_limits(&args.requires_at_most),
+            "--requires-at-most",
         )?;
-        println!("size report: {}", html.display());
+        Ok(())
     }
-    report.linkage.check_ceiling(
-        &Ceiling::from_limits(&args.requires_at_most),
-        "--requires-at-most",
-    )?;
-    Ok(())
 }

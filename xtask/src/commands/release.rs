@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::archive::GITHUB_ASSET_LIMIT;
-use crate::exec;
+use crate::process;
 
 #[derive(Debug, clap::Args)]
 pub struct ReleaseArgs {
@@ -21,45 +21,48 @@ pub struct ReleaseArgs {
     pub dry_run: bool,
 }
 
-pub fn run(args: ReleaseArgs) -> Result<()> {
-    let assets = assets(&args.dir)?;
-    if assets.is_empty() {
-        bail!(
-            "no anymatix-*.zip in {}: download the build artifacts there first",
-            args.dir.display()
-        );
-    }
-    println!("release {}: {} assets", args.tag, assets.len());
-    for asset in &assets {
-        println!("  {}", asset.display());
-    }
-    if args.dry_run {
-        return Ok(());
-    }
-    exec::require_tool(
-        "gh",
-        "install the GitHub CLI (preinstalled on GitHub's runners)",
-    )?;
-    let sh = Shell::new()?;
-    let tag = &args.tag;
-    if cmd!(sh, "gh release view {tag}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_err()
-    {
-        cmd!(sh, "gh release create {tag} --title {tag} --notes-file -")
-            .stdin(format!(
-                "anymatix {tag}: portable environments for ComfyUI.\n"
-            ))
+impl ReleaseArgs {
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let assets = assets(&args.dir)?;
+        if assets.is_empty() {
+            bail!(
+                "no anymatix-*.zip in {}: download the build artifacts there first",
+                args.dir.display()
+            );
+        }
+        println!("release {}: {} assets", args.tag, assets.len());
+        for asset in &assets {
+            println!("  {}", asset.display());
+        }
+        if args.dry_run {
+            return Ok(());
+        }
+        process::require_tool(
+            "gh",
+            "install the GitHub CLI (preinstalled on GitHub's runners)",
+        )?;
+        let sh = Shell::new()?;
+        let tag = &args.tag;
+        if cmd!(sh, "gh release view {tag}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
             .run()
-            .with_context(|| format!("cannot create the release {tag}"))?;
+            .is_err()
+        {
+            cmd!(sh, "gh release create {tag} --title {tag} --notes-file -")
+                .stdin(format!(
+                    "anymatix {tag}: portable environments for ComfyUI.\n"
+                ))
+                .run()
+                .with_context(|| format!("cannot create the release {tag}"))?;
+        }
+        cmd!(sh, "gh release upload {tag} {assets...} --clobber")
+            .run()
+            .with_context(|| format!("cannot upload to the release {tag}"))?;
+        Ok(())
     }
-    cmd!(sh, "gh release upload {tag} {assets...} --clobber")
-        .run()
-        .with_context(|| format!("cannot upload to the release {tag}"))?;
-    Ok(())
 }
 
 /// What goes to the release: each size report, and each zip with its `.sha256`, or, for a zip

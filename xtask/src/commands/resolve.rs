@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::manifest::Manifest;
+use crate::distribution::Distribution;
 use crate::platform::Platform;
 use crate::progress::Reporter;
-use crate::{exec, project_root, repos, resolve};
+use crate::{process, project_root, repos, resolve};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -39,106 +39,109 @@ pub struct ResolveArgs {
     pub verbose: bool,
 }
 
-pub fn run(args: ResolveArgs) -> Result<()> {
-    let manifest = Manifest::load(&args.manifest)?;
-    let platforms = if args.platforms.is_empty() {
-        Platform::ALL.to_vec()
-    } else {
-        args.platforms.clone()
-    };
-    exec::require_tool(
-        "uv",
-        "install uv, which resolves for other platforms than this one: `python3 -m pip install uv`",
-    )?;
-    let reporter = Reporter::new(args.verbose);
-    let sh = Shell::new()?;
-    let scratch = tempfile::tempdir()?;
-    let out = std::path::absolute(&args.out)?.join("resolved");
-    fs_err::create_dir_all(&out)?;
-
-    // The repos' requirements, as the build would read them: at each rev.
-    let mut requirement_files = Vec::new();
-    for repo in &manifest.repos {
-        let Some(requirements) = &repo.requirements else {
-            continue;
+impl ResolveArgs {
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let manifest = Distribution::load(&args.manifest)?;
+        let platforms = if args.platforms.is_empty() {
+            Platform::ALL.to_vec()
+        } else {
+            args.platforms.clone()
         };
-        let stage = reporter.stage(format!(
-            "Read {}'s {requirements} at {}",
-            repo.name, repo.rev
-        ));
-        let dest = scratch.path().join("repos").join(&repo.name);
-        let commit = repos::clone(&sh, &reporter, &repo.url, &repo.rev, None, &dest)
-            .with_context(|| format!("cannot clone {} to read its requirements", repo.name))?;
-        reporter.note(format!("{} at {commit}", repo.name));
-        let file = dest.join(requirements);
-        if !file.is_file() {
-            bail!("repo {} at {} has no {requirements}", repo.name, repo.rev);
-        }
-        requirement_files.push(file);
-        stage.finish();
-    }
+        process::require_tool(
+            "uv",
+            "install uv, which resolves for other platforms than this one: `python3 -m pip install uv`",
+        )?;
+        let reporter = Reporter::new(args.verbose);
+        let sh = Shell::new()?;
+        let scratch = tempfile::tempdir()?;
+        let out = std::path::absolute(&args.out)?.join("resolved");
+        fs_err::create_dir_all(&out)?;
 
-    let mut failed = Vec::new();
-    for platform in platforms {
-        let python = resolve::python_version(&manifest, platform, &args.python_version);
-        let stage = reporter.stage(format!(
-            "Resolve {platform} (Python {python}, {})",
-            resolve::uv_platform(&manifest, platform)
-        ));
-        let packages = scratch.path().join(format!("{platform}-packages.txt"));
-        fs_err::write(
-            &packages,
-            manifest.python_packages_for(platform).join("\n") + "\n",
-        )?;
-        let output = out.join(format!("{platform}.txt"));
-        let command = resolve::compile_command(
-            &manifest,
-            platform,
-            &python,
-            &packages,
-            &requirement_files,
-            &output,
-        )?;
-        let done = exec::output(&sh, &reporter, &command)?;
-        if !done.status.success() {
-            reporter.note(format!("FAILED: {platform} does not resolve:"));
-            for line in String::from_utf8_lossy(&done.stderr).lines() {
-                reporter.note(format!("  {line}"));
+        // The repos' requirements, as the build would read them: at each rev.
+        let mut requirement_files = Vec::new();
+        for repo in &manifest.repos {
+            let Some(requirements) = &repo.requirements else {
+                continue;
+            };
+            let stage = reporter.stage(format!(
+                "Read {}'s {requirements} at {}",
+                repo.name, repo.rev
+            ));
+            let dest = scratch.path().join("repos").join(&repo.name);
+            let commit = repos::clone(&sh, &reporter, &repo.url, &repo.rev, None, &dest)
+                .with_context(|| format!("cannot clone {} to read its requirements", repo.name))?;
+            reporter.note(format!("{} at {commit}", repo.name));
+            let file = dest.join(requirements);
+            if !file.is_file() {
+                bail!("repo {} at {} has no {requirements}", repo.name, repo.rev);
             }
-            failed.push(platform);
-            continue;
+            requirement_files.push(file);
+            stage.finish();
         }
-        let pins = resolve::pinned(&fs_err::read_to_string(&output)?);
-        let named: Vec<String> = manifest
-            .python_packages_for(platform)
-            .iter()
-            .filter_map(|spec| {
-                let name = spec
-                    .split(['=', '<', '>', '!', '~', '[', ';', ' '])
-                    .next()?
-                    .to_lowercase();
-                pins.iter()
-                    .find(|(pinned, _)| *pinned == name)
-                    .map(|(n, v)| format!("{n} {v}"))
-            })
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        reporter.note(format!(
-            "{} packages: {}; all in {}",
-            pins.len(),
-            named.join(", "),
-            output.display()
-        ));
-        stage.finish();
+
+        let mut failed = Vec::new();
+        for platform in platforms {
+            let python = resolve::python_version(&manifest, platform, &args.python_version);
+            let stage = reporter.stage(format!(
+                "Resolve {platform} (Python {python}, {})",
+                resolve::uv_platform(&manifest, platform)
+            ));
+            let packages = scratch.path().join(format!("{platform}-packages.txt"));
+            fs_err::write(
+                &packages,
+                manifest.python_packages_for(platform).join("\n") + "\n",
+            )?;
+            let output = out.join(format!("{platform}.txt"));
+            let command = resolve::compile_command(
+                &manifest,
+                platform,
+                &python,
+                &packages,
+                &requirement_files,
+                &output,
+            )?;
+            let done = process::output(&sh, &reporter, &command)?;
+            if !done.status.success() {
+                reporter.note(format!("FAILED: {platform} does not resolve:"));
+                for line in String::from_utf8_lossy(&done.stderr).lines() {
+                    reporter.note(format!("  {line}"));
+                }
+                failed.push(platform);
+                continue;
+            }
+            let pins = resolve::pinned(&fs_err::read_to_string(&output)?);
+            let named: Vec<String> = manifest
+                .python_packages_for(platform)
+                .iter()
+                .filter_map(|spec| {
+                    let name = spec
+                        .split(['=', '<', '>', '!', '~', '[', ';', ' '])
+                        .next()?
+                        .to_lowercase();
+                    pins.iter()
+                        .find(|(pinned, _)| *pinned == name)
+                        .map(|(n, v)| format!("{n} {v}"))
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            reporter.note(format!(
+                "{} packages: {}; all in {}",
+                pins.len(),
+                named.join(", "),
+                output.display()
+            ));
+            stage.finish();
+        }
+        if !failed.is_empty() {
+            let names: Vec<&str> = failed.iter().map(|p| p.name()).collect();
+            bail!(
+                "{} of the platforms do not resolve: {} (uv's reasons above)",
+                names.len(),
+                names.join(", ")
+            );
+        }
+        Ok(())
     }
-    if !failed.is_empty() {
-        let names: Vec<&str> = failed.iter().map(|p| p.name()).collect();
-        bail!(
-            "{} of the platforms do not resolve: {} (uv's reasons above)",
-            names.len(),
-            names.join(", ")
-        );
-    }
-    Ok(())
 }

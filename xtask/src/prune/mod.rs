@@ -17,8 +17,8 @@ use serde::Serialize;
 use walkdir::WalkDir;
 
 use crate::platform::Platform;
-use crate::progress::human_bytes;
 use crate::tree::rel_path;
+use crate::units::human_bytes;
 use policy::Matches;
 pub use policy::Policy;
 

@@ -17,7 +17,7 @@ pub const DEFAULT_MINIFORGE_BASE_URL: &str = "https://github.com/conda-forge/min
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
+pub struct Distribution {
     #[serde(default)]
     pub installer: Installer,
     /// Installed into the base with its own mamba from conda-forge (e.g. `python=3.12`).
@@ -190,10 +190,10 @@ fn default_timeout() -> u64 {
     600
 }
 
-impl Manifest {
-    pub fn load(path: &Path) -> Result<Manifest> {
+impl Distribution {
+    pub fn load(path: &Path) -> Result<Distribution> {
         let text = read_input(path, "manifest")?;
-        let mut manifest: Manifest = serde_yaml_ng::from_str(&text).map_err(|e| {
+        let mut manifest: Distribution = serde_yaml_ng::from_str(&text).map_err(|e| {
             anyhow::anyhow!("{}: {}", path.display(), locate_platform_key(&text, e))
         })?;
         manifest
@@ -447,11 +447,11 @@ fn resolve_local(base: &Path, link: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Manifest> {
+    fn parse(text: &str) -> Result<Distribution> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("distribution.yml");
         fs_err::write(&path, text).unwrap();
-        Manifest::load(&path)
+        Distribution::load(&path)
     }
 
     #[test]
@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn missing_file_is_named() {
-        let err = Manifest::load(Path::new("/nonexistent/distribution.yml")).unwrap_err();
+        let err = Distribution::load(Path::new("/nonexistent/distribution.yml")).unwrap_err();
         let msg = format!("{err:#}");
         assert!(
             msg.contains("manifest not found: /nonexistent/distribution.yml"),

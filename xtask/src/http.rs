@@ -6,10 +6,10 @@
 //! the sidecar's digest, so an interrupted download is never mistaken for a finished one.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
@@ -96,7 +96,7 @@ impl Fetcher {
             let text = response
                 .text()
                 .map_err(|e| Failure::Transient(anyhow!(e)))?;
-            parse_sha256_sidecar(&text).map_err(Failure::Permanent)
+            crate::digest::parse_sidecar(&text).map_err(Failure::Permanent)
         })
         .with_context(|| format!("cannot read the checksum {url}"))
     }
@@ -141,7 +141,7 @@ impl Fetcher {
             if resumed {
                 // Hash what is already there, then append the rest.
                 let mut existing = fs_err::File::open(&partial)?;
-                std::io::copy(&mut existing, &mut HashWriter(&mut hasher))?;
+                std::io::copy(&mut existing, &mut crate::digest::HashWriter(&mut hasher))?;
             } else {
                 file.set_len(0)?;
             }
@@ -152,7 +152,7 @@ impl Fetcher {
             copy_into_hasher(response, &mut file, &mut hasher, |n| progress.advance(n))
                 .map_err(|e| Failure::Transient(anyhow!(e).context("download interrupted")))?;
             progress.finish();
-            let digest = crate::fingerprint::hex(&hasher.finalize());
+            let digest = crate::digest::hex(&hasher.finalize());
             if !digest.eq_ignore_ascii_case(sha256) {
                 fs_err::remove_file(&partial)?;
                 if resumed {
@@ -204,60 +204,6 @@ impl Fetcher {
             }
         }
         unreachable!("the last attempt returns")
-    }
-}
-
-/// The digest of a cached file, if the cache holds it with its sidecar and they agree.
-pub fn cached_digest(path: &Path) -> Result<Option<String>> {
-    let sidecar = sidecar_path(path);
-    if !path.is_file() || !sidecar.is_file() {
-        return Ok(None);
-    }
-    let expected = parse_sha256_sidecar(&fs_err::read_to_string(&sidecar)?)?;
-    let actual = sha256_file(path)?;
-    if actual.eq_ignore_ascii_case(&expected) {
-        Ok(Some(expected))
-    } else {
-        // Never trust it again; the next step downloads afresh.
-        fs_err::remove_file(&sidecar)?;
-        Ok(None)
-    }
-}
-
-/// Records a verified download's digest beside it, in `sha256sum` form; written last, by rename.
-pub fn write_sidecar(path: &Path, sha256: &str) -> Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    crate::atomic::write_atomic(
-        &sidecar_path(path),
-        format!("{sha256}  {name}\n").as_bytes(),
-    )
-}
-
-pub fn sidecar_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".sha256");
-    path.with_file_name(name)
-}
-
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = fs_err::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut HashWriter(&mut hasher))
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(crate::fingerprint::hex(&hasher.finalize()))
-}
-
-/// A `Write` that only hashes.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -313,14 +259,6 @@ fn tag_from_location(location: &str) -> Result<String> {
     Ok(tag.to_string())
 }
 
-pub fn parse_sha256_sidecar(text: &str) -> Result<String> {
-    let token = text.split_whitespace().next().unwrap_or("");
-    if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("not a sha256 checksum file (expected `<64 hex digits>  <name>`)");
-    }
-    Ok(token.to_ascii_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,33 +268,5 @@ mod tests {
         let loc = "https://github.com/conda-forge/miniforge/releases/tag/26.3.2-3";
         assert_eq!(tag_from_location(loc).unwrap(), "26.3.2-3");
         assert!(tag_from_location("https://github.com/conda-forge/miniforge/releases").is_err());
-    }
-
-    #[test]
-    fn sidecar_is_sha256sum_output() {
-        let hexd = "ab".repeat(32);
-        assert_eq!(
-            parse_sha256_sidecar(&format!("{hexd}  Miniforge3.sh\n")).unwrap(),
-            hexd
-        );
-        assert_eq!(
-            parse_sha256_sidecar(&format!("{}  x\r\n", hexd.to_uppercase())).unwrap(),
-            hexd
-        );
-        assert!(parse_sha256_sidecar("<html>not found</html>").is_err());
-    }
-
-    #[test]
-    fn cache_trusts_only_a_matching_pair() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("installer.sh");
-        fs_err::write(&file, b"echo hi\n").unwrap();
-        assert_eq!(cached_digest(&file).unwrap(), None, "no sidecar yet");
-        let digest = sha256_file(&file).unwrap();
-        write_sidecar(&file, &digest).unwrap();
-        assert_eq!(cached_digest(&file).unwrap(), Some(digest));
-        fs_err::write(&file, b"echo tampered\n").unwrap();
-        assert_eq!(cached_digest(&file).unwrap(), None);
-        assert!(!sidecar_path(&file).exists(), "a stale sidecar is removed");
     }
 }

@@ -1,6 +1,8 @@
-//! Runs planned commands through xshell: never through a shell string, so paths with spaces or
-//! quotes stay one argument each.
+//! Programs the tool runs: a [`Command`] is data (program, arguments, environment) that plans
+//! hold and dry runs print; it runs through xshell, never through a shell string, so paths with
+//! spaces or quotes stay one argument each. Also a runner with a timeout, and tool lookup.
 
+use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -9,8 +11,56 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::plan::Command;
 use crate::progress::Reporter;
+
+/// A program and its arguments, run without a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Command {
+    pub fn new(program: impl Into<PathBuf>) -> Command {
+        Command {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Command {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Command {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (key, value) in &self.env {
+            write!(f, "{key}={} ", quote(value))?;
+        }
+        write!(f, "{}", quote(&self.program.to_string_lossy()))?;
+        for arg in &self.args {
+            write!(f, " {}", quote(arg))?;
+        }
+        Ok(())
+    }
+}
+
+fn quote(s: &str) -> String {
+    if !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
 
 /// Runs `command` with its output streamed to the terminal.
 pub fn run(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<()> {

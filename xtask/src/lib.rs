@@ -1,0 +1,46 @@
+//! The anymatix portable builder as a library: `main.rs` parses the command line and hands over.
+//!
+//! Layers, each importing only from the ones below it (the README draws them):
+//! - the command line and its commands: `commands/` (one module per subcommand);
+//! - the plan (`plan.rs`, pure) and the runner that carries it out (`execute.rs`);
+//! - the stages, each doing one kind of work: `http` (downloads), `install`, `repos`, `pip`,
+//!   `prune/`, `relocate`, `scripts`, `archive`, `verify`, `resolve`, `report/`;
+//! - the ground floor: `platform`, `distribution` (distribution.yml), `system`, `layout`, `lock`,
+//!   `digest`, `units`, `process`, `progress` (the reporter), `tree`, `atomic`, `fingerprint`.
+
+pub mod archive;
+pub mod atomic;
+pub mod commands;
+pub mod digest;
+pub mod distribution;
+pub mod execute;
+pub mod fingerprint;
+pub mod http;
+pub mod install;
+pub mod lock;
+pub mod pip;
+pub mod plan;
+pub mod platform;
+pub mod process;
+pub mod progress;
+pub mod prune;
+pub mod relocate;
+pub mod report;
+pub mod repos;
+pub mod resolve;
+pub mod scripts;
+pub mod system;
+pub mod tree;
+pub mod units;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+/// The repository's root: defaults (manifest, policy, version.yml, target/) are found from here,
+/// so `cargo xtask` works from any folder of the checkout.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the root")
+        .to_path_buf()
+}
