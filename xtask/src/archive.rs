@@ -5,6 +5,7 @@
 //! once complete and re-read, so a file with the final name is always a finished one.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::{BufReader, Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,12 @@ use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
 use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
 use crate::digest::write_sidecar;
+use crate::fingerprint::Inputs;
+use crate::progress::Transfer;
+use crate::step::{Describe, Stage};
+use crate::tools::Tools;
 use crate::tree::rel_path;
+use crate::units::human_bytes;
 
 #[derive(Debug, Clone)]
 pub struct ArchiveSummary {
@@ -88,6 +94,56 @@ pub fn split(zip: &Path, part_size: u64) -> Result<Vec<PathBuf>> {
         parts.push(part);
     }
     Ok(parts)
+}
+
+/// Zips the tree with `anymatix/` as its root, writing the zip's `.sha256` beside it.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    pub tree: PathBuf,
+    pub zip: PathBuf,
+}
+
+impl Archive {
+    pub fn run(&self, tools: &Tools) -> Result<()> {
+        let reporter = &tools.reporter;
+        let mut transfer: Option<Transfer> = None;
+        let summary = archive_with(
+            &self.tree,
+            "anymatix",
+            &self.zip,
+            Settings::default(),
+            &mut |done, total| {
+                transfer
+                    .get_or_insert_with(|| reporter.transfer("zipped", "anymatix/", Some(total)))
+                    .advance_to(done);
+            },
+        )?;
+        if let Some(t) = transfer {
+            t.finish();
+        }
+        reporter.note(format!(
+            "{} entries, {}",
+            summary.entries,
+            human_bytes(summary.bytes)
+        ));
+        Ok(())
+    }
+}
+
+impl Describe for Archive {
+    fn title(&self) -> String {
+        "Zip".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Dist
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "zip {} into {}", self.tree.display(), self.zip.display())
+    }
+
+    fn inputs(&self, _: &mut Inputs) {}
 }
 
 /// Told the bytes of files written so far, and the total.

@@ -93,13 +93,6 @@ impl<'de> Deserialize<'de> for Release {
     }
 }
 
-impl<'de> Deserialize<'de> for Platform {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// Where pip looks for packages; each key optional so mirrors and offline wheelhouses work.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,21 +2,23 @@
 //!
 //! Layers, each importing only from the ones below it (the README draws them):
 //! - the command line and its commands: `commands/` (one module per subcommand);
-//! - the plan (`plan.rs`, pure) and the runner that carries it out (`execute.rs`);
-//! - the stages, each doing one kind of work: `http` (downloads), `install`, `repos`, `pip`,
-//!   `prune/`, `relocate`, `scripts`, `archive`, `verify`, `resolve`, `report/`;
+//! - the plan (`plan.rs`, pure: every step and its inputs) and the `runner` that carries it out;
+//! - the stages, each a module that runs its own steps: `fetch`, `install`, `repos`, `pip`,
+//!   `prune/`, `relocate`, `scripts`, `report/`, `archive`, `verify`, `publish`, `resolve`;
 //! - the ground floor: `platform`, `distribution` (distribution.yml), `system`, `layout`, `lock`,
-//!   `digest`, `units`, `process`, `progress` (the reporter), `tree`, `atomic`, `fingerprint`.
+//!   `step` (what a step tells), `tools`, `http`, `process`, `progress` (the reporter),
+//!   `digest`, `units`, `tree`, `atomic`, `fingerprint`.
 
 pub mod archive;
 pub mod atomic;
 pub mod commands;
 pub mod digest;
 pub mod distribution;
-pub mod execute;
+pub mod fetch;
 pub mod fingerprint;
 pub mod http;
 pub mod install;
+pub mod layout;
 pub mod lock;
 pub mod pip;
 pub mod plan;
@@ -24,12 +26,16 @@ pub mod platform;
 pub mod process;
 pub mod progress;
 pub mod prune;
+pub mod publish;
 pub mod relocate;
 pub mod report;
 pub mod repos;
 pub mod resolve;
+pub mod runner;
 pub mod scripts;
+pub mod step;
 pub mod system;
+pub mod tools;
 pub mod tree;
 pub mod units;
 pub mod verify;

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::distribution::Distribution;
 use crate::platform::Platform;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lock {
-    pub platform: String,
+    pub platform: Platform,
     pub miniforge: LockedInstaller,
     pub repos: Vec<LockedRepo>,
     pub python_packages: Vec<LockedPackage>,
@@ -87,6 +88,33 @@ impl Lock {
             .collect()
     }
 
+    /// `--locked` needs a lock made for this platform and these repos.
+    pub fn check_fits(
+        &self,
+        distribution: &Distribution,
+        platform: Platform,
+        path: &Path,
+    ) -> Result<()> {
+        if self.platform != platform {
+            bail!(
+                "{} is the lock of {}, not {platform}",
+                path.display(),
+                self.platform
+            );
+        }
+        let mut wanted: Vec<&str> = distribution.repos.iter().map(|r| r.name.as_str()).collect();
+        let mut locked: Vec<&str> = self.repos.iter().map(|r| r.name.as_str()).collect();
+        wanted.sort();
+        locked.sort();
+        if wanted != locked {
+            bail!(
+                "{} locks the repos {locked:?} but the manifest has {wanted:?}: build with --update to refresh the lock",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
     pub fn commit_of(&self, repo: &str) -> Option<&str> {
         self.repos
             .iter()
@@ -139,7 +167,7 @@ mod tests {
         ]}"#;
         let packages = packages_from_report(report).unwrap();
         let lock = Lock {
-            platform: "linux-x86_64".into(),
+            platform: Platform::LinuxX86_64,
             miniforge: LockedInstaller {
                 tag: "t".into(),
                 sha256: "s".into(),

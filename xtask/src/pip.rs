@@ -1,15 +1,294 @@
-//! What pip put into the environment: the Python version and every installed package.
+//! pip: installs everything the distribution asks for into the environment in one resolve, or
+//! (for `fetch`) gathers every wheel of it into a wheelhouse; and tells what it installed.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
+use crate::distribution::PipSources;
+use crate::fingerprint::Inputs;
+use crate::lock::{self, LockedPackage};
+use crate::process::{self, path_arg, Command};
+use crate::step::{Describe, Stage};
+use crate::tools::Tools;
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Package {
     pub name: String,
     pub version: String,
+}
+
+/// What pip is asked for and where it looks: the same for the install and for `fetch`'s
+/// wheelhouse.
+#[derive(Debug, Clone)]
+pub struct PipRequest {
+    /// The prefix's python, run with `-s` so the user's own site-packages never leak in.
+    pub python: PathBuf,
+    /// The distribution's package sources. Offline, pip looks only in `offline_wheelhouse`,
+    /// which `fetch` filled from these.
+    pub sources: PipSources,
+    pub offline_wheelhouse: Option<PathBuf>,
+    /// The platform's own pip options.
+    pub pip_args: Vec<String>,
+    pub wanted: Wanted,
+    /// A folder holding pip's wheel policy (`_manylinux.py`), put on pip's `PYTHONPATH`.
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Wanted {
+    /// The distribution's packages and the repos' requirement files, in one resolve.
+    Resolve {
+        packages: Vec<String>,
+        files: Vec<PathBuf>,
+    },
+    /// Exactly the lock's versions, by digest (a requirements file written before).
+    Locked(PathBuf),
+}
+
+impl PipRequest {
+    /// `python -s -m pip <verb> <verb_args>` then the sources, the platform's options and what is
+    /// wanted.
+    fn command(&self, verb_args: &[String]) -> Command {
+        let mut pip = Command::new(&self.python)
+            .args(["-s", "-m", "pip"])
+            .args(verb_args.iter().cloned());
+        match &self.offline_wheelhouse {
+            Some(wheelhouse) => {
+                pip = pip
+                    .args(["--no-index", "--find-links"])
+                    .arg(path_arg(wheelhouse));
+            }
+            None => {
+                let sources = &self.sources;
+                if let Some(index) = &sources.index_url {
+                    pip = pip.args(["--index-url", index]);
+                }
+                for url in &sources.extra_index_urls {
+                    pip = pip.args(["--extra-index-url", url]);
+                }
+                for link in &sources.find_links {
+                    pip = pip.args(["--find-links", link]);
+                }
+                if sources.no_index {
+                    pip = pip.arg("--no-index");
+                }
+            }
+        }
+        // With --no-index, pip ignores any index these name.
+        pip = pip.args(self.pip_args.iter().cloned());
+        match &self.wanted {
+            Wanted::Resolve { packages, files } => {
+                pip = pip.args(packages.iter().cloned());
+                for file in files {
+                    pip = pip.arg("-r").arg(path_arg(file));
+                }
+            }
+            Wanted::Locked(file) => {
+                pip = pip
+                    .args(["--require-hashes", "--no-deps", "-r"])
+                    .arg(path_arg(file));
+            }
+        }
+        if let Some(policy) = &self.policy {
+            pip.env.push(("PYTHONPATH".into(), path_arg(policy)));
+        }
+        pip
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.set("pip: python", path_arg(&self.python));
+        let s = &self.sources;
+        inputs.set(
+            "pip: sources",
+            format!(
+                "index {:?}, extra {:?}, find-links {:?}, no-index {}",
+                s.index_url, s.extra_index_urls, s.find_links, s.no_index
+            ),
+        );
+        inputs.set("pip: options", self.pip_args.join(" "));
+        match &self.wanted {
+            Wanted::Resolve { packages, files } => {
+                inputs.set("pip: packages", packages.join(" "));
+                let files: Vec<String> = files.iter().map(|f| path_arg(f)).collect();
+                inputs.set("pip: requirement files", files.join(" "));
+            }
+            Wanted::Locked(file) => inputs.set("pip: locked requirements", path_arg(file)),
+        }
+    }
+}
+
+/// What the install found out: Python's version, every package, and what the lock needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Installed {
+    pub python: String,
+    pub packages: Vec<Package>,
+    pub locked_packages: Vec<LockedPackage>,
+}
+
+/// `pip install` of everything, in one resolve, with pip's `--report` for the lock.
+#[derive(Debug, Clone)]
+pub struct PipInstall {
+    pub request: PipRequest,
+    pub report: PathBuf,
+}
+
+impl PipInstall {
+    pub fn command(&self) -> Command {
+        self.request.command(&[
+            "install".into(),
+            "--disable-pip-version-check".into(),
+            "--no-warn-script-location".into(),
+            // pip's account of what it installed: exact versions and wheel digests, for the lock.
+            "--report".into(),
+            path_arg(&self.report),
+        ])
+    }
+
+    pub fn run(&self, tools: &Tools) -> Result<Installed> {
+        process::run(&tools.sh, &tools.reporter, &self.command())?;
+        let report = fs_err::read_to_string(&self.report)?;
+        let python = &self.request.python;
+        let installed = Installed {
+            locked_packages: lock::packages_from_report(&report)?,
+            python: python_version(&tools.sh, python)?,
+            packages: installed_packages(&tools.sh, python)?,
+        };
+        tools.reporter.note(format!(
+            "Python {}, {} packages",
+            installed.python,
+            installed.packages.len()
+        ));
+        Ok(installed)
+    }
+}
+
+impl Describe for PipInstall {
+    fn title(&self) -> String {
+        "Install Python packages".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Env
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pip install (one resolve): {}", self.command())
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        self.request.inputs(inputs);
+    }
+}
+
+/// `fetch`: every wheel the install needs, into the wheelhouse. `pip wheel` is `pip download`
+/// that also builds any sdist into a wheel: the offline install then never needs a build backend
+/// it cannot download.
+#[derive(Debug, Clone)]
+pub struct Wheelhouse {
+    pub request: PipRequest,
+    pub wheelhouse: PathBuf,
+}
+
+impl Wheelhouse {
+    pub fn command(&self) -> Command {
+        self.request.command(&[
+            "wheel".into(),
+            "--disable-pip-version-check".into(),
+            "--wheel-dir".into(),
+            path_arg(&self.wheelhouse),
+        ])
+    }
+
+    pub fn run(&self, tools: &Tools) -> Result<()> {
+        fs_err::create_dir_all(&self.wheelhouse)?;
+        process::run(&tools.sh, &tools.reporter, &self.command())?;
+        let wheels = fs_err::read_dir(&self.wheelhouse)?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".whl"))
+            .count();
+        tools
+            .reporter
+            .note(format!("{wheels} wheels in {}", self.wheelhouse.display()));
+        Ok(())
+    }
+}
+
+impl Describe for Wheelhouse {
+    fn title(&self) -> String {
+        "Gather wheels".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Env
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gather wheels: {}", self.command())
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        self.request.inputs(inputs);
+    }
+}
+
+/// A file pip reads: the locked requirements, or pip's wheel policy.
+#[derive(Debug, Clone)]
+pub struct WriteFile {
+    pub title: String,
+    pub path: PathBuf,
+    pub contents: String,
+}
+
+impl WriteFile {
+    pub fn run(&self) -> Result<()> {
+        if let Some(parent) = self.path.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        fs_err::write(&self.path, &self.contents)?;
+        Ok(())
+    }
+}
+
+impl Describe for WriteFile {
+    fn title(&self) -> String {
+        self.title.clone()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Env
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "write {} ({} lines)",
+            self.path.display(),
+            self.contents.lines().count()
+        )
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.digest(
+            format!("{}: contents", self.title),
+            self.contents.as_bytes(),
+        );
+    }
+}
+
+/// PEP 600 lets an installation limit the manylinux wheels pip takes with an importable
+/// `_manylinux` module, which pip asks about every tag: this is its text for `glibc`.
+pub fn manylinux_policy(glibc: &crate::system::Version) -> String {
+    let (major, minor) = glibc.major_minor();
+    format!(
+        "# Written by cargo xtask: pip takes only wheels for glibc {glibc} or older, the\n\
+         # requires_at_most of distribution.yml (PEP 600).\n\
+         def manylinux_compatible(tag_major, tag_minor, tag_arch):\n    \
+         return (tag_major, tag_minor) <= ({major}, {minor})\n"
+    )
 }
 
 pub fn python_version(sh: &Shell, python: &Path) -> Result<String> {

@@ -1,425 +1,87 @@
-//! Distribution + platform → the list of steps a build takes. Pure: no I/O, so `--dry-run` can print
-//! the plan of any platform on any host, and tests can check Windows command lines on Linux.
+//! Distribution + platform → the steps a build takes. Pure: no I/O, so `--dry-run` can print the
+//! plan of any platform on any host, and tests can check Windows command lines on Linux. Each
+//! step is a struct of the stage module that runs it and tells about itself through
+//! [`Describe`]; [`Step`] is the one list of them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::distribution::{Distribution, Release, Smoke};
+use crate::archive::Archive;
+use crate::distribution::{Distribution, Release};
+use crate::fetch::{FetchInstaller, Tag};
+use crate::install::{CondaInstall, InstallBase};
+use crate::layout::{Artifacts, Layout};
 use crate::lock::Lock;
+use crate::pip::{self, PipInstall, PipRequest, Wanted, Wheelhouse, WriteFile};
 use crate::platform::Platform;
-use crate::process::Command;
-use crate::system::Ceiling;
+use crate::prune::{LinkTree, Policy, Prune};
+use crate::publish::Publish;
+use crate::relocate::Relocate;
+use crate::report::WriteManifest;
+use crate::repos::{self, CloneRepo, Mirror};
+use crate::scripts::HelperScript;
+pub use crate::step::{Describe, Stage};
+use crate::verify::{SmokeInstalled, Verify};
 
-/// Where everything of one build lives, under `--out`.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    /// Downloads, kept across builds and trusted only with a matching sidecar digest; also the
-    /// git mirrors, wheelhouse and conda packages `fetch` gathers for `--offline`.
-    pub cache: PathBuf,
-    /// The installed environment: what the installer, conda, git and pip made. Never pruned, so
-    /// a change to the prune policy reuses it.
-    pub env: PathBuf,
-    /// The environment's `anymatix/`, where it is installed.
-    pub env_tree: PathBuf,
-    /// The Miniforge prefix, `anymatix/python/` in the environment.
-    pub prefix: PathBuf,
-    /// The tree that becomes the zip's root folder `anymatix/`: a hard-linked copy of the
-    /// environment, then pruned.
-    pub tree: PathBuf,
-    /// The finished zip, moved here only after it passed verify.
-    pub zip: PathBuf,
-    /// Where the zip is written and verified before it is published as `zip`; its name says it
-    /// is unverified, so a build that fails at verify leaves nothing with the final name.
-    pub staged_zip: PathBuf,
-    /// pip's `--report` of what it installed, for the lock.
-    pub pip_report: PathBuf,
-    /// The lock's requirements, pinned and hashed, for `--locked`.
-    pub locked_requirements: PathBuf,
-    /// The HTML prune report, published beside the zip.
-    pub report: PathBuf,
-    pub staged_report: PathBuf,
-    /// Where verify unpacks the zip: a path with a space and non-ASCII characters on purpose,
-    /// since users unpack anywhere.
-    pub unpack: PathBuf,
-    /// What the environment and the published zip were made from (see `fingerprint`).
-    pub env_record: PathBuf,
-    pub dist_record: PathBuf,
-    /// The tag `latest` meant when last resolved online, for `--offline`.
-    pub latest_tag: PathBuf,
-    /// `fetch`'s wheels for this platform: `--offline` installs from here alone.
-    pub wheelhouse: PathBuf,
-    /// conda's package cache, shared by builds (and filled by `fetch`) for `--offline`.
-    pub conda_pkgs: PathBuf,
-    /// The Miniforge base `fetch` installs to run pip for this platform; removed afterwards.
-    pub fetch_prefix: PathBuf,
-}
-
-impl Layout {
-    pub fn new(out: &Path, platform: Platform, version: &str) -> Layout {
-        // Short names: the Windows installer checks the prefix's length.
-        let stage = out.join("stage").join(platform.name());
-        let env = stage.join("env");
-        let env_tree = env.join("anymatix");
-        let dist = stage.join("dist");
-        let cache = out.join("cache");
-        Layout {
-            prefix: env_tree.join("python"),
-            env_tree,
-            tree: dist.join("anymatix"),
-            zip: out.join(zip_name(version, platform)),
-            staged_zip: dist.join(format!("anymatix-{version}-{platform}.unverified.zip")),
-            pip_report: env.join("pip-report.json"),
-            locked_requirements: env.join("locked-requirements.txt"),
-            report: out.join(report_name(version, platform)),
-            staged_report: dist.join(report_name(version, platform)),
-            unpack: out
-                .join("verify")
-                .join(platform.name())
-                .join("unpacked copy ü"),
-            env_record: stage.join("env.done.json"),
-            dist_record: stage.join("dist.done.json"),
-            latest_tag: cache.join(format!("miniforge-latest-{platform}.txt")),
-            wheelhouse: cache.join("wheels").join(platform.name()),
-            conda_pkgs: cache.join("conda-pkgs").join(platform.name()),
-            fetch_prefix: stage.join("fetch").join("python"),
-            cache,
-            env,
-        }
-    }
-
-    /// The folder the published zip is made in (the pruned tree, the staged zip and report).
-    pub fn dist(&self) -> &Path {
-        self.tree.parent().expect("tree has a parent")
-    }
-
-    /// `fetch`'s bare mirror of a repo, which `--offline` clones from.
-    pub fn git_mirror(&self, repo: &str) -> PathBuf {
-        self.cache.join("git").join(format!("{repo}.git"))
-    }
-}
-
-pub fn zip_name(version: &str, platform: Platform) -> String {
-    format!("anymatix-{version}-{platform}.zip")
-}
-
-pub fn report_name(version: &str, platform: Platform) -> String {
-    format!("anymatix-{version}-{platform}.prune.html")
-}
-
+/// Every kind of step, each the struct of the stage that runs it.
 #[derive(Debug, Clone)]
 pub enum Step {
-    FetchInstaller {
-        release: Release,
-        base_url: String,
-        /// The versioned asset's URL; `None` until `latest` is resolved to a tag.
-        url: Option<String>,
-        dest: Option<PathBuf>,
-        /// Only the cache may be used.
-        offline: bool,
-    },
-    InstallBase {
-        command: Command,
-        /// Where it installs: the environment's prefix, or `fetch`'s scratch base.
-        prefix: PathBuf,
-    },
-    CondaInstall(Command),
-    Clone {
-        name: String,
-        url: String,
-        /// Where it is cloned from: `url`, or the mirror `fetch` made of it when offline.
-        from: String,
-        rev: String,
-        /// The locked commit, when building `--locked`.
-        commit: Option<String>,
-        dest: PathBuf,
-        requirements: Option<PathBuf>,
-    },
-    /// A file a later step reads (the locked requirements, pip's wheel policy); `title` names it.
-    WriteFile {
-        title: String,
-        path: PathBuf,
-        contents: String,
-    },
-    PipInstall(Command),
-    /// Runs the smoke imports and checks in the installed environment: a broken resolve fails
-    /// here, in seconds, instead of after prune and zip.
-    SmokeInstalled {
-        python: PathBuf,
-        smoke: Smoke,
-    },
-    /// Copies the installed environment by hard links into the tree that is pruned, so pruning
-    /// never damages it.
-    LinkTree {
-        from: PathBuf,
-        to: PathBuf,
-    },
-    Prune {
-        tree: PathBuf,
-        policy: PathBuf,
-        /// The HTML size report, written in the stage and published with the zip.
-        report: PathBuf,
-        /// The newest system the kept binaries may ask for.
-        requires_at_most: Ceiling,
-    },
-    /// Rewrites `#!` lines that hold the path the environment was installed at (`installed_at`);
-    /// lists what else holds it.
-    Relocate {
-        tree: PathBuf,
-        installed_at: PathBuf,
-    },
-    HelperScript {
-        path: PathBuf,
-    },
-    WriteManifest {
-        path: PathBuf,
-    },
-    Archive {
-        tree: PathBuf,
-        zip: PathBuf,
-    },
-    /// Unpacks the zip elsewhere and runs the smoke imports, checks and commands there, with the
-    /// installed environment (`env`) moved aside so nothing can reach back into it.
-    Verify {
-        zip: PathBuf,
-        unpack: PathBuf,
-        env: PathBuf,
-        smoke: Smoke,
-    },
-    /// Gives the verified zip its final name with its `.sha256`, writes parts where it is over
-    /// `split_size`, and moves them and the prune report into the output folder.
-    Publish {
-        zip: (PathBuf, PathBuf),
-        report: (PathBuf, PathBuf),
-        split_size: u64,
-    },
-    /// `fetch`: a bare mirror of a repo in the cache, and its requirements file at `rev`.
-    Mirror {
-        name: String,
-        url: String,
-        rev: String,
-        commit: Option<String>,
-        mirror: PathBuf,
-        /// The requirements file's path in the repo, and where to write it.
-        requirements: Option<(String, PathBuf)>,
-    },
-    /// `fetch`: every wheel the build's pip install needs, into the wheelhouse.
-    Wheelhouse(Command),
-}
-
-/// A build's two cached stages: each is redone only when its inputs changed (see `fingerprint`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Fetch, install, clone, pip install: the installed environment.
-    Env,
-    /// Link, prune, relocate, zip, verify, publish: the zip, from the environment.
-    Dist,
+    FetchInstaller(FetchInstaller),
+    InstallBase(InstallBase),
+    CondaInstall(CondaInstall),
+    Clone(CloneRepo),
+    WriteFile(WriteFile),
+    PipInstall(PipInstall),
+    SmokeInstalled(SmokeInstalled),
+    LinkTree(LinkTree),
+    Prune(Prune),
+    Relocate(Relocate),
+    HelperScript(HelperScript),
+    WriteManifest(WriteManifest),
+    Archive(Archive),
+    Verify(Verify),
+    Publish(Publish),
+    Mirror(Mirror),
+    Wheelhouse(Wheelhouse),
 }
 
 impl Step {
-    pub fn stage(&self) -> Stage {
+    /// What the step tells about itself: title, stage, description and inputs.
+    pub fn about(&self) -> &dyn Describe {
         match self {
-            Step::FetchInstaller { .. }
-            | Step::InstallBase { .. }
-            | Step::CondaInstall(_)
-            | Step::Clone { .. }
-            | Step::WriteFile { .. }
-            | Step::PipInstall(_)
-            | Step::SmokeInstalled { .. }
-            | Step::Mirror { .. }
-            | Step::Wheelhouse(_) => Stage::Env,
-            Step::LinkTree { .. }
-            | Step::Prune { .. }
-            | Step::Relocate { .. }
-            | Step::HelperScript { .. }
-            | Step::WriteManifest { .. }
-            | Step::Archive { .. }
-            | Step::Verify { .. }
-            | Step::Publish { .. } => Stage::Dist,
+            Step::FetchInstaller(s) => s,
+            Step::InstallBase(s) => s,
+            Step::CondaInstall(s) => s,
+            Step::Clone(s) => s,
+            Step::WriteFile(s) => s,
+            Step::PipInstall(s) => s,
+            Step::SmokeInstalled(s) => s,
+            Step::LinkTree(s) => s,
+            Step::Prune(s) => s,
+            Step::Relocate(s) => s,
+            Step::HelperScript(s) => s,
+            Step::WriteManifest(s) => s,
+            Step::Archive(s) => s,
+            Step::Verify(s) => s,
+            Step::Publish(s) => s,
+            Step::Mirror(s) => s,
+            Step::Wheelhouse(s) => s,
         }
+    }
+
+    pub fn title(&self) -> String {
+        self.about().title()
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.about().stage()
     }
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Step::FetchInstaller {
-                release,
-                base_url,
-                url,
-                dest,
-                offline,
-            } => {
-                match (url, offline) {
-                    (Some(url), false) => {
-                        write!(f, "fetch {url}\n      verify with {url}.sha256")?
-                    }
-                    (Some(url), true) => write!(f, "use the cached download of {url} (offline)")?,
-                    (None, false) => write!(
-                        f,
-                        "fetch Miniforge {release}: resolve the tag from {base_url}/latest, then download its versioned asset and .sha256"
-                    )?,
-                    (None, true) => write!(
-                        f,
-                        "use the cached Miniforge {release}: the tag it meant when last resolved online (offline)"
-                    )?,
-                }
-                if let Some(dest) = dest {
-                    write!(f, "\n      into {}", dest.display())?;
-                }
-                Ok(())
-            }
-            Step::InstallBase { command, .. } => write!(f, "install the base: {command}"),
-            Step::CondaInstall(cmd) => write!(f, "install conda packages: {cmd}"),
-            Step::Clone {
-                name,
-                url,
-                from,
-                rev,
-                commit,
-                dest,
-                requirements,
-            } => {
-                write!(f, "clone {name}: {url} at {rev}")?;
-                if let Some(commit) = commit {
-                    write!(f, " (locked: {commit})")?;
-                }
-                if from != url {
-                    write!(f, "\n      from {from}")?;
-                }
-                write!(f, "\n      into {}", dest.display())?;
-                if let Some(req) = requirements {
-                    write!(f, "\n      requirements: {}", req.display())?;
-                }
-                Ok(())
-            }
-            Step::WriteFile { path, contents, .. } => write!(
-                f,
-                "write {} ({} lines)",
-                path.display(),
-                contents.lines().count()
-            ),
-            Step::PipInstall(cmd) => write!(f, "pip install (one resolve): {cmd}"),
-            Step::SmokeInstalled { python, smoke } => write!(
-                f,
-                "check the installed environment with {}: {}",
-                python.display(),
-                smoke_summary(smoke, false)
-            ),
-            Step::LinkTree { from, to } => write!(
-                f,
-                "copy {} to {} by hard links (pruning the copy leaves the environment whole)",
-                from.display(),
-                to.display()
-            ),
-            Step::Prune {
-                tree,
-                policy,
-                report,
-                requires_at_most,
-            } => {
-                write!(
-                    f,
-                    "prune {} by the rules in {}, check every native library, report in {}",
-                    tree.display(),
-                    policy.display(),
-                    report.display()
-                )?;
-                let limits: Vec<String> = requires_at_most
-                    .limits()
-                    .map(|(kind, version)| format!("{kind} {version}"))
-                    .collect();
-                if !limits.is_empty() {
-                    write!(
-                        f,
-                        "\n      no binary may need more than {}",
-                        limits.join(", ")
-                    )?;
-                }
-                Ok(())
-            }
-            Step::Relocate { tree, installed_at } => write!(
-                f,
-                "relocate: rewrite the #! lines in {} that name {}, list what else does",
-                tree.display(),
-                installed_at.display()
-            ),
-            Step::HelperScript { path } => write!(f, "write helper script {}", path.display()),
-            Step::WriteManifest { path } => write!(f, "write {}", path.display()),
-            Step::Archive { tree, zip } => {
-                write!(f, "zip {} into {}", tree.display(), zip.display())
-            }
-            Step::Verify {
-                zip,
-                unpack,
-                env,
-                smoke,
-            } => write!(
-                f,
-                "verify: unpack {} into {}, move {} aside, then {}",
-                zip.display(),
-                unpack.display(),
-                env.display(),
-                smoke_summary(smoke, true)
-            ),
-            Step::Publish {
-                zip,
-                report,
-                split_size,
-            } => {
-                write!(f, "publish")?;
-                for (from, to) in [zip, report] {
-                    write!(f, "\n      {} as {}", from.display(), to.display())?;
-                }
-                write!(
-                    f,
-                    "\n      with parts of at most {split_size} bytes where the zip is larger"
-                )
-            }
-            Step::Mirror {
-                name,
-                url,
-                rev,
-                commit,
-                mirror,
-                requirements,
-            } => {
-                write!(f, "mirror {name}: {url} into {}", mirror.display())?;
-                match commit {
-                    Some(commit) => write!(f, "\n      at {rev} (locked: {commit})")?,
-                    None => write!(f, "\n      at {rev}")?,
-                }
-                if let Some((path, out)) = requirements {
-                    write!(f, "\n      its {path} into {}", out.display())?;
-                }
-                Ok(())
-            }
-            Step::Wheelhouse(cmd) => write!(f, "gather wheels: {cmd}"),
-        }
-    }
-}
-
-/// What a smoke run does, in one line: the imports, the checks and (unpacked) the commands.
-fn smoke_summary(smoke: &Smoke, unpacked: bool) -> String {
-    let mut parts = Vec::new();
-    if !smoke.imports.is_empty() {
-        parts.push(format!("import {}", smoke.imports.join(", ")));
-    }
-    for check in &smoke.checks {
-        parts.push(format!("check that {}", check.name));
-    }
-    if unpacked {
-        for command in &smoke.commands {
-            parts.push(format!(
-                "run `{}` ({})",
-                command.run.join(" "),
-                command.name
-            ));
-        }
-    }
-    if parts.is_empty() {
-        "nothing to run".to_string()
-    } else {
-        parts.join("; ")
+        self.about().describe(f)
     }
 }
 
@@ -428,14 +90,15 @@ pub struct Plan {
     pub platform: Platform,
     pub version: String,
     pub layout: Layout,
+    pub artifacts: Artifacts,
     pub steps: Vec<Step>,
 }
 
-/// What a plan is made from besides the manifest.
-#[derive(Debug, Clone, Copy, Default)]
+/// What a plan is made from besides the distribution.
+#[derive(Debug, Clone)]
 pub struct Options<'a> {
-    /// The resolved Miniforge tag when known (pinned, or `latest` resolved).
-    pub tag: Option<&'a str>,
+    /// The Miniforge release, once `latest` is resolved (a dry run leaves it unresolved).
+    pub tag: Tag,
     /// Build exactly this lock.
     pub locked: Option<&'a Lock>,
     /// Use only what `fetch` put in the cache: the installer, git mirrors, wheelhouse, conda
@@ -445,107 +108,138 @@ pub struct Options<'a> {
     pub split_size: u64,
 }
 
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            tag: Tag::Latest,
+            locked: None,
+            offline: false,
+            split_size: 0,
+        }
+    }
+}
+
+/// The prune policy a plan prunes by, and where it was read from.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    pub policy: Arc<Policy>,
+    pub path: PathBuf,
+}
+
 /// Builds the plan of `portable`.
 pub fn plan(
-    manifest: &Distribution,
+    distribution: &Distribution,
     platform: Platform,
     version: &str,
     layout: &Layout,
-    prune_policy: &Path,
+    policy: &PolicyFile,
     options: Options,
 ) -> Plan {
+    let artifacts = layout.artifacts(version);
     let locked = options.locked;
-    let mut steps = base_steps(manifest, platform, layout, &layout.prefix, options);
+    let mut steps = base_steps(
+        distribution,
+        platform,
+        layout,
+        &layout.prefix,
+        &options,
+        false,
+    );
 
     let mut requirement_files = Vec::new();
-    for repo in &manifest.repos {
+    for repo in &distribution.repos {
         let dest = layout.env_tree.join(&repo.path);
         let requirements = repo.requirements.as_ref().map(|r| dest.join(r));
         requirement_files.extend(requirements.clone());
-        steps.push(Step::Clone {
+        steps.push(Step::Clone(CloneRepo {
             name: repo.name.clone(),
             url: repo.url.clone(),
             from: if options.offline {
-                file_url(&layout.git_mirror(&repo.name))
+                repos::file_url(&layout.git_mirror(&repo.name))
             } else {
                 repo.url.clone()
             },
             rev: repo.rev.clone(),
             // Locked, each repo is checked out at the commit its rev meant then.
-            commit: locked
+            locked_commit: locked
                 .and_then(|l| l.commit_of(&repo.name))
                 .map(str::to_string),
             dest,
             requirements,
-        });
+            tree: layout.env_tree.clone(),
+        }));
     }
 
-    let pip = python(platform, &layout.prefix)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-warn-script-location",
-        ])
-        // pip's account of what it installed: exact versions and wheel digests, for the lock.
-        .arg("--report")
-        .arg(path_arg(&layout.pip_report));
-    let pip = pip_sources(pip, manifest, platform, layout, options.offline);
-    let pip = wheel_policy(pip, manifest, platform, &layout.env, &mut steps);
-    steps.extend(requirements(
-        pip,
-        manifest,
+    let python = layout.prefix.join(platform.python_in_prefix());
+    let request = pip_request(
+        distribution,
         platform,
-        layout,
+        &python,
+        &layout.pip_policy,
+        &layout.locked_requirements,
         locked,
-        &requirement_files,
-        Step::PipInstall,
-    ));
-    steps.push(Step::SmokeInstalled {
-        python: layout.prefix.join(platform.python_in_prefix()),
-        smoke: manifest.smoke.clone(),
-    });
+        requirement_files,
+        options.offline.then(|| layout.wheelhouse.clone()),
+        &mut steps,
+    );
+    steps.push(Step::PipInstall(PipInstall {
+        request,
+        report: layout.pip_report.clone(),
+    }));
+    steps.push(Step::SmokeInstalled(SmokeInstalled {
+        python,
+        smoke: distribution.smoke.clone(),
+    }));
 
-    steps.push(Step::LinkTree {
+    steps.push(Step::LinkTree(LinkTree {
         from: layout.env_tree.clone(),
         to: layout.tree.clone(),
-    });
-    steps.push(Step::Prune {
+    }));
+    steps.push(Step::Prune(Prune {
+        platform,
         tree: layout.tree.clone(),
-        policy: prune_policy.to_path_buf(),
-        report: layout.staged_report.clone(),
-        requires_at_most: manifest.requires_at_most(platform),
-    });
-    steps.push(Step::Relocate {
+        policy: Arc::clone(&policy.policy),
+        policy_path: policy.path.clone(),
+        report: artifacts.staged_report.clone(),
+        zip_name: artifacts.zip_name.clone(),
+        requires_at_most: distribution.requires_at_most(platform),
+    }));
+    steps.push(Step::Relocate(Relocate {
+        platform,
         tree: layout.tree.clone(),
         installed_at: layout.env_tree.clone(),
-    });
-    steps.push(Step::HelperScript {
+    }));
+    steps.push(Step::HelperScript(HelperScript {
+        platform,
         path: layout.tree.join(platform.helper_script_name()),
-    });
-    steps.push(Step::WriteManifest {
-        path: layout.tree.join("manifest.json"),
-    });
-    steps.push(Step::Archive {
+    }));
+    steps.push(Step::WriteManifest(WriteManifest {
+        version: version.to_string(),
+        platform,
         tree: layout.tree.clone(),
-        zip: layout.staged_zip.clone(),
-    });
-    steps.push(Step::Verify {
-        zip: layout.staged_zip.clone(),
+        path: layout.tree.join("manifest.json"),
+    }));
+    steps.push(Step::Archive(Archive {
+        tree: layout.tree.clone(),
+        zip: artifacts.staged_zip.clone(),
+    }));
+    steps.push(Step::Verify(Verify {
+        platform,
+        zip: artifacts.staged_zip.clone(),
         unpack: layout.unpack.clone(),
         env: layout.env.clone(),
-        smoke: manifest.smoke.clone(),
-    });
-    steps.push(Step::Publish {
-        zip: (layout.staged_zip.clone(), layout.zip.clone()),
-        report: (layout.staged_report.clone(), layout.report.clone()),
+        smoke: distribution.smoke.clone(),
+    }));
+    steps.push(Step::Publish(Publish {
+        zip: (artifacts.staged_zip.clone(), artifacts.zip.clone()),
+        report: (artifacts.staged_report.clone(), artifacts.report.clone()),
         split_size: options.split_size,
-    });
+    }));
     Plan {
         platform,
         version: version.to_string(),
         layout: layout.clone(),
+        artifacts,
         steps,
     }
 }
@@ -553,7 +247,7 @@ pub fn plan(
 /// Builds the plan of `fetch`: everything `portable --offline` needs, into the cache. pip runs
 /// in a scratch Miniforge base, so the wheels are those of the base's own Python.
 pub fn fetch_plan(
-    manifest: &Distribution,
+    distribution: &Distribution,
     platform: Platform,
     layout: &Layout,
     options: Options,
@@ -562,11 +256,11 @@ pub fn fetch_plan(
         offline: false,
         ..options
     };
-    let prefix = &layout.fetch_prefix;
-    let mut steps = base_steps(manifest, platform, layout, prefix, options);
-    let scratch = prefix.parent().expect("the prefix is in a folder");
+    let scratch = &layout.fetch_scratch;
+    let prefix = layout.fetch_prefix();
+    let mut steps = base_steps(distribution, platform, layout, &prefix, &options, true);
     let mut requirement_files = Vec::new();
-    for repo in &manifest.repos {
+    for repo in &distribution.repos {
         let requirements = repo.requirements.as_ref().map(|r| {
             (
                 r.clone(),
@@ -574,240 +268,126 @@ pub fn fetch_plan(
             )
         });
         requirement_files.extend(requirements.iter().map(|(_, out)| out.clone()));
-        steps.push(Step::Mirror {
+        steps.push(Step::Mirror(Mirror {
             name: repo.name.clone(),
             url: repo.url.clone(),
             rev: repo.rev.clone(),
-            commit: options
+            locked_commit: options
                 .locked
                 .and_then(|l| l.commit_of(&repo.name))
                 .map(str::to_string),
             mirror: layout.git_mirror(&repo.name),
             requirements,
-        });
+        }));
     }
-    // `pip wheel` is `pip download` that also builds any sdist into a wheel: the offline
-    // install then never needs a build backend it cannot download.
-    let pip = python(platform, prefix)
-        .args(["-m", "pip", "wheel", "--disable-pip-version-check"])
-        .arg("--wheel-dir")
-        .arg(path_arg(&layout.wheelhouse));
-    let pip = pip_sources(pip, manifest, platform, layout, false);
-    let pip = wheel_policy(pip, manifest, platform, scratch, &mut steps);
-    let locked_requirements = scratch.join("locked-requirements.txt");
-    let layout = Layout {
-        locked_requirements,
-        ..layout.clone()
-    };
-    steps.extend(requirements(
-        pip,
-        manifest,
+    let request = pip_request(
+        distribution,
         platform,
-        &layout,
+        &prefix.join(platform.python_in_prefix()),
+        &scratch.join("pip-policy"),
+        &scratch.join("locked-requirements.txt"),
         options.locked,
-        &requirement_files,
-        Step::Wheelhouse,
-    ));
+        requirement_files,
+        None,
+        &mut steps,
+    );
+    steps.push(Step::Wheelhouse(Wheelhouse {
+        request,
+        wheelhouse: layout.wheelhouse.clone(),
+    }));
     steps
 }
 
 /// Fetch the installer, install the base into `prefix`, then the conda packages.
 fn base_steps(
-    manifest: &Distribution,
+    distribution: &Distribution,
     platform: Platform,
     layout: &Layout,
     prefix: &Path,
-    options: Options,
+    options: &Options,
+    scratch: bool,
 ) -> Vec<Step> {
-    let mut steps = Vec::new();
-    let base_url = manifest
-        .installer
-        .base_url
-        .trim_end_matches('/')
-        .to_string();
-    let tag = options
-        .locked
-        .map(|l| l.miniforge.tag.as_str())
-        .or(options.tag)
-        .or(match &manifest.installer.release {
-            Release::Tag(t) => Some(t.as_str()),
-            Release::Latest => None,
-        });
-    let installer = tag.map(|t| layout.cache.join(platform.miniforge_asset(t)));
-    steps.push(Step::FetchInstaller {
-        release: manifest.installer.release.clone(),
-        base_url: base_url.clone(),
-        url: tag.map(|t| installer_url(&base_url, t, platform)),
-        dest: installer.clone(),
-        offline: options.offline,
-    });
-    let installer =
-        installer.unwrap_or_else(|| layout.cache.join(platform.miniforge_asset("<latest>")));
-    steps.push(Step::InstallBase {
-        command: install_command(platform, &installer, prefix),
-        prefix: prefix.to_path_buf(),
-    });
-
-    let conda = manifest.conda_packages_for(platform);
-    if !conda.is_empty() {
-        let mut cmd = Command::new(prefix.join(platform.mamba_in_prefix()))
-            .args(["install", "--yes", "--prefix"])
-            .arg(path_arg(prefix))
-            .args(["--override-channels", "--channel", "conda-forge"]);
-        if options.offline {
-            cmd = cmd.arg("--offline");
-        }
-        cmd = cmd.args(conda);
-        // mamba 2 otherwise takes its root prefix from the user's home.
-        cmd.env.push(("MAMBA_ROOT_PREFIX".into(), path_arg(prefix)));
-        // One package cache for every build: what `fetch` put there, `--offline` installs.
-        cmd.env
-            .push(("CONDA_PKGS_DIRS".into(), path_arg(&layout.conda_pkgs)));
-        steps.push(Step::CondaInstall(cmd));
-    }
-    steps
-}
-
-/// The package indexes of the manifest, or offline only the wheelhouse.
-fn pip_sources(
-    mut pip: Command,
-    manifest: &Distribution,
-    platform: Platform,
-    layout: &Layout,
-    offline: bool,
-) -> Command {
-    if offline {
-        pip = pip
-            .args(["--no-index", "--find-links"])
-            .arg(path_arg(&layout.wheelhouse));
-    } else {
-        if let Some(index) = &manifest.pip.index_url {
-            pip = pip.args(["--index-url", index]);
-        }
-        for url in &manifest.pip.extra_index_urls {
-            pip = pip.args(["--extra-index-url", url]);
-        }
-        for link in &manifest.pip.find_links {
-            pip = pip.args(["--find-links", link]);
-        }
-        if manifest.pip.no_index {
-            pip = pip.arg("--no-index");
-        }
-    }
-    // With --no-index, pip ignores any index these name.
-    pip.args(manifest.pip_args_for(platform))
-}
-
-/// With a glibc ceiling on Linux, pip may only pick wheels whose manylinux tag is within it:
-/// PEP 600 lets an installation say so with an importable `_manylinux` module, which pip asks
-/// about every tag. It is written beside the environment (not into it, so the zip does not keep
-/// the build's limit) and put on `PYTHONPATH` for pip alone.
-fn wheel_policy(
-    mut pip: Command,
-    manifest: &Distribution,
-    platform: Platform,
-    folder: &Path,
-    steps: &mut Vec<Step>,
-) -> Command {
-    let Some(glibc) = manifest.requires_at_most(platform).glibc else {
-        return pip;
+    let installer = &distribution.installer;
+    let tag = match (options.locked, &options.tag, &installer.release) {
+        (Some(lock), _, _) => Tag::Resolved(lock.miniforge.tag.clone()),
+        (None, Tag::Resolved(tag), _) => Tag::Resolved(tag.clone()),
+        (None, Tag::Latest, Release::Tag(tag)) => Tag::Resolved(tag.clone()),
+        (None, Tag::Latest, Release::Latest) => Tag::Latest,
     };
-    let dir = folder.join("pip-policy");
-    let (major, minor) = glibc.major_minor();
-    steps.push(Step::WriteFile {
-        title: "Write pip's wheel policy".into(),
-        path: dir.join("_manylinux.py"),
-        contents: format!(
-            "# Written by cargo xtask: pip takes only wheels for glibc {glibc} or older, the\n\
-             # requires_at_most of distribution.yml (PEP 600).\n\
-             def manylinux_compatible(tag_major, tag_minor, tag_arch):\n    \
-             return (tag_major, tag_minor) <= ({major}, {minor})\n"
-        ),
-    });
-    pip.env.push(("PYTHONPATH".into(), path_arg(&dir)));
-    pip
-}
-
-/// What pip is asked for: the manifest's packages and the repos' requirements, or exactly the
-/// lock's versions with their digests (written to a file first).
-fn requirements(
-    mut pip: Command,
-    manifest: &Distribution,
-    platform: Platform,
-    layout: &Layout,
-    locked: Option<&Lock>,
-    requirement_files: &[PathBuf],
-    step: fn(Command) -> Step,
-) -> Vec<Step> {
-    let mut steps = Vec::new();
-    match locked {
-        Some(lock) => {
-            steps.push(Step::WriteFile {
-                title: "Write the locked requirements".into(),
-                path: layout.locked_requirements.clone(),
-                contents: lock.requirements(),
-            });
-            pip = pip
-                .args(["--require-hashes", "--no-deps", "-r"])
-                .arg(path_arg(&layout.locked_requirements));
-        }
-        None => {
-            pip = pip.args(manifest.python_packages_for(platform));
-            for file in requirement_files {
-                pip = pip.arg("-r").arg(path_arg(file));
-            }
-        }
+    let fetch = FetchInstaller {
+        platform,
+        base_url: installer.base_url.trim_end_matches('/').to_string(),
+        release: installer.release.clone(),
+        tag,
+        cache: layout.cache.clone(),
+        offline: options.offline,
+        locked_sha256: options.locked.map(|l| l.miniforge.sha256.clone()),
+    };
+    let mut steps = vec![Step::InstallBase(InstallBase {
+        platform,
+        installer: fetch.installer(),
+        prefix: prefix.to_path_buf(),
+        scratch,
+    })];
+    steps.insert(0, Step::FetchInstaller(fetch));
+    let packages = distribution.conda_packages_for(platform);
+    if !packages.is_empty() {
+        steps.push(Step::CondaInstall(CondaInstall {
+            platform,
+            prefix: prefix.to_path_buf(),
+            packages,
+            pkgs_dir: layout.conda_pkgs.clone(),
+            offline: options.offline,
+        }));
     }
-    steps.push(step(pip));
     steps
 }
 
-/// `file://` URL of a local path, which git clones like a remote (shallow clones work).
-pub fn file_url(path: &Path) -> String {
-    let path = path.to_string_lossy().replace('\\', "/");
-    if path.starts_with('/') {
-        format!("file://{path}")
-    } else {
-        format!("file:///{path}")
+/// What pip is asked for: the distribution's packages and the repos' requirements, or exactly
+/// the lock's versions with their digests (a file written first). With a glibc limit on Linux,
+/// pip's wheel policy is written first too.
+#[allow(clippy::too_many_arguments)]
+fn pip_request(
+    distribution: &Distribution,
+    platform: Platform,
+    python: &Path,
+    policy_dir: &Path,
+    locked_file: &Path,
+    locked: Option<&Lock>,
+    requirement_files: Vec<PathBuf>,
+    offline_wheelhouse: Option<PathBuf>,
+    steps: &mut Vec<Step>,
+) -> PipRequest {
+    let policy = distribution.requires_at_most(platform).glibc.map(|glibc| {
+        steps.push(Step::WriteFile(WriteFile {
+            title: "Write pip's wheel policy".into(),
+            path: policy_dir.join("_manylinux.py"),
+            contents: pip::manylinux_policy(&glibc),
+        }));
+        policy_dir.to_path_buf()
+    });
+    let wanted = match locked {
+        Some(lock) => {
+            steps.push(Step::WriteFile(WriteFile {
+                title: "Write the locked requirements".into(),
+                path: locked_file.to_path_buf(),
+                contents: lock.requirements(),
+            }));
+            Wanted::Locked(locked_file.to_path_buf())
+        }
+        None => Wanted::Resolve {
+            packages: distribution.python_packages_for(platform),
+            files: requirement_files,
+        },
+    };
+    PipRequest {
+        python: python.to_path_buf(),
+        sources: distribution.pip.clone(),
+        offline_wheelhouse,
+        pip_args: distribution.pip_args_for(platform),
+        wanted,
+        policy,
     }
-}
-
-pub fn installer_url(base_url: &str, tag: &str, platform: Platform) -> String {
-    format!(
-        "{}/download/{tag}/{}",
-        base_url.trim_end_matches('/'),
-        platform.miniforge_asset(tag)
-    )
-}
-
-/// Miniforge's batch-mode command line for `platform`.
-pub fn install_command(platform: Platform, installer: &Path, prefix: &Path) -> Command {
-    if platform.is_windows() {
-        // NSIS: `/D=` must come last and unquoted; it takes the rest of the line as the path.
-        Command::new(installer).args([
-            "/InstallationType=JustMe".to_string(),
-            "/RegisterPython=0".to_string(),
-            "/AddToPath=0".to_string(),
-            "/NoRegistry=1".to_string(),
-            "/NoShortcuts=1".to_string(),
-            "/S".to_string(),
-            format!("/D={}", path_arg(prefix)),
-        ])
-    } else {
-        Command::new("bash")
-            .arg(path_arg(installer))
-            .args(["-b", "-p"])
-            .arg(path_arg(prefix))
-    }
-}
-
-/// The prefix's python, run with `-s` so the user's own site-packages never leak in.
-pub fn python(platform: Platform, prefix: &Path) -> Command {
-    Command::new(prefix.join(platform.python_in_prefix())).arg("-s")
-}
-
-fn path_arg(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]
@@ -816,27 +396,6 @@ mod tests {
 
     fn manifest(text: &str) -> Distribution {
         serde_yaml_ng::from_str(text).unwrap()
-    }
-
-    #[test]
-    fn windows_installer_runs_silently_with_d_last() {
-        let cmd = install_command(
-            Platform::WindowsX86_64,
-            Path::new("C:/b/cache/Miniforge3-26.3.2-3-Windows-x86_64.exe"),
-            Path::new("C:/b/stage/windows-x86_64/anymatix/python"),
-        );
-        assert_eq!(
-            cmd.args.last().unwrap(),
-            "/D=C:/b/stage/windows-x86_64/anymatix/python"
-        );
-        assert!(cmd.args.contains(&"/S".to_string()));
-        assert!(cmd.args.contains(&"/RegisterPython=0".to_string()));
-    }
-
-    #[test]
-    fn unix_installer_is_batch_mode_into_the_prefix() {
-        let cmd = install_command(Platform::MacosArm64, Path::new("/c/i.sh"), Path::new("/p"));
-        assert_eq!(cmd.to_string(), "bash /c/i.sh -b -p /p");
     }
 
     #[test]
@@ -854,11 +413,11 @@ mod tests {
             .filter(|s| matches!(s, Step::PipInstall(_)))
             .collect();
         assert_eq!(pips.len(), 1, "one resolve");
-        let Step::PipInstall(cmd) = pips[0] else {
+        let Step::PipInstall(pip) = pips[0] else {
             unreachable!()
         };
         assert_eq!(
-            cmd.to_string(),
+            pip.command().to_string(),
             "/o/stage/linux-x86_64/env/anymatix/python/bin/python3 -s -m pip install --disable-pip-version-check \
              --no-warn-script-location --report /o/stage/linux-x86_64/env/pip-report.json \
              --index-url http://127.0.0.1:1/simple --find-links /w --no-index \
@@ -871,11 +430,11 @@ mod tests {
     fn pinned_tag_gives_the_versioned_url() {
         let m = manifest("installer: {release: 26.3.2-3, base_url: 'http://127.0.0.1:9/r/'}\n");
         let plan = plan_for(&m, Platform::MacosX86_64, None);
-        let Step::FetchInstaller { url, .. } = &plan.steps[0] else {
+        let Step::FetchInstaller(fetch) = &plan.steps[0] else {
             panic!()
         };
         assert_eq!(
-            url.as_deref(),
+            fetch.download().map(|(url, _)| url).as_deref(),
             Some("http://127.0.0.1:9/r/download/26.3.2-3/Miniforge3-26.3.2-3-MacOSX-x86_64.sh")
         );
     }
@@ -888,7 +447,7 @@ mod tests {
             .steps
             .iter()
             .filter_map(|s| match s {
-                Step::CondaInstall(c) => Some(c.to_string()),
+                Step::CondaInstall(c) => Some(c.command().to_string()),
                 _ => None,
             })
             .collect();
@@ -913,7 +472,7 @@ mod tests {
              repos: [{name: ComfyUI, url: 'file:///r', rev: main, path: ComfyUI, requirements: requirements.txt}]\n",
         );
         let lock = Lock {
-            platform: "linux-x86_64".into(),
+            platform: Platform::LinuxX86_64,
             miniforge: LockedInstaller {
                 tag: "26.3.2-3".into(),
                 sha256: "ab".into(),
@@ -929,13 +488,13 @@ mod tests {
                 sha256: "cd".into(),
             }],
         };
-        let layout = Layout::new(Path::new("/o"), Platform::LinuxX86_64, "0.1.0");
+        let layout = Layout::new(Path::new("/o"), Platform::LinuxX86_64);
         let plan = plan(
             &m,
             Platform::LinuxX86_64,
             "0.1.0",
             &layout,
-            Path::new("/p.yml"),
+            &policy(),
             Options {
                 locked: Some(&lock),
                 ..Options::default()
@@ -974,15 +533,15 @@ mod tests {
              platforms: {macos-x86_64: {conda_packages: [python=3.12]}}\n\
              repos: [{name: ComfyUI, url: 'https://git.example/ComfyUI.git', rev: v1, path: ComfyUI, requirements: requirements.txt}]\n",
         );
-        let layout = Layout::new(Path::new("/o"), Platform::MacosX86_64, "0.1.0");
+        let layout = Layout::new(Path::new("/o"), Platform::MacosX86_64);
         let offline = plan(
             &m,
             Platform::MacosX86_64,
             "0.1.0",
             &layout,
-            Path::new("/p.yml"),
+            &policy(),
             Options {
-                tag: Some("t"),
+                tag: Tag::Resolved("t".into()),
                 offline: true,
                 ..Options::default()
             },
@@ -1010,7 +569,7 @@ mod tests {
             Platform::MacosX86_64,
             &layout,
             Options {
-                tag: Some("t"),
+                tag: Tag::Resolved("t".into()),
                 ..Options::default()
             },
         );
@@ -1043,10 +602,10 @@ mod tests {
         use std::io::Write;
         let m = manifest("platforms: {linux-x86_64: {requires_at_most: {glibc: '2.28'}}}\n");
         let plan = plan_for(&m, Platform::LinuxX86_64, Some("t"));
-        let Some(Step::WriteFile { contents, .. }) = plan
+        let Some(Step::WriteFile(WriteFile { contents, .. })) = plan
             .steps
             .iter()
-            .find(|s| matches!(s, Step::WriteFile { path, .. } if path.ends_with("_manylinux.py")))
+            .find(|s| matches!(s, Step::WriteFile(w) if w.path.ends_with("_manylinux.py")))
         else {
             panic!("no wheel policy in the plan")
         };
@@ -1054,7 +613,7 @@ mod tests {
             .steps
             .iter()
             .find_map(|s| match s {
-                Step::PipInstall(c) => Some(c),
+                Step::PipInstall(p) => Some(p.command()),
                 _ => None,
             })
             .unwrap();
@@ -1142,17 +701,25 @@ mod tests {
     }
 
     fn plan_for(m: &Distribution, platform: Platform, tag: Option<&str>) -> Plan {
-        let layout = Layout::new(Path::new("/o"), platform, "0.1.0");
+        let layout = Layout::new(Path::new("/o"), platform);
         plan(
             m,
             platform,
             "0.1.0",
             &layout,
-            Path::new("/p.yml"),
+            &policy(),
             Options {
-                tag,
+                tag: tag.map_or(Tag::Latest, |t| Tag::Resolved(t.into())),
                 ..Options::default()
             },
         )
+    }
+
+    fn policy() -> PolicyFile {
+        let text = include_str!("../../anymatix/prune.yml");
+        PolicyFile {
+            policy: Arc::new(Policy::parse(text).unwrap()),
+            path: PathBuf::from("/p.yml"),
+        }
     }
 }

@@ -63,6 +63,18 @@ impl Platform {
         })
     }
 
+    /// `choice`, or this host's platform; the one place that default is made.
+    pub fn chosen_or_host(choice: Option<Platform>) -> anyhow::Result<Platform> {
+        match choice.or_else(Platform::host) {
+            Some(p) => Ok(p),
+            None => anyhow::bail!(
+                "this host ({} {}) is none of the platforms we ship: pass --platform (with --dry-run to see a plan)",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+        }
+    }
+
     fn rust_arch(self) -> &'static str {
         match self {
             Platform::LinuxAarch64 | Platform::MacosArm64 => "aarch64",
@@ -108,6 +120,19 @@ impl Platform {
         } else {
             "install_package.sh"
         }
+    }
+}
+
+impl serde::Serialize for Platform {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Platform {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

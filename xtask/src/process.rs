@@ -62,6 +62,11 @@ fn quote(s: &str) -> String {
     }
 }
 
+/// A path as one argument.
+pub fn path_arg(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
 /// Runs `command` with its output streamed to the terminal.
 pub fn run(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<()> {
     reporter.detail(command.to_string());

@@ -3,13 +3,68 @@
 //! that runs the python beside the script (as conda-pack does). Any other file that still holds
 //! the build path is listed, so manifest.json says what might not move.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use walkdir::WalkDir;
 
+use crate::fingerprint::Inputs;
+use crate::platform::Platform;
+use crate::step::{Describe, Stage};
+use crate::tools::Tools;
 use crate::tree::rel_path;
+
+/// Rewrites the `#!` lines in `tree` that hold the path the environment was installed at
+/// (`installed_at`), and lists what else holds it.
+#[derive(Debug, Clone)]
+pub struct Relocate {
+    pub platform: Platform,
+    pub tree: PathBuf,
+    pub installed_at: PathBuf,
+}
+
+impl Relocate {
+    pub fn run(&self, tools: &Tools) -> Result<RelocationReport> {
+        let mut paths = vec![self.installed_at.to_string_lossy().into_owned()];
+        if let Ok(canonical) = self.installed_at.canonicalize() {
+            paths.push(canonical.to_string_lossy().into_owned());
+        }
+        let report = relocate(&self.tree, &paths, !self.platform.is_windows())?;
+        let reporter = &tools.reporter;
+        reporter.note(format!(
+            "{} scripts now find the python beside them; {} other files still hold the build path",
+            report.rewritten.len(),
+            report.remaining.len()
+        ));
+        for file in &report.remaining {
+            reporter.note(format!("  {} ({})", file.path, file.kind));
+        }
+        Ok(report)
+    }
+}
+
+impl Describe for Relocate {
+    fn title(&self) -> String {
+        "Relocate".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Dist
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "relocate: rewrite the #! lines in {} that name {}, list what else does",
+            self.tree.display(),
+            self.installed_at.display()
+        )
+    }
+
+    fn inputs(&self, _: &mut Inputs) {}
+}
 
 /// Larger files are data or binaries; none of what pip or conda writes with paths is this big.
 const MAX_TEXT: u64 = 1 << 20;

@@ -1,13 +1,17 @@
 //! Clones each repo at its rev: shallow for tags and branches, by commit where the server allows.
 //! Every URL, path and rev goes after `--` or `--end-of-options`, so none is read as an option.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
+use crate::fingerprint::Inputs;
 use crate::progress::Reporter;
+use crate::step::{Describe, Stage};
+use crate::tools::Tools;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkout {
@@ -16,6 +20,172 @@ pub struct Checkout {
     pub rev: String,
     pub commit: String,
     pub path: String,
+}
+
+/// Clones a repo at its rev into the environment.
+#[derive(Debug, Clone)]
+pub struct CloneRepo {
+    pub name: String,
+    pub url: String,
+    /// Where it is cloned from: `url`, or the mirror `fetch` made of it when offline.
+    pub from: String,
+    pub rev: String,
+    /// The locked commit, when building `--locked`.
+    pub locked_commit: Option<String>,
+    pub dest: PathBuf,
+    /// The checkout's requirements file, which must be there.
+    pub requirements: Option<PathBuf>,
+    /// The environment's `anymatix/`, which `dest` is recorded relative to.
+    pub tree: PathBuf,
+}
+
+impl CloneRepo {
+    pub fn run(&self, tools: &Tools) -> Result<Checkout> {
+        let reporter = &tools.reporter;
+        let commit = clone(
+            &tools.sh,
+            reporter,
+            &self.from,
+            &self.rev,
+            self.locked_commit.as_deref(),
+            &self.dest,
+        )?;
+        reporter.note(format!("{} at {commit}", self.name));
+        if let Some(req) = &self.requirements {
+            if !req.is_file() {
+                bail!(
+                    "repo {} at {} has no requirements file {}",
+                    self.name,
+                    self.rev,
+                    req.display()
+                );
+            }
+        }
+        Ok(Checkout {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            rev: self.rev.clone(),
+            commit,
+            path: crate::tree::rel_path(&self.tree, &self.dest),
+        })
+    }
+}
+
+impl Describe for CloneRepo {
+    fn title(&self) -> String {
+        format!("Clone {}", self.name)
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Env
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "clone {}: {} at {}", self.name, self.url, self.rev)?;
+        if let Some(commit) = &self.locked_commit {
+            write!(f, " (locked: {commit})")?;
+        }
+        if self.from != self.url {
+            write!(f, "\n      from {}", self.from)?;
+        }
+        write!(f, "\n      into {}", self.dest.display())?;
+        if let Some(req) = &self.requirements {
+            write!(f, "\n      requirements: {}", req.display())?;
+        }
+        Ok(())
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        // Where it is cloned from (the server or fetch's mirror of it) is not an input; the
+        // commit its rev names is added when the build starts (see `remote_commit`).
+        let key = format!("repo {}", self.name);
+        inputs.set(
+            key.clone(),
+            format!("{} at {} into {}", self.url, self.rev, self.dest.display()),
+        );
+        if let Some(commit) = &self.locked_commit {
+            inputs.set(format!("{key}: locked commit"), commit.clone());
+        }
+        if let Some(req) = &self.requirements {
+            inputs.set(format!("{key}: requirements"), req.display().to_string());
+        }
+    }
+}
+
+/// `fetch`: a bare mirror of a repo in the cache, and its requirements file at the rev.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub name: String,
+    pub url: String,
+    pub rev: String,
+    pub locked_commit: Option<String>,
+    pub mirror: PathBuf,
+    /// The requirements file's path in the repo, and where to write it.
+    pub requirements: Option<(String, PathBuf)>,
+}
+
+impl Mirror {
+    pub fn run(&self, tools: &Tools) -> Result<()> {
+        let (sh, reporter) = (&tools.sh, &tools.reporter);
+        mirror(sh, reporter, &self.url, &self.mirror)?;
+        let commit = match &self.locked_commit {
+            Some(locked) => mirror_commit(sh, &self.mirror, locked).with_context(|| {
+                format!("the locked commit of {} is not in {}", self.name, self.url)
+            })?,
+            None => mirror_commit(sh, &self.mirror, &self.rev)?,
+        };
+        reporter.note(format!("{}: {} is {commit}", self.name, self.rev));
+        if let Some((path, out)) = &self.requirements {
+            let text = file_at(sh, &self.mirror, &commit, path)?;
+            fs_err::write(out, text + "\n")?;
+        }
+        Ok(())
+    }
+}
+
+impl Describe for Mirror {
+    fn title(&self) -> String {
+        format!("Mirror {}", self.name)
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Env
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "mirror {}: {} into {}",
+            self.name,
+            self.url,
+            self.mirror.display()
+        )?;
+        match &self.locked_commit {
+            Some(commit) => write!(f, "\n      at {} (locked: {commit})", self.rev)?,
+            None => write!(f, "\n      at {}", self.rev)?,
+        }
+        if let Some((path, out)) = &self.requirements {
+            write!(f, "\n      its {path} into {}", out.display())?;
+        }
+        Ok(())
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.set(
+            format!("mirror {}", self.name),
+            format!("{} at {}", self.url, self.rev),
+        );
+    }
+}
+
+/// `file://` URL of a local path, which git clones like a remote (shallow clones work).
+pub fn file_url(path: &Path) -> String {
+    let path = path.to_string_lossy().replace('\\', "/");
+    if path.starts_with('/') {
+        format!("file://{path}")
+    } else {
+        format!("file:///{path}")
+    }
 }
 
 /// Clones `url` at `rev` (a tag, branch or commit) into `dest`; returns the checked-out commit.

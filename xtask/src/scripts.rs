@@ -2,11 +2,43 @@
 //! Their text lives in `anymatix/scripts/`, as data; it is compiled in so the tool never
 //! depends on where it runs from.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::fingerprint::Inputs;
 use crate::platform::Platform;
+use crate::step::{Describe, Stage};
+
+/// Writes the platform's helper script into the tree.
+#[derive(Debug, Clone)]
+pub struct HelperScript {
+    pub platform: Platform,
+    pub path: PathBuf,
+}
+
+impl HelperScript {
+    pub fn run(&self) -> Result<()> {
+        write_helper_script(self.platform, &self.path)
+    }
+}
+
+impl Describe for HelperScript {
+    fn title(&self) -> String {
+        "Write the helper script".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Dist
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "write helper script {}", self.path.display())
+    }
+
+    fn inputs(&self, _: &mut Inputs) {}
+}
 
 const INSTALL_PACKAGE_SH: &str = include_str!("../../anymatix/scripts/install_package.sh");
 const INSTALL_PACKAGE_BAT: &str = include_str!("../../anymatix/scripts/install_package.bat");

@@ -3,6 +3,7 @@
 //! reach, its python runs each smoke check there, and the smoke commands start the product.
 //! The same imports and checks also run in the installed environment, to fail fast.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,9 +12,12 @@ use xshell::{cmd, Shell};
 use zip::ZipArchive;
 
 use crate::distribution::{Smoke, SmokeCommand};
+use crate::fingerprint::Inputs;
 use crate::platform::Platform;
 use crate::process;
 use crate::progress::Reporter;
+use crate::step::{Describe, Stage};
+use crate::tools::Tools;
 use crate::units::human_duration;
 
 /// Saves and reloads a PNG and a JPEG: the imports alone would not load Pillow's codec libraries.
@@ -30,6 +34,124 @@ for fmt, ext in (("PNG", "png"), ("JPEG", "jpg")):
     assert back.format == fmt and back.size == (64, 48), (fmt, back.format, back.size)
 print("PNG and JPEG round trip ok")
 "#;
+
+/// Runs the smoke imports and checks in the installed environment, right after pip.
+#[derive(Debug, Clone)]
+pub struct SmokeInstalled {
+    pub python: PathBuf,
+    pub smoke: Smoke,
+}
+
+impl SmokeInstalled {
+    pub fn run(&self, tools: &Tools) -> Result<()> {
+        smoke_installed(&tools.sh, &tools.reporter, &self.python, &self.smoke)
+    }
+}
+
+impl Describe for SmokeInstalled {
+    fn title(&self) -> String {
+        "Check the installed environment".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Env
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "check the installed environment with {}: {}",
+            self.python.display(),
+            summary(&self.smoke, false)
+        )
+    }
+
+    /// The checks judge the environment; changing one does not change what is installed.
+    fn inputs(&self, _: &mut Inputs) {}
+}
+
+/// Unpacks the zip elsewhere and runs every smoke check there, with the installed environment
+/// (`env`) moved aside so nothing can reach back into it.
+#[derive(Debug, Clone)]
+pub struct Verify {
+    pub platform: Platform,
+    pub zip: PathBuf,
+    pub unpack: PathBuf,
+    pub env: PathBuf,
+    pub smoke: Smoke,
+}
+
+impl Verify {
+    pub fn run(&self, tools: &Tools) -> Result<()> {
+        let root = unpack(&self.zip, &self.unpack)?;
+        let aside = MovedAside::new(&self.env)?;
+        tools.reporter.note(format!(
+            "{} is moved aside while the unpacked copy runs",
+            self.env.display()
+        ));
+        smoke_unpacked(
+            &tools.sh,
+            &tools.reporter,
+            self.platform,
+            &root,
+            &self.smoke,
+        )?;
+        aside.restore()
+    }
+}
+
+impl Describe for Verify {
+    fn title(&self) -> String {
+        "Verify the unpacked zip".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Dist
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "verify: unpack {} into {}, move {} aside, then {}",
+            self.zip.display(),
+            self.unpack.display(),
+            self.env.display(),
+            summary(&self.smoke, true)
+        )
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.set(
+            "smoke checks",
+            serde_json::to_string(&self.smoke).unwrap_or_default(),
+        );
+    }
+}
+
+/// What a smoke run does, in one line: the imports, the checks and (unpacked) the commands.
+fn summary(smoke: &Smoke, unpacked: bool) -> String {
+    let mut parts = Vec::new();
+    if !smoke.imports.is_empty() {
+        parts.push(format!("import {}", smoke.imports.join(", ")));
+    }
+    for check in &smoke.checks {
+        parts.push(format!("check that {}", check.name));
+    }
+    if unpacked {
+        for command in &smoke.commands {
+            parts.push(format!(
+                "run `{}` ({})",
+                command.run.join(" "),
+                command.name
+            ));
+        }
+    }
+    if parts.is_empty() {
+        "nothing to run".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
 
 /// Unpacks `zip` into `unpack` (replacing what was there) and returns the unpacked `anymatix/`.
 pub fn unpack(zip: &Path, unpack: &Path) -> Result<PathBuf> {

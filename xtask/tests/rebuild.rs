@@ -173,7 +173,7 @@ fn each_change_redoes_only_the_stages_it_affects() {
     let (ok, conda) = build(&manifest, &policy, &out, &[]);
     assert!(ok, "{conda}");
     assert!(
-        conda.contains("==> The environment: installing (changed: Install conda packages)"),
+        conda.contains("==> The environment: installing (changed: conda packages)"),
         "{conda}"
     );
     assert!(
@@ -294,6 +294,17 @@ fn offline_builds_from_what_fetch_gathered() {
     // No network any more: the server is stopped, the repos and the index are gone.
     drop(server);
     std::fs::remove_dir_all(&sources).unwrap();
+
+    // The environment the online build installed is the one an offline build would install:
+    // its inputs are what is installed, not where it comes from. Reused, and so is the zip.
+    let (ok, reused) = build(&manifest, &policy, &out, &["--offline"]);
+    assert!(ok, "{reused}");
+    assert!(
+        reused.contains("==> The environment: unchanged, reusing"),
+        "{reused}"
+    );
+    assert!(reused.contains("==> The zip: unchanged inputs"), "{reused}");
+
     let cleaned = xtask(&["clean", "--out", out.to_str().unwrap()]);
     assert!(cleaned.status.success());
     std::fs::remove_file(&zip).unwrap();

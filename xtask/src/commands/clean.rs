@@ -1,6 +1,6 @@
 //! `cargo xtask clean`: removes the build's working folders, and with `--cache` the downloads.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 
@@ -20,16 +20,15 @@ pub struct CleanArgs {
 
 impl CleanArgs {
     pub fn run(self) -> Result<()> {
-        let args = self;
         let mut folders = vec!["stage", "verify"];
-        if args.cache {
+        if self.cache {
             folders.push("cache");
         }
         let mut freed = 0;
         for name in folders {
-            let path = args.out.join(name);
+            let path = self.out.join(name);
             if path.exists() {
-                let bytes = size(&path);
+                let bytes = crate::tree::stats(&path).map_or(0, |(_, bytes)| bytes);
                 fs_err::remove_dir_all(&path)?;
                 println!("removed {} ({})", path.display(), human_bytes(bytes));
                 freed += bytes;
@@ -38,19 +37,8 @@ impl CleanArgs {
         println!(
             "freed {}; the published zips in {} stay",
             human_bytes(freed),
-            args.out.display()
+            self.out.display()
         );
         Ok(())
     }
-}
-
-/// Bytes of the files under `path`.
-pub(super) fn size(path: &Path) -> u64 {
-    walkdir::WalkDir::new(path)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_type().is_dir())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }

@@ -2,30 +2,20 @@
 //! space, the path length Windows' installer and loader tolerate, and whether each source the
 //! manifest names answers.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Result};
-use xshell::{cmd, Shell};
+use xshell::cmd;
 
-use crate::distribution::Distribution;
-use crate::http::Fetcher;
-use crate::plan::Layout;
+use super::context::{LockFlags, Target};
 use crate::platform::Platform;
 use crate::process;
-use crate::project_root;
 use crate::units::human_bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
-    /// The platform to check for [default: this host's]
-    #[arg(long)]
-    pub platform: Option<Platform>,
-    /// The distribution's definition, whose sources are checked.
-    #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/distribution.yml"))]
-    pub manifest: PathBuf,
-    /// The build folder, whose disk must have room.
-    #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
-    pub out: PathBuf,
+    /// --platform: the one to check for; --manifest: whose sources are checked; --out: the
+    /// build folder, whose disk must have room.
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// Room a build takes: the installed environment, its zip, the verify copy and the cache. CUDA
@@ -59,11 +49,8 @@ impl Checks {
 
 impl DoctorArgs {
     pub fn run(self) -> Result<()> {
-        let args = self;
-        let Some(platform) = args.platform.or_else(Platform::host) else {
-            bail!("this host is none of the platforms we ship: pass --platform");
-        };
-        let manifest = Distribution::load(&args.manifest)?;
+        let ctx = self.target.resolve(&LockFlags::default())?;
+        let (platform, manifest, layout) = (ctx.platform, &ctx.distribution, &ctx.layout);
         let mut checks = Checks { failed: 0 };
 
         let mut tools = vec![("git", "install git (https://git-scm.com)")];
@@ -80,11 +67,11 @@ impl DoctorArgs {
             }
         }
 
-        let out = std::path::absolute(&args.out)?;
+        let out = &layout.out;
         let existing = out
             .ancestors()
             .find(|p| p.exists())
-            .unwrap_or(&out)
+            .unwrap_or(out)
             .to_path_buf();
         let needed = space_needed(platform);
         match fs4::available_space(&existing) {
@@ -105,7 +92,7 @@ impl DoctorArgs {
             ),
         }
         if platform.is_windows() {
-            let prefix = Layout::new(&out, platform, "0").prefix;
+            let prefix = &layout.prefix;
             let length = prefix.as_os_str().len();
             checks.report(
                 length <= WINDOWS_PREFIX_MAX,
@@ -117,7 +104,7 @@ impl DoctorArgs {
             );
         }
 
-        let fetcher = Fetcher::new()?;
+        let fetcher = &ctx.tools.fetcher;
         let base = manifest.installer.base_url.trim_end_matches('/');
         let latest = format!("{base}/latest");
         match fetcher.probe(&latest) {
@@ -166,7 +153,7 @@ impl DoctorArgs {
                 );
             }
         }
-        let sh = Shell::new()?;
+        let sh = &ctx.tools.sh;
         let _prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
         for repo in &manifest.repos {
             let url = &repo.url;

@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod ci;
 pub mod clean;
+pub mod context;
 pub mod doctor;
 pub mod fetch;
 pub mod portable;

@@ -10,17 +10,171 @@ pub mod linkage;
 pub mod policy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use walkdir::WalkDir;
 
+use crate::fingerprint::Inputs;
 use crate::platform::Platform;
+use crate::step::{Describe, Stage};
+use crate::system::Ceiling;
+use crate::tools::Tools;
 use crate::tree::rel_path;
 use crate::units::human_bytes;
 use policy::Matches;
 pub use policy::Policy;
+
+/// Copies the installed environment by hard links into the tree that is pruned, so pruning
+/// never damages it.
+#[derive(Debug, Clone)]
+pub struct LinkTree {
+    pub from: PathBuf,
+    pub to: PathBuf,
+}
+
+impl LinkTree {
+    pub fn run(&self, tools: &Tools) -> Result<()> {
+        let copied = crate::tree::link_copy(&self.from, &self.to)?;
+        if copied > 0 {
+            tools.reporter.note(format!(
+                "{copied} files copied: hard links cannot be made here (another filesystem?)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Describe for LinkTree {
+    fn title(&self) -> String {
+        "Copy the environment to prune it".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Dist
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "copy {} to {} by hard links (pruning the copy leaves the environment whole)",
+            self.from.display(),
+            self.to.display()
+        )
+    }
+
+    fn inputs(&self, _: &mut Inputs) {}
+}
+
+/// Prunes the tree by the policy, checks every native library and what the binaries need of the
+/// system, and writes the HTML size report.
+#[derive(Debug, Clone)]
+pub struct Prune {
+    pub platform: Platform,
+    pub tree: PathBuf,
+    pub policy: Arc<Policy>,
+    /// Where the policy was read from, to name it.
+    pub policy_path: PathBuf,
+    /// The HTML size report, written here and published with the zip.
+    pub report: PathBuf,
+    /// The zip's name, for the report's title.
+    pub zip_name: String,
+    /// The newest system the kept binaries may ask for.
+    pub requires_at_most: Ceiling,
+}
+
+impl Prune {
+    pub fn run(&self, tools: &Tools) -> Result<PruneReport> {
+        let report = prune(&self.tree, &self.policy, self.platform, false)?;
+        let reporter = &tools.reporter;
+        for line in report.summary() {
+            reporter.note(line);
+        }
+        crate::report::html::write(
+            &self.report,
+            &crate::report::html::page_data(&self.zip_name, self.platform, &report, &self.policy),
+        )?;
+        reporter.note(format!("size report: {}", self.report.display()));
+        report.linkage.check_ceiling(
+            &self.requires_at_most,
+            &format!("platforms.{}.requires_at_most", self.platform),
+        )?;
+        Ok(report)
+    }
+}
+
+impl Describe for Prune {
+    fn title(&self) -> String {
+        "Prune".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Dist
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "prune {} by the rules in {}, check every native library, report in {}",
+            self.tree.display(),
+            self.policy_path.display(),
+            self.report.display()
+        )?;
+        let limits: Vec<String> = self
+            .requires_at_most
+            .limits()
+            .map(|(kind, version)| format!("{kind} {version}"))
+            .collect();
+        if !limits.is_empty() {
+            write!(
+                f,
+                "\n      no binary may need more than {}",
+                limits.join(", ")
+            )?;
+        }
+        let policy = &self.policy;
+        for rule in policy.rules.iter().filter(|r| r.applies_to(self.platform)) {
+            write!(
+                f,
+                "\n      rule {}: {}",
+                rule.name,
+                rule.patterns.join(", ")
+            )?;
+            write!(f, "\n        ({})", rule.reason)?;
+        }
+        write!(f, "\n      keep: {}", policy.keep_patterns.join(", "))?;
+        let optional: Vec<&str> = policy
+            .optional
+            .iter()
+            .filter(|o| o.applies_to(self.platform))
+            .map(|o| o.name.as_str())
+            .collect();
+        if !optional.is_empty() {
+            write!(
+                f,
+                "\n      missing libraries expected (optional_libraries): {}",
+                optional.join(", ")
+            )?;
+        }
+        if policy.strict_linkage {
+            write!(f, "\n      strict_linkage: any missing library fails")?;
+        }
+        Ok(())
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.set("prune policy", self.policy.digest.clone());
+        let limits: Vec<String> = self
+            .requires_at_most
+            .limits()
+            .map(|(kind, version)| format!("{} {version}", kind.name()))
+            .collect();
+        inputs.set("requires at most", limits.join(", "));
+    }
+}
 
 #[derive(Debug, Default, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Totals {

@@ -136,6 +136,8 @@ pub struct Policy {
     pub optional: Vec<Optional>,
     /// Any library missing from the environment fails the prune, optional or not.
     pub strict_linkage: bool,
+    /// The sha256 of the policy's text: what a zip was pruned by.
+    pub digest: String,
     keep: GlobSet,
     system_linux: GlobSet,
     system_macos: GlobSet,
@@ -201,6 +203,7 @@ impl Policy {
         }
         let system = &file.system_libraries;
         Ok(Policy {
+            digest: crate::digest::sha256_hex(text.as_bytes()),
             rules,
             keep_patterns: file.keep,
             optional,

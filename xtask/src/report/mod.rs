@@ -3,20 +3,26 @@
 
 pub mod html;
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::pip::Package;
+use crate::fetch::Miniforge;
+use crate::fingerprint::Inputs;
+use crate::pip::{self, Package};
+use crate::platform::Platform;
 use crate::prune::PruneReport;
 use crate::relocate::RelocationReport;
 use crate::repos::Checkout;
+use crate::step::{Describe, Stage};
 
+/// `manifest.json`: what the zip holds, for users and for tests to write against.
 #[derive(Debug, Serialize)]
 pub struct BuildManifest {
     pub version: String,
-    pub platform: String,
+    pub platform: Platform,
     pub miniforge: Miniforge,
     pub python: String,
     /// Every installed Python distribution, as pip lists it, sorted by name.
@@ -29,19 +35,64 @@ pub struct BuildManifest {
     pub relocation: RelocationReport,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Miniforge {
-    /// As the manifest asked: `latest` or a tag.
-    pub release: String,
-    pub tag: String,
-    pub asset: String,
-    pub sha256: String,
-}
-
 #[derive(Debug, Serialize)]
 pub struct Contents {
     pub files: u64,
     pub bytes: u64,
+}
+
+/// What a build found out, from the steps that found it, for manifest.json.
+pub struct Findings<'a> {
+    pub miniforge: &'a Miniforge,
+    pub pip: &'a pip::Installed,
+    pub checkouts: &'a [Checkout],
+    pub prune: &'a PruneReport,
+    pub relocation: &'a RelocationReport,
+}
+
+/// Writes `manifest.json` into the tree.
+#[derive(Debug, Clone)]
+pub struct WriteManifest {
+    pub version: String,
+    pub platform: Platform,
+    pub tree: PathBuf,
+    pub path: PathBuf,
+}
+
+impl WriteManifest {
+    pub fn run(&self, found: &Findings) -> Result<()> {
+        let (files, bytes) = crate::tree::stats(&self.tree)?;
+        let built = BuildManifest {
+            version: self.version.clone(),
+            platform: self.platform,
+            miniforge: found.miniforge.clone(),
+            python: found.pip.python.clone(),
+            packages: found.pip.packages.clone(),
+            repos: found.checkouts.to_vec(),
+            contents: Contents { files, bytes },
+            prune: found.prune.clone(),
+            relocation: found.relocation.clone(),
+        };
+        write(&self.path, &built)
+    }
+}
+
+impl Describe for WriteManifest {
+    fn title(&self) -> String {
+        "Write manifest.json".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Dist
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "write {}", self.path.display())
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.set("version", self.version.clone());
+    }
 }
 
 pub fn write(path: &Path, manifest: &BuildManifest) -> Result<()> {

@@ -1,0 +1,115 @@
+//! The flags that say what to build and where, shared by `portable`, `fetch` and `doctor`, and
+//! the one context they resolve into: the platform, the distribution, the layout, the lock, and
+//! the tools the steps use.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::distribution::Distribution;
+use crate::layout::Layout;
+use crate::lock::{self, Lock};
+use crate::platform::Platform;
+use crate::process;
+use crate::project_root;
+use crate::tools::Tools;
+
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The platform: linux-x86_64, linux-aarch64, macos-arm64, macos-x86_64 or windows-x86_64
+    /// [default: this host's]. A build runs only on its own platform (Miniforge's installer
+    /// must); a dry run shows any platform anywhere.
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    /// The distribution's definition.
+    #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/distribution.yml"))]
+    pub manifest: PathBuf,
+    /// The build folder: the zips, the download cache (cache/) and the build stages (stage/).
+    #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
+    pub out: PathBuf,
+    /// Show every command line as it runs.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// Which lock a build follows.
+#[derive(Debug, Default, clap::Args)]
+pub struct LockFlags {
+    /// Build exactly what the lock file says: its Miniforge tag and digest, its repo commits,
+    /// its package versions with `pip --require-hashes`. Fails if the lock is missing or does
+    /// not fit the manifest.
+    #[arg(long)]
+    pub locked: bool,
+    /// The lock file [default: locks/<platform>.lock.yml beside the manifest]
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+}
+
+/// What a command works with, resolved once from its flags.
+pub struct Context {
+    pub platform: Platform,
+    pub distribution: Distribution,
+    pub distribution_path: PathBuf,
+    pub layout: Layout,
+    /// Where the lock is read (`--locked`) or written.
+    pub lock_path: PathBuf,
+    /// The lock, when building `--locked`.
+    pub locked: Option<Lock>,
+    pub tools: Tools,
+}
+
+impl Target {
+    pub fn resolve(&self, lock: &LockFlags) -> Result<Context> {
+        let distribution = Distribution::load(&self.manifest)?;
+        let platform = Platform::chosen_or_host(self.platform)?;
+        let out = std::path::absolute(&self.out)
+            .with_context(|| format!("bad --out {}", self.out.display()))?;
+        let lock_path = lock
+            .lock
+            .clone()
+            .unwrap_or_else(|| lock::default_path(&self.manifest, platform));
+        let locked = if lock.locked {
+            let found = Lock::load(&lock_path)?;
+            found.check_fits(&distribution, platform, &lock_path)?;
+            Some(found)
+        } else {
+            None
+        };
+        Ok(Context {
+            platform,
+            layout: Layout::new(&out, platform),
+            distribution,
+            distribution_path: self.manifest.clone(),
+            lock_path,
+            locked,
+            tools: Tools::new(self.verbose)?,
+        })
+    }
+}
+
+impl Context {
+    /// A build runs on its own platform, with the tools it shells out to.
+    pub fn check_host(&self) -> Result<()> {
+        let platform = self.platform;
+        if Platform::host() != Some(platform) {
+            bail!(
+                "cannot build {platform} on this {} host: Miniforge's installer must run on its own platform. \
+                 Build it on a {platform} machine (CI has a runner for each), or pass --dry-run to see its plan",
+                Platform::host().map_or("unknown", |p| p.name())
+            );
+        }
+        if !platform.is_windows() {
+            process::require_tool(
+                "bash",
+                "install bash; Miniforge's installer is a bash script",
+            )?;
+        }
+        if !self.distribution.repos.is_empty() {
+            process::require_tool(
+                "git",
+                "install git (https://git-scm.com) to clone the repos",
+            )?;
+        }
+        Ok(())
+    }
+}

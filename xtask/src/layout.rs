@@ -1,0 +1,125 @@
+//! Where everything of one build lives under `--out`, for one platform: the cache, the installed
+//! environment, the tree that becomes the zip, the records of what each stage was made from.
+//! The published files' names also carry the version: see [`Artifacts`].
+
+use std::path::{Path, PathBuf};
+
+use crate::platform::Platform;
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub platform: Platform,
+    /// The output folder itself, where published files go.
+    pub out: PathBuf,
+    /// Downloads, kept across builds and trusted only with a matching sidecar digest; also the
+    /// git mirrors, wheelhouse and conda packages `fetch` gathers for `--offline`.
+    pub cache: PathBuf,
+    /// The installed environment: what the installer, conda, git and pip made. Never pruned, so
+    /// a change to the prune policy reuses it.
+    pub env: PathBuf,
+    /// The environment's `anymatix/`, where it is installed.
+    pub env_tree: PathBuf,
+    /// The Miniforge prefix, `anymatix/python/` in the environment.
+    pub prefix: PathBuf,
+    /// Where the zip is made: the pruned tree, the unverified zip, the report.
+    pub dist: PathBuf,
+    /// The tree that becomes the zip's root folder `anymatix/`: a hard-linked copy of the
+    /// environment, then pruned.
+    pub tree: PathBuf,
+    /// pip's `--report` of what it installed, for the lock.
+    pub pip_report: PathBuf,
+    /// The lock's requirements, pinned and hashed, for `--locked`.
+    pub locked_requirements: PathBuf,
+    /// Where pip's wheel policy (`_manylinux.py`) is written, beside the environment.
+    pub pip_policy: PathBuf,
+    /// Where verify unpacks the zip: a path with a space and non-ASCII characters on purpose,
+    /// since users unpack anywhere.
+    pub unpack: PathBuf,
+    /// What the environment and the published zip were made from (see `fingerprint`).
+    pub env_record: PathBuf,
+    pub dist_record: PathBuf,
+    /// The tag `latest` meant when last resolved online, for `--offline`.
+    pub latest_tag: PathBuf,
+    /// `fetch`'s wheels for this platform: `--offline` installs from here alone.
+    pub wheelhouse: PathBuf,
+    /// conda's package cache, shared by builds (and filled by `fetch`) for `--offline`.
+    pub conda_pkgs: PathBuf,
+    /// The folder `fetch` works in: a scratch Miniforge base (`python/`) that runs pip for this
+    /// platform, the repos' requirement files; removed afterwards.
+    pub fetch_scratch: PathBuf,
+}
+
+impl Layout {
+    pub fn new(out: &Path, platform: Platform) -> Layout {
+        // Short names: the Windows installer checks the prefix's length.
+        let stage = out.join("stage").join(platform.name());
+        let env = stage.join("env");
+        let env_tree = env.join("anymatix");
+        let dist = stage.join("dist");
+        let cache = out.join("cache");
+        Layout {
+            platform,
+            out: out.to_path_buf(),
+            prefix: env_tree.join("python"),
+            env_tree,
+            tree: dist.join("anymatix"),
+            dist,
+            pip_report: env.join("pip-report.json"),
+            locked_requirements: env.join("locked-requirements.txt"),
+            pip_policy: env.join("pip-policy"),
+            unpack: out
+                .join("verify")
+                .join(platform.name())
+                .join("unpacked copy ü"),
+            env_record: stage.join("env.done.json"),
+            dist_record: stage.join("dist.done.json"),
+            latest_tag: cache.join(format!("miniforge-latest-{platform}.txt")),
+            wheelhouse: cache.join("wheels").join(platform.name()),
+            conda_pkgs: cache.join("conda-pkgs").join(platform.name()),
+            fetch_scratch: stage.join("fetch"),
+            cache,
+            env,
+        }
+    }
+
+    /// `fetch`'s bare mirror of a repo, which `--offline` clones from.
+    pub fn git_mirror(&self, repo: &str) -> PathBuf {
+        self.cache.join("git").join(format!("{repo}.git"))
+    }
+
+    /// The Miniforge base `fetch` installs to run pip.
+    pub fn fetch_prefix(&self) -> PathBuf {
+        self.fetch_scratch.join("python")
+    }
+
+    /// The published files of `version`, and where each is made first.
+    pub fn artifacts(&self, version: &str) -> Artifacts {
+        let platform = self.platform;
+        let zip = format!("anymatix-{version}-{platform}.zip");
+        let report = format!("anymatix-{version}-{platform}.prune.html");
+        Artifacts {
+            zip: self.out.join(&zip),
+            staged_zip: self
+                .dist
+                .join(format!("anymatix-{version}-{platform}.unverified.zip")),
+            report: self.out.join(&report),
+            staged_report: self.dist.join(&report),
+            zip_name: zip,
+        }
+    }
+}
+
+/// The files a build publishes, named by version and platform.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// `anymatix-<version>-<platform>.zip`
+    pub zip_name: String,
+    /// The finished zip, moved here only after it passed verify.
+    pub zip: PathBuf,
+    /// Where the zip is written and verified first; its name says it is unverified, so a build
+    /// that fails at verify leaves nothing with the final name.
+    pub staged_zip: PathBuf,
+    /// The HTML prune report, published beside the zip.
+    pub report: PathBuf,
+    pub staged_report: PathBuf,
+}

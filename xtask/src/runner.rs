@@ -1,0 +1,127 @@
+//! Carries out a plan: each step is run by the stage module it belongs to, under a header that
+//! names it, and a failure names it too. What the steps find out is kept for manifest.json, the
+//! lock and the stages' records.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fetch::Miniforge;
+use crate::lock::{self, Lock};
+use crate::pip;
+use crate::plan::{Stage, Step};
+use crate::platform::Platform;
+use crate::prune::PruneReport;
+use crate::relocate::RelocationReport;
+use crate::report::Findings;
+use crate::repos::Checkout;
+use crate::tools::Tools;
+
+/// What the environment stage found out. Kept in its record, so a reused environment still
+/// gives manifest.json and the lock all of it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Installed {
+    pub miniforge: Option<Miniforge>,
+    pub checkouts: Vec<Checkout>,
+    pub pip: Option<pip::Installed>,
+}
+
+impl Installed {
+    /// What this build resolved to, for the lock file.
+    pub fn lock(&self, platform: Platform) -> Result<Lock> {
+        let miniforge = self
+            .miniforge
+            .as_ref()
+            .context("Miniforge was not fetched")?;
+        Ok(Lock {
+            platform,
+            miniforge: lock::LockedInstaller {
+                tag: miniforge.tag.clone(),
+                sha256: miniforge.sha256.clone(),
+            },
+            repos: self
+                .checkouts
+                .iter()
+                .map(|c| lock::LockedRepo {
+                    name: c.name.clone(),
+                    url: c.url.clone(),
+                    commit: c.commit.clone(),
+                })
+                .collect(),
+            python_packages: self
+                .pip
+                .as_ref()
+                .map(|p| p.locked_packages.clone())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// What a run's steps found out.
+#[derive(Default)]
+pub struct Results {
+    pub installed: Installed,
+    pub prune: Option<PruneReport>,
+    pub relocation: Option<RelocationReport>,
+    /// Every file published, under its final name.
+    pub published: Vec<PathBuf>,
+}
+
+impl Results {
+    /// Everything manifest.json tells, once the steps before it have found it.
+    fn findings(&self) -> Result<Findings<'_>> {
+        let installed = &self.installed;
+        Ok(Findings {
+            miniforge: installed
+                .miniforge
+                .as_ref()
+                .context("Miniforge was not fetched")?,
+            pip: installed.pip.as_ref().context("pip did not run")?,
+            checkouts: &installed.checkouts,
+            prune: self.prune.as_ref().context("prune did not run")?,
+            relocation: self.relocation.as_ref().context("relocate did not run")?,
+        })
+    }
+}
+
+/// Runs the steps of `stage`.
+pub fn run_stage(steps: &[Step], stage: Stage, tools: &Tools, results: &mut Results) -> Result<()> {
+    for step in steps.iter().filter(|s| s.stage() == stage) {
+        run_step(step, tools, results)?;
+    }
+    Ok(())
+}
+
+/// Runs one step under a header naming it; its failure names it.
+pub fn run_step(step: &Step, tools: &Tools, results: &mut Results) -> Result<()> {
+    let title = step.title();
+    let timer = tools.reporter.stage(&title);
+    dispatch(step, tools, results).with_context(|| format!("stage `{title}` failed"))?;
+    timer.finish();
+    Ok(())
+}
+
+/// One line per step: the stage module runs it, and what it finds out is kept.
+fn dispatch(step: &Step, tools: &Tools, found: &mut Results) -> Result<()> {
+    match step {
+        Step::FetchInstaller(s) => found.installed.miniforge = Some(s.run(tools)?),
+        Step::InstallBase(s) => s.run(tools)?,
+        Step::CondaInstall(s) => s.run(tools)?,
+        Step::Clone(s) => found.installed.checkouts.push(s.run(tools)?),
+        Step::WriteFile(s) => s.run()?,
+        Step::PipInstall(s) => found.installed.pip = Some(s.run(tools)?),
+        Step::SmokeInstalled(s) => s.run(tools)?,
+        Step::LinkTree(s) => s.run(tools)?,
+        Step::Prune(s) => found.prune = Some(s.run(tools)?),
+        Step::Relocate(s) => found.relocation = Some(s.run(tools)?),
+        Step::HelperScript(s) => s.run()?,
+        Step::WriteManifest(s) => s.run(&found.findings()?)?,
+        Step::Archive(s) => s.run(tools)?,
+        Step::Verify(s) => s.run(tools)?,
+        Step::Publish(s) => found.published = s.run(tools)?,
+        Step::Mirror(s) => s.run(tools)?,
+        Step::Wheelhouse(s) => s.run(tools)?,
+    }
+    Ok(())
+}

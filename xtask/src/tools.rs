@@ -1,0 +1,24 @@
+//! What steps act on the world with: a shell for the programs they run, the reporter for all they
+//! tell, and the HTTP client. Made once per command and lent to every step.
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::http::Fetcher;
+use crate::progress::Reporter;
+
+pub struct Tools {
+    pub sh: Shell,
+    pub reporter: Reporter,
+    pub fetcher: Fetcher,
+}
+
+impl Tools {
+    pub fn new(verbose: bool) -> Result<Tools> {
+        Ok(Tools {
+            sh: Shell::new()?,
+            reporter: Reporter::new(verbose),
+            fetcher: Fetcher::new()?,
+        })
+    }
+}
