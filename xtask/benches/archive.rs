@@ -6,13 +6,15 @@
 //!
 //!     cargo bench --bench archive
 
-mod common;
+// A benchmark reports by printing.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{copy, host_python};
 use std::time::Instant;
+use support::installer::HostPython;
+use support::{copy_tree as copy, xtask_binary};
 
 const MIN_BYTES: u64 = 1 << 30;
 
@@ -25,7 +27,11 @@ struct Run {
 
 fn main() {
     let work = tempfile::tempdir().unwrap();
-    let (python, prefix, version) = host_python();
+    let HostPython {
+        executable: python,
+        prefix,
+        version,
+    } = HostPython::find();
     let tree = work.path().join("anymatix");
     println!("building the tree from {} ...", prefix.display());
     copy(&prefix, &tree.join("python"));
@@ -67,7 +73,7 @@ fn main() {
         bytes as f64 / 1e9
     );
 
-    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let xtask = xtask_binary().display().to_string();
     let tree_arg = tree.to_str().unwrap();
     let out = |name: &str| work.path().join(name).to_str().unwrap().to_string();
     let mut tools: Vec<(&str, String, Vec<String>)> = vec![
@@ -75,7 +81,7 @@ fn main() {
             "xtask archive (every core)",
             out("ours.zip"),
             vec![
-                xtask.into(),
+                xtask.clone(),
                 "archive".into(),
                 tree_arg.into(),
                 out("ours.zip"),
@@ -85,7 +91,7 @@ fn main() {
             "xtask archive --threads 1",
             out("ours1.zip"),
             vec![
-                xtask.into(),
+                xtask.clone(),
                 "archive".into(),
                 tree_arg.into(),
                 out("ours1.zip"),

@@ -5,20 +5,26 @@
 //!
 //!     cargo bench --bench prune
 
-mod common;
+// A benchmark reports by printing.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{copy, host_python};
 use std::time::{Duration, Instant};
+use support::installer::HostPython;
+use support::{copy_tree as copy, xtask_binary};
 
 const MIN_FILES: usize = 50_000;
 const ROUNDS: usize = 3;
 
 fn main() {
     let work = tempfile::tempdir().unwrap();
-    let (python, prefix, version) = host_python();
+    let HostPython {
+        executable: python,
+        prefix,
+        version,
+    } = HostPython::find();
     println!(
         "building the tree from {} (Python {version}) ...",
         prefix.display()
@@ -46,7 +52,7 @@ fn main() {
     // Interleaved rounds on fresh copies, each after `sync`, so neither side inherits the
     // other's unwritten journal; medians are reported.
     let report = work.path().join("report.html");
-    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let xtask = xtask_binary().display().to_string();
     let (mut ours, mut find) = (Vec::new(), Vec::new());
     let (mut ours_left, mut find_left) = (Default::default(), Default::default());
     for round in 0..ROUNDS {
@@ -62,7 +68,7 @@ fn main() {
             Command::new("sync").status().unwrap();
             if side == "ours" {
                 ours.push(time(|| {
-                    let out = Command::new(xtask)
+                    let out = Command::new(&xtask)
                         .args([
                             "prune",
                             tree.to_str().unwrap(),

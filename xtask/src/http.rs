@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::progress::Reporter;
 
 pub struct Fetcher {
+    /// Tells of retries.
+    reporter: Reporter,
     client: Client,
     no_redirects: Client,
     attempts: u32,
@@ -37,7 +39,7 @@ impl From<std::io::Error> for Failure {
 }
 
 impl Fetcher {
-    pub fn new() -> Result<Fetcher> {
+    pub fn new(reporter: Reporter) -> Result<Fetcher> {
         // reqwest is built without a bundled crypto provider; ring is the small, C-light one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = || {
@@ -49,6 +51,7 @@ impl Fetcher {
                 .timeout(Duration::from_secs(120))
         };
         Ok(Fetcher {
+            reporter,
             client: builder().build().context("cannot set up the HTTP client")?,
             no_redirects: builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -197,7 +200,10 @@ impl Fetcher {
                     return Err(e.context(format!("gave up after {n} attempts")))
                 }
                 Err(Failure::Transient(e)) => {
-                    eprintln!("    {url}: {e:#}; retrying in {:.1}s", delay.as_secs_f64());
+                    self.reporter.note(format!(
+                        "{url}: {e:#}; retrying in {:.1}s",
+                        delay.as_secs_f64()
+                    ));
                     std::thread::sleep(delay);
                     delay *= 2;
                 }

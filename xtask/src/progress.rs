@@ -1,12 +1,15 @@
 //! What the user sees while a build runs: a header per stage with its duration, and download
 //! progress on a terminal. Stages report through this, never by printing themselves, so the
 //! output stays one consistent shape (and plain, one line per event, when it is not a terminal).
+// The reporter owns the terminal: the one place that prints while work is under way.
+#![allow(clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use crate::units::{human_bytes, human_duration};
 
+#[derive(Debug, Clone)]
 pub struct Reporter {
     tty: bool,
     pub verbose: bool,

@@ -15,10 +15,11 @@ pub struct Tools {
 
 impl Tools {
     pub fn new(verbose: bool) -> Result<Tools> {
+        let reporter = Reporter::new(verbose);
         Ok(Tools {
             sh: Shell::new()?,
-            reporter: Reporter::new(verbose),
-            fetcher: Fetcher::new()?,
+            fetcher: Fetcher::new(reporter.clone())?,
+            reporter,
         })
     }
 }

@@ -95,8 +95,7 @@ fn copy_link(link: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A sorted listing, `<kind> <path>` per line, for tests.
-#[cfg(test)]
+/// What a tree holds, sorted, `<kind> <path>` per line: how tests compare trees.
 pub fn listing(root: &Path) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for entry in WalkDir::new(root)

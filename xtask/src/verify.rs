@@ -84,7 +84,7 @@ pub struct Verify {
 impl Verify {
     pub fn run(&self, tools: &Tools) -> Result<()> {
         let root = unpack(&self.zip, &self.unpack)?;
-        let aside = MovedAside::new(&self.env)?;
+        let aside = MovedAside::new(&self.env, &tools.reporter)?;
         tools.reporter.note(format!(
             "{} is moved aside while the unpacked copy runs",
             self.env.display()
@@ -367,6 +367,7 @@ pub struct MovedAside {
     from: PathBuf,
     to: PathBuf,
     restored: bool,
+    reporter: Reporter,
 }
 
 /// Where [`MovedAside`] keeps `env`.
@@ -377,7 +378,7 @@ pub fn aside_path(env: &Path) -> PathBuf {
 }
 
 impl MovedAside {
-    pub fn new(env: &Path) -> Result<MovedAside> {
+    pub fn new(env: &Path, reporter: &Reporter) -> Result<MovedAside> {
         let to = aside_path(env);
         fs_err::rename(env, &to).with_context(|| {
             format!(
@@ -390,6 +391,7 @@ impl MovedAside {
             from: env.to_path_buf(),
             to,
             restored: false,
+            reporter: reporter.clone(),
         })
     }
 
@@ -405,12 +407,12 @@ impl Drop for MovedAside {
     fn drop(&mut self) {
         if !self.restored {
             if let Err(e) = std::fs::rename(&self.to, &self.from) {
-                // Nothing else can report it here; the next build restores it anyway.
-                eprintln!(
-                    "    cannot put {} back from {}: {e}",
+                // The next build puts it back anyway.
+                self.reporter.note(format!(
+                    "cannot put {} back from {}: {e}",
                     self.from.display(),
                     self.to.display()
-                );
+                ));
             }
         }
     }
@@ -462,13 +464,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("env");
         fs_err::create_dir_all(env.join("anymatix")).unwrap();
-        let aside = MovedAside::new(&env).unwrap();
+        let aside = MovedAside::new(&env, &Reporter::new(false)).unwrap();
         assert!(!env.exists() && aside_path(&env).is_dir());
         drop(aside);
         assert!(env.join("anymatix").is_dir() && !aside_path(&env).exists());
 
         // As a killed build leaves it: moved, never restored.
-        std::mem::forget(MovedAside::new(&env).unwrap());
+        std::mem::forget(MovedAside::new(&env, &Reporter::new(false)).unwrap());
         assert!(!env.exists());
         assert!(restore_moved_aside(&env).unwrap());
         assert!(env.join("anymatix").is_dir());

@@ -19,7 +19,7 @@ const MAX_CHILDREN: usize = 40;
 #[derive(Debug, Serialize)]
 pub struct PageData {
     pub name: String,
-    pub platform: String,
+    pub platform: Platform,
     pub before: Totals,
     pub after: Totals,
     pub rules: Vec<RuleFigure>,
@@ -102,7 +102,7 @@ pub fn page_data(
     let total = root.size;
     PageData {
         name: name.to_string(),
-        platform: platform.to_string(),
+        platform,
         before: report.before,
         after: report.after,
         rules: report
@@ -259,7 +259,7 @@ mod tests {
     fn data_cannot_close_the_script_element() {
         let data = PageData {
             name: "</script><script>alert(1)</script>".into(),
-            platform: "linux-x86_64".into(),
+            platform: Platform::LinuxX86_64,
             before: Totals::default(),
             after: Totals::default(),
             rules: Vec::new(),

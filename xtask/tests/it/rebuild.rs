@@ -1,25 +1,16 @@
 //! Rebuilds: what each kind of change redoes (the stage fingerprints), that pruning never
 //! damages the installed environment, and offline builds from what `fetch` gathered.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use support::{stderr, world, xtask};
+use support::{host_platform, stderr, world, xtask};
 
 fn build(manifest: &Path, policy: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
     let mut args = vec!["--policy", policy.to_str().unwrap()];
     args.extend_from_slice(extra);
     let output = support::portable(manifest, out, "0.0.0-test", &args);
     (output.status.success(), stderr(&output))
-}
-
-fn host() -> &'static str {
-    match std::env::consts::ARCH {
-        "aarch64" => "linux-aarch64",
-        _ => "linux-x86_64",
-    }
 }
 
 /// Every file of a tree with its digest (links by target), to prove a tree was not touched.
@@ -71,8 +62,8 @@ fn each_change_redoes_only_the_stages_it_affects() {
     let project_policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/prune.yml");
     std::fs::copy(&project_policy, &policy).unwrap();
     let out = dir.path().join("out");
-    let env = out.join(format!("stage/{}/env/anymatix", host()));
-    let zip = out.join(format!("anymatix-0.0.0-test-{}.zip", host()));
+    let env = out.join(format!("stage/{}/env/anymatix", host_platform()));
+    let zip = out.join(format!("anymatix-0.0.0-test-{}.zip", host_platform()));
 
     let (ok, first) = build(&manifest, &policy, &out, &[]);
     assert!(ok, "{first}");
@@ -216,11 +207,11 @@ fn an_interrupted_build_leaves_nothing_a_later_build_trusts() {
         failed.contains("stage `Verify the unpacked zip` failed"),
         "{failed}"
     );
-    let stage = out.join(format!("stage/{}", host()));
+    let stage = out.join(format!("stage/{}", host_platform()));
     assert!(stage.join("env.done.json").is_file());
     assert!(!stage.join("dist.done.json").exists());
     assert!(!out
-        .join(format!("anymatix-0.0.0-test-{}.zip", host()))
+        .join(format!("anymatix-0.0.0-test-{}.zip", host_platform()))
         .exists());
 
     std::fs::write(&manifest, text).unwrap();
@@ -260,7 +251,7 @@ fn offline_builds_from_what_fetch_gathered() {
 
     let (ok, online) = build(&manifest, &policy, &out, &[]);
     assert!(ok, "{online}");
-    let zip = out.join(format!("anymatix-0.0.0-test-{}.zip", host()));
+    let zip = out.join(format!("anymatix-0.0.0-test-{}.zip", host_platform()));
     let online_manifest = manifest_json_packages(&out);
 
     let fetched = xtask(&[
@@ -276,10 +267,11 @@ fn offline_builds_from_what_fetch_gathered() {
         text.contains("==> Gather wheels") && text.contains("==> Mirror ComfyUI"),
         "{text}"
     );
-    let wheels: Vec<PathBuf> = std::fs::read_dir(out.join(format!("cache/wheels/{}", host())))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let wheels: Vec<PathBuf> =
+        std::fs::read_dir(out.join(format!("cache/wheels/{}", host_platform())))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
     assert!(
         wheels
             .iter()
@@ -287,7 +279,8 @@ fn offline_builds_from_what_fetch_gathered() {
         "{wheels:?}"
     );
     assert!(
-        !out.join(format!("stage/{}/fetch", host())).exists(),
+        !out.join(format!("stage/{}/fetch", host_platform()))
+            .exists(),
         "scratch removed"
     );
 
@@ -329,7 +322,7 @@ fn offline_builds_from_what_fetch_gathered() {
 fn manifest_json_packages(out: &Path) -> String {
     let path = out.join(format!(
         "verify/{}/unpacked copy ü/anymatix/manifest.json",
-        host()
+        host_platform()
     ));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

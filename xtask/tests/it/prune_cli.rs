@@ -1,19 +1,8 @@
 //! `cargo xtask prune DIR`: the policy applied to any folder, from the command line.
 
-mod support;
+use support::run_xtask as xtask;
 
-use std::path::Path;
-
-fn xtask(args: &[&str]) -> (bool, String) {
-    let out = support::xtask(args);
-    (out.status.success(), support::stderr(&out))
-}
-
-fn write(root: &Path, rel: &str, content: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
+use support::write_file as write;
 
 #[test]
 fn dry_run_reports_and_changes_nothing_then_prune_removes() {

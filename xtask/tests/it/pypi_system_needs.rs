@@ -3,8 +3,6 @@
 //! checked by `cargo xtask prune --dry-run`. Each wheel's own platform tag is the expectation:
 //! `manylinux_2_34` promises glibc 2.34 at most, `macosx_14_0` macOS 14.0.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,14 +1,9 @@
 //! `cargo xtask archive DIR OUT.zip`: any folder packed exactly as `portable` packs `anymatix/`.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-fn xtask(args: &[&str]) -> (bool, String) {
-    let out = support::xtask(args);
-    (out.status.success(), support::stderr(&out))
-}
+use support::run_xtask as xtask;
 
 fn python_reads(zip: &Path, name: &str) -> (u64, String) {
     let code = format!(

@@ -2,8 +2,6 @@
 //! (`pillow.libs/` on Linux) must survive pruning for the PNG and JPEG round trip in verify.
 //! Miniforge is still the loopback stand-in; only pip reaches PyPI.
 
-mod support;
-
 use std::process::Command;
 
 use support::{stderr, world, TAG};
@@ -23,7 +21,7 @@ fn real_pillow_keeps_its_native_libraries() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut cmd = Command::new(support::xtask_binary());
     cmd.args([
         "portable",
         "--manifest",

@@ -1,8 +1,6 @@
 //! `cargo xtask resolve`: every platform's package set, resolved from this one machine by uv
 //! against the stand-in wheelhouse and repos; a platform that cannot resolve is named.
 
-mod support;
-
 use support::{stderr, world, xtask};
 
 #[test]

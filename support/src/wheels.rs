@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use xtask::digest::record_digest;
 use zip::write::SimpleFileOptions;
 
 pub struct WheelSpec<'a> {
@@ -46,7 +46,7 @@ pub fn build_wheel(dir: &Path, spec: &WheelSpec) -> PathBuf {
     }
     let mut record = String::new();
     for (name, content) in &files {
-        let digest = base64_url(&Sha256::digest(content));
+        let digest = record_digest(content);
         record.push_str(&format!("{name},sha256={digest},{}\n", content.len()));
     }
     record.push_str(&format!("{info}/RECORD,,\n"));
@@ -60,21 +60,4 @@ pub fn build_wheel(dir: &Path, spec: &WheelSpec) -> PathBuf {
     }
     zip.finish().unwrap();
     path
-}
-
-fn base64_url(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }

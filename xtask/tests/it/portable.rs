@@ -1,12 +1,10 @@
 //! End to end: `cargo xtask portable` against hermetic stand-ins for Miniforge's releases, git
 //! hosting and PyPI, then the zip unpacked elsewhere and used.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-use support::{asset, stderr, world, xtask, zip_listing, BAD_TAG, FLAKY_TAG, TAG};
+use support::{asset, host_platform, stderr, world, xtask, zip_listing, BAD_TAG, FLAKY_TAG, TAG};
 
 fn build(manifest: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     support::portable(manifest, out, "0.0.0-test", extra)
@@ -38,9 +36,9 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
 
     // What reviewers read: the zip's tree.
     insta::with_settings!({
-        snapshot_path => "../../snapshots",
+        snapshot_path => "../../../snapshots",
         prepend_module_to_snapshot => false,
-        snapshot_suffix => host_platform(),
+        snapshot_suffix => host_platform().name(),
         omit_expression => true,
     }, {
         insta::assert_snapshot!("portable_zip_tree", zip_listing(&zip, &w.host.version));
@@ -57,7 +55,7 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
         serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap())
             .unwrap();
     assert_eq!(manifest_json["version"], "0.0.0-test");
-    assert_eq!(manifest_json["platform"], host_platform());
+    assert_eq!(manifest_json["platform"], host_platform().name());
     assert_eq!(manifest_json["miniforge"]["tag"], TAG);
     assert_eq!(manifest_json["miniforge"]["release"], "latest");
     assert_eq!(manifest_json["miniforge"]["asset"], asset(TAG));
@@ -302,7 +300,8 @@ fn pruning_dist_info_is_caught_by_verify() {
     let w = world();
     let dir = tempfile::tempdir().unwrap();
     let manifest = w.manifest(dir.path(), TAG, "");
-    let policy_text = std::fs::read_to_string(project_root().join("anymatix/prune.yml")).unwrap();
+    let policy_text =
+        std::fs::read_to_string(xtask::project_root().join("anymatix/prune.yml")).unwrap();
     let turned_on = policy_text.replacen("    enabled: false\n", "    enabled: true\n", 1);
     assert_ne!(policy_text, turned_on);
     let policy = dir.path().join("prune.yml");
@@ -631,23 +630,6 @@ fn differing_entries(a: &Path, b: &Path) -> Vec<String> {
     a.symmetric_difference(&b)
         .map(|(name, _, _)| name.clone())
         .collect()
-}
-
-fn host_platform() -> &'static str {
-    match (std::env::consts::OS, std::env::consts::ARCH) {
-        ("linux", "x86_64") => "linux-x86_64",
-        ("linux", "aarch64") => "linux-aarch64",
-        ("macos", "aarch64") => "macos-arm64",
-        ("macos", "x86_64") => "macos-x86_64",
-        other => panic!("no platform for {other:?}"),
-    }
-}
-
-fn project_root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 #[test]

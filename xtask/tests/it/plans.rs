@@ -6,7 +6,7 @@ use std::process::Command;
 
 fn plan(platform: &str) -> String {
     let out = tempfile::tempdir().unwrap();
-    let result = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let result = Command::new(support::xtask_binary())
         .args([
             "portable",
             "--platform",
@@ -33,7 +33,7 @@ fn plan(platform: &str) -> String {
 
 fn check(platform: &str) {
     insta::with_settings!({
-        snapshot_path => "../../snapshots",
+        snapshot_path => "../../../snapshots",
         prepend_module_to_snapshot => false,
         snapshot_suffix => platform,
         omit_expression => true,

@@ -5,10 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
+/// A file of `bytes` bytes.
 fn write(root: &Path, rel: &str, bytes: usize) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, "x".repeat(bytes)).unwrap();
+    support::write_file(root, rel, "x".repeat(bytes));
 }
 
 fn walk_sizes(tree: &Path, rel: &str) -> u64 {
@@ -124,7 +123,7 @@ fn report_page_shows_the_measured_figures() {
         + walk_sizes(&tree, &format!("{site}/mystery"));
     let html = dir.path().join("report.html");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = Command::new(support::xtask_binary())
         .args([
             "prune",
             tree.to_str().unwrap(),

@@ -211,17 +211,11 @@ pub fn macho_for(tree: &Path, rel: &str, links: &[MachLink], rpaths: &[&str], mi
     }
 }
 
-fn text(tree: &Path, rel: &str, content: &str) {
-    let path = tree.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
 /// A tree modelled on a real `anymatix/` for `platform`: the Miniforge prefix in its platform's
 /// layout, pip-installed packages with vendored native libraries that need each other, repos with
 /// `.git`, and something for every prune rule to remove and every keep pattern to save.
-pub fn platform_tree(platform: crate::platform::Platform, tree: &Path) {
-    use crate::platform::Os;
+pub fn platform_tree(platform: xtask::platform::Platform, tree: &Path) {
+    use xtask::platform::Os;
     let os = platform.os();
     let (stdlib, site) = match os {
         Os::Windows => (
@@ -235,105 +229,105 @@ pub fn platform_tree(platform: crate::platform::Platform, tree: &Path) {
     };
 
     // Repos and the helper script.
-    text(tree, "ComfyUI/main.py", "print('ComfyUI')\n");
-    text(tree, "ComfyUI/.git/HEAD", "ref: refs/heads/master\n");
-    text(tree, "ComfyUI/tests/test_main.py", "def test(): pass\n");
-    text(
+    crate::write_file(tree, "ComfyUI/main.py", "print('ComfyUI')\n");
+    crate::write_file(tree, "ComfyUI/.git/HEAD", "ref: refs/heads/master\n");
+    crate::write_file(tree, "ComfyUI/tests/test_main.py", "def test(): pass\n");
+    crate::write_file(
         tree,
         "ComfyUI/custom_nodes/ComfyUI-Manager/__init__.py",
         "\n",
     );
-    text(
+    crate::write_file(
         tree,
         "ComfyUI/custom_nodes/ComfyUI-Manager/.git/HEAD",
         "ref: refs/heads/main\n",
     );
-    text(tree, "ComfyUI/web/app.js", "console.log(1)\n");
-    text(tree, "ComfyUI/web/app.js.map", "{\"version\":3}\n");
+    crate::write_file(tree, "ComfyUI/web/app.js", "console.log(1)\n");
+    crate::write_file(tree, "ComfyUI/web/app.js.map", "{\"version\":3}\n");
 
     // The stdlib: modules to drop, and unittest, which PyTorch imports.
-    text(tree, &format!("{stdlib}/os.py"), "# os\n");
-    text(
+    crate::write_file(tree, &format!("{stdlib}/os.py"), "# os\n");
+    crate::write_file(
         tree,
         &format!("{stdlib}/unittest/__init__.py"),
         "# unittest\n",
     );
-    text(
+    crate::write_file(
         tree,
         &format!("{stdlib}/__pycache__/os.cpython-312.pyc"),
         "bytecode",
     );
     for module in ["idlelib", "turtledemo", "tkinter", "ensurepip", "lib2to3"] {
-        text(
+        crate::write_file(
             tree,
             &format!("{stdlib}/{module}/__init__.py"),
             "# dropped\n",
         );
     }
-    text(
+    crate::write_file(
         tree,
         &format!("{stdlib}/test/test_os.py"),
         "# the stdlib's own tests\n",
     );
 
     // conda's bookkeeping.
-    text(tree, "python/conda-meta/history", "==> 2026-01-01 <==\n");
-    text(tree, "python/conda-meta/python-3.12.0-0.json", "{}\n");
-    text(tree, "python/pkgs/python-3.12.0-0/info/index.json", "{}\n");
-    text(tree, "python/pkgs/urls.txt", "\n");
+    crate::write_file(tree, "python/conda-meta/history", "==> 2026-01-01 <==\n");
+    crate::write_file(tree, "python/conda-meta/python-3.12.0-0.json", "{}\n");
+    crate::write_file(tree, "python/pkgs/python-3.12.0-0/info/index.json", "{}\n");
+    crate::write_file(tree, "python/pkgs/urls.txt", "\n");
     std::fs::create_dir_all(tree.join("python/envs")).unwrap();
-    text(tree, "python/envs/.conda_envs_dir_test", "");
+    crate::write_file(tree, "python/envs/.conda_envs_dir_test", "");
 
     // Packages.
-    text(tree, &format!("{site}/PIL/__init__.py"), "# Pillow\n");
-    text(
+    crate::write_file(tree, &format!("{site}/PIL/__init__.py"), "# Pillow\n");
+    crate::write_file(
         tree,
         &format!("{site}/pillow-11.0.0.dist-info/METADATA"),
         "Name: pillow\n",
     );
-    text(tree, &format!("{site}/numpy/__init__.py"), "# numpy\n");
-    text(
+    crate::write_file(tree, &format!("{site}/numpy/__init__.py"), "# numpy\n");
+    crate::write_file(
         tree,
         &format!("{site}/numpy/testing/__init__.py"),
         "# runtime code, kept\n",
     );
-    text(
+    crate::write_file(
         tree,
         &format!("{site}/numpy/_core/tests/test_multiarray.py"),
         "# removed\n",
     );
-    text(
+    crate::write_file(
         tree,
         &format!("{site}/numpy/_core/include/numpy/ndarraytypes.h"),
         "/* header */\n",
     );
-    text(
+    crate::write_file(
         tree,
         &format!("{site}/numpy/__pycache__/__init__.cpython-312.pyc"),
         "bytecode",
     );
-    text(tree, &format!("{site}/torch/__init__.py"), "# torch\n");
-    text(
+    crate::write_file(tree, &format!("{site}/torch/__init__.py"), "# torch\n");
+    crate::write_file(
         tree,
         &format!("{site}/torch/include/ATen/ATen.h"),
         "/* kept: cpp_extension */\n",
     );
-    text(
+    crate::write_file(
         tree,
         &format!("{site}/torch/testing/__init__.py"),
         "# runtime code, kept\n",
     );
-    text(
+    crate::write_file(
         tree,
         &format!("{site}/torch/utils/data/examples/readme.txt"),
         "examples\n",
     );
-    text(
+    crate::write_file(
         tree,
         &format!("{site}/transformers/__init__.py"),
         "# transformers\n",
     );
-    text(
+    crate::write_file(
         tree,
         &format!("{site}/transformers-4.50.0.dist-info/METADATA"),
         "Name: transformers\n",
@@ -341,14 +335,14 @@ pub fn platform_tree(platform: crate::platform::Platform, tree: &Path) {
 
     match os {
         Os::Linux => {
-            text(
+            crate::write_file(
                 tree,
                 "python/include/python3.12/Python.h",
                 "/* kept: Triton compiles against it */\n",
             );
-            text(tree, "python/share/man/man1/python3.1", ".TH PYTHON\n");
+            crate::write_file(tree, "python/share/man/man1/python3.1", ".TH PYTHON\n");
             elf(tree, "python/lib/libz.so.1", &[], None);
-            text(tree, "python/lib/libz.a", "!<arch>\n");
+            crate::write_file(tree, "python/lib/libz.a", "!<arch>\n");
             elf(
                 tree,
                 "python/lib/libpython3.12.so.1.0",
@@ -404,19 +398,19 @@ pub fn platform_tree(platform: crate::platform::Platform, tree: &Path) {
         }
         Os::Macos => {
             let system = MachLink::Load("/usr/lib/libSystem.B.dylib");
-            text(
+            crate::write_file(
                 tree,
                 "python/include/python3.12/Python.h",
                 "/* kept: Triton compiles against it */\n",
             );
-            text(tree, "python/share/man/man1/python3.1", ".TH PYTHON\n");
+            crate::write_file(tree, "python/share/man/man1/python3.1", ".TH PYTHON\n");
             macho(
                 tree,
                 "python/lib/libz.1.dylib",
                 &[MachLink::Load("/usr/lib/libSystem.B.dylib")],
                 &[],
             );
-            text(tree, "python/lib/libz.a", "!<arch>\n");
+            crate::write_file(tree, "python/lib/libz.a", "!<arch>\n");
             macho(
                 tree,
                 "python/lib/libpython3.12.dylib",
@@ -482,23 +476,23 @@ pub fn platform_tree(platform: crate::platform::Platform, tree: &Path) {
             );
         }
         Os::Windows => {
-            text(
+            crate::write_file(
                 tree,
                 "python/Include/Python.h",
                 "/* kept: Triton compiles against it */\n",
             );
-            text(
+            crate::write_file(
                 tree,
                 "python/libs/python312.lib",
                 "import library, kept: Triton links it\n",
             );
-            text(
+            crate::write_file(
                 tree,
                 "python/Library/include/openssl/ssl.h",
                 "/* removed */\n",
             );
-            text(tree, "python/Library/share/doc/openssl/README", "docs\n");
-            text(tree, "python/Library/lib/zlibstatic.a", "!<arch>\n");
+            crate::write_file(tree, "python/Library/share/doc/openssl/README", "docs\n");
+            crate::write_file(tree, "python/Library/lib/zlibstatic.a", "!<arch>\n");
             pe(tree, "python/Library/bin/zlib.dll", &[]);
             pe(
                 tree,
@@ -506,7 +500,7 @@ pub fn platform_tree(platform: crate::platform::Platform, tree: &Path) {
                 &["python/Library/bin/zlib.dll"],
             );
             pe(tree, "python/python.exe.dll", &["python/python312.dll"]);
-            fs_err::rename(
+            std::fs::rename(
                 tree.join("python/python.exe.dll"),
                 tree.join("python/python.exe"),
             )

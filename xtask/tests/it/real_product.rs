@@ -12,8 +12,6 @@
 //! ```
 //! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build there (and reuses its download cache).
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -202,7 +200,7 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
 
     let out = dir.join("out");
     let started = Instant::now();
-    let mut build = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut build = Command::new(support::xtask_binary());
     build
         .args(["portable", "--manifest", manifest.to_str().unwrap()])
         .args(["--out", out.to_str().unwrap(), "--version", "0.0.0-real"]);

@@ -1,7 +1,9 @@
-//! Hermetic stand-ins for every outside source of a build: a loopback HTTP server with a
-//! Miniforge-shaped installer, git repositories made here, and a wheelhouse of wheels built here.
-#![allow(dead_code)]
+//! What the tests and benchmarks of `xtask` share: hermetic stand-ins for every outside source
+//! of a build (a loopback HTTP server with a Miniforge-shaped installer, git repositories made
+//! here, a wheelhouse of wheels built here), real native binaries of every platform, and the
+//! helpers that run `cargo xtask` and read what it made.
 
+pub mod binaries;
 pub mod http;
 pub mod installer;
 pub mod wheels;
@@ -10,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use sha2::{Digest, Sha256};
+pub use xtask::digest::sha256_hex;
+use xtask::platform::Platform;
 
 use http::{Route, Server};
 use installer::HostPython;
@@ -45,21 +48,54 @@ pub fn world() -> &'static World {
     WORLD.get_or_init(World::create)
 }
 
+/// The installer asset of `tag` for this host.
 pub fn asset(tag: &str) -> String {
-    let (os, arch) = match (std::env::consts::OS, std::env::consts::ARCH) {
-        ("linux", arch) => ("Linux", arch),
-        ("macos", "aarch64") => ("MacOSX", "arm64"),
-        ("macos", arch) => ("MacOSX", arch),
-        (os, arch) => panic!("the hermetic tests run on Linux and macOS, not {os} {arch}"),
-    };
-    format!("Miniforge3-{tag}-{os}-{arch}.sh")
+    host_platform().miniforge_asset(tag)
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// The platform the tests run on (they build for it).
+pub fn host_platform() -> Platform {
+    Platform::host().expect("the tests run on one of the platforms the tool builds")
+}
+
+/// Writes `contents` at `root/rel`, making the folders on the way.
+pub fn write_file(root: &Path, rel: &str, contents: impl AsRef<[u8]>) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
+
+/// `cp -a`: the tree as it is, links and modes included.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// The `xtask` binary Cargo built beside the running test or benchmark (`target/<profile>/`).
+pub fn xtask_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running test's own path");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("a test binary lives in target/<profile>/deps");
+    let binary = profile.join(format!("xtask{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "{} is missing: run the tests with cargo, which builds it first",
+        binary.display()
+    );
+    binary
 }
 
 impl World {
@@ -343,12 +379,6 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn write(root: &Path, rel: &str, content: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
 /// Starts as ComfyUI does, as far as the build's checks see it: it needs its front-end data
 /// (a package's `docs` folder, as ComfyUI serves comfyui_embedded_docs/docs), loads every custom
 /// node and logs `(IMPORT FAILED)` for one that does not load, and `--quick-test-for-ci` exits 0.
@@ -385,16 +415,16 @@ if "--quick-test-for-ci" in sys.argv:
 fn make_comfy_repo(dir: &Path) -> (PathBuf, String) {
     std::fs::create_dir_all(dir).unwrap();
     git(dir, &["init", "--quiet"]);
-    write(dir, "main.py", COMFY_MAIN);
-    write(dir, "comfy/__init__.py", "");
-    write(dir, "requirements.txt", "anyfix-cli\n");
-    write(dir, "tests/test_main.py", "def test_main():\n    pass\n");
-    write(dir, "docs/usage.md", "# usage\n");
+    write_file(dir, "main.py", COMFY_MAIN);
+    write_file(dir, "comfy/__init__.py", "");
+    write_file(dir, "requirements.txt", "anyfix-cli\n");
+    write_file(dir, "tests/test_main.py", "def test_main():\n    pass\n");
+    write_file(dir, "docs/usage.md", "# usage\n");
     git(dir, &["add", "."]);
     git(dir, &["commit", "--quiet", "-m", "v1.0"]);
     git(dir, &["tag", "-a", "v1.0", "-m", "v1.0"]);
     let tagged = git(dir, &["rev-parse", "HEAD"]);
-    write(
+    write_file(
         dir,
         "main.py",
         "raise SystemExit('ComfyUI stand-in, unreleased')\n",
@@ -406,7 +436,7 @@ fn make_comfy_repo(dir: &Path) -> (PathBuf, String) {
 fn make_broken_node_repo(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     git(dir, &["init", "--quiet"]);
-    write(
+    write_file(
         dir,
         "__init__.py",
         "import anyfix_not_installed  # a dependency its requirements forgot\nNODE_CLASS_MAPPINGS = {}\n",
@@ -434,12 +464,12 @@ pub fn add_repo(manifest: &Path, name: &str, url: &Path, rev: &str, path: &str) 
 fn make_node_repo(dir: &Path) -> (PathBuf, String) {
     std::fs::create_dir_all(dir).unwrap();
     git(dir, &["init", "--quiet"]);
-    write(dir, "__init__.py", "NODE_CLASS_MAPPINGS = {}\n");
-    write(dir, "examples/workflow.json", "{}\n");
+    write_file(dir, "__init__.py", "NODE_CLASS_MAPPINGS = {}\n");
+    write_file(dir, "examples/workflow.json", "{}\n");
     git(dir, &["add", "."]);
     git(dir, &["commit", "--quiet", "-m", "first"]);
     let pinned = git(dir, &["rev-parse", "HEAD"]);
-    write(
+    write_file(
         dir,
         "__init__.py",
         "NODE_CLASS_MAPPINGS = {'unreleased': None}\n",
@@ -466,7 +496,7 @@ pub fn portable(manifest: &Path, out: &Path, version: &str, extra: &[&str]) -> O
 /// Runs `cargo xtask` with an environment cleared of the user's pip settings, so only the
 /// manifest decides where pip looks.
 pub fn xtask(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut cmd = Command::new(xtask_binary());
     cmd.args(args);
     hermetic_env(&mut cmd);
     cmd.output().unwrap()
@@ -484,6 +514,12 @@ pub fn pypi_env(cmd: &mut Command) {
     ] {
         cmd.env_remove(key);
     }
+}
+
+/// `cargo xtask ARGS`, hermetic: whether it succeeded, and all it printed.
+pub fn run_xtask(args: &[&str]) -> (bool, String) {
+    let out = xtask(args);
+    (out.status.success(), stderr(&out))
 }
 
 pub fn hermetic_env(cmd: &mut Command) {

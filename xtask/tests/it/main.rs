@@ -1,0 +1,23 @@
+//! The integration tests, one binary with a module per subject. They run the built `xtask`
+//! against hermetic stand-ins (the `test-support` crate: a loopback server with a
+//! Miniforge-shaped installer, git repos and wheels made here, real native binaries of every
+//! platform), or call the library where no command line is needed. Tests marked ignored need
+//! PyPI or uv (`--include-ignored`); `real_product` only builds with `--features real-product`.
+
+// The PyPI and real-product tests print the figures they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod archive_cli;
+mod linkage;
+mod plans;
+mod portable;
+mod prune;
+mod prune_cli;
+mod prune_report;
+mod pypi_pillow;
+mod pypi_system_needs;
+#[cfg(feature = "real-product")]
+mod real_product;
+mod rebuild;
+mod resolve_cli;
+mod workflows;
