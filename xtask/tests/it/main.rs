@@ -20,4 +20,5 @@ mod pypi_system_needs;
 mod real_product;
 mod rebuild;
 mod resolve_cli;
+mod tidy;
 mod workflows;
