@@ -107,6 +107,26 @@ pub struct PipSources {
     pub no_index: bool,
 }
 
+impl PipSources {
+    /// As pip's (and uv's, which spells them alike) command-line options.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(index) = &self.index_url {
+            args.extend(["--index-url".to_string(), index.clone()]);
+        }
+        for url in &self.extra_index_urls {
+            args.extend(["--extra-index-url".to_string(), url.clone()]);
+        }
+        for link in &self.find_links {
+            args.extend(["--find-links".to_string(), link.clone()]);
+        }
+        if self.no_index {
+            args.push("--no-index".to_string());
+        }
+        args
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformSection {

@@ -62,21 +62,7 @@ impl PipRequest {
                     .args(["--no-index", "--find-links"])
                     .arg(path_arg(wheelhouse));
             }
-            None => {
-                let sources = &self.sources;
-                if let Some(index) = &sources.index_url {
-                    pip = pip.args(["--index-url", index]);
-                }
-                for url in &sources.extra_index_urls {
-                    pip = pip.args(["--extra-index-url", url]);
-                }
-                for link in &sources.find_links {
-                    pip = pip.args(["--find-links", link]);
-                }
-                if sources.no_index {
-                    pip = pip.arg("--no-index");
-                }
-            }
+            None => pip = pip.args(self.sources.args()),
         }
         // With --no-index, pip ignores any index these name.
         pip = pip.args(self.pip_args.iter().cloned());
@@ -101,14 +87,7 @@ impl PipRequest {
 
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.set("pip: python", path_arg(&self.python));
-        let s = &self.sources;
-        inputs.set(
-            "pip: sources",
-            format!(
-                "index {:?}, extra {:?}, find-links {:?}, no-index {}",
-                s.index_url, s.extra_index_urls, s.find_links, s.no_index
-            ),
-        );
+        inputs.set("pip: sources", self.sources.args().join(" "));
         inputs.set("pip: options", self.pip_args.join(" "));
         match &self.wanted {
             Wanted::Resolve { packages, files } => {

@@ -122,19 +122,7 @@ pub fn compile_command(
         .args(["--python-version", python])
         // pip looks at every index for the best version; uv's default stops at the first.
         .args(["--index-strategy", "unsafe-best-match"]);
-    let pip = &manifest.pip;
-    if let Some(index) = &pip.index_url {
-        cmd = cmd.args(["--index-url", index]);
-    }
-    for url in &pip.extra_index_urls {
-        cmd = cmd.args(["--extra-index-url", url]);
-    }
-    for link in &pip.find_links {
-        cmd = cmd.args(["--find-links", link]);
-    }
-    if pip.no_index {
-        cmd = cmd.arg("--no-index");
-    }
+    cmd = cmd.args(manifest.pip.args());
     cmd = cmd.args(uv_options(&manifest.pip_args_for(platform))?);
     cmd = cmd.arg("--output-file").arg(path_arg(output));
     cmd = cmd.arg(path_arg(packages_file));

@@ -70,16 +70,18 @@ impl PortableArgs {
             split_size: self.split_size,
         };
         let (platform, layout) = (ctx.platform, &ctx.layout);
-        if self.dry_run {
-            let plan = plan::plan(
+        let plan_with = |options| {
+            plan::plan(
                 &ctx.distribution,
                 platform,
                 &version,
                 layout,
                 &policy,
                 options,
-            );
-            print_plan(&plan);
+            )
+        };
+        if self.dry_run {
+            print_plan(&plan_with(options));
             return Ok(());
         }
         ctx.check_host()?;
@@ -102,17 +104,10 @@ impl PortableArgs {
             layout,
             &ctx.tools,
         )?;
-        let plan = plan::plan(
-            &ctx.distribution,
-            platform,
-            &version,
-            layout,
-            &policy,
-            Options {
-                tag: Tag::Resolved(tag),
-                ..options
-            },
-        );
+        let plan = plan_with(Options {
+            tag: Tag::Resolved(tag),
+            ..options
+        });
 
         if verify::restore_moved_aside(&layout.env)? {
             eprintln!(
