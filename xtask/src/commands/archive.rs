@@ -25,8 +25,7 @@ pub struct ArchiveArgs {
 
 impl ArchiveArgs {
     pub fn run(self) -> Result<()> {
-        let args = self;
-        let Some(root) = args
+        let Some(root) = self
             .dir
             .canonicalize()?
             .file_name()
@@ -34,18 +33,18 @@ impl ArchiveArgs {
         else {
             bail!(
                 "{} has no folder name to use as the zip's root",
-                args.dir.display()
+                self.dir.display()
             );
         };
         let mut settings = Settings::default();
-        if let Some(threads) = args.threads {
+        if let Some(threads) = self.threads {
             settings.threads = threads.max(1);
         }
         let started = std::time::Instant::now();
         let reporter = Reporter::new(false);
         let mut transfer: Option<Transfer> = None;
         let summary =
-            archive::archive_with(&args.dir, &root, &args.out, settings, &mut |done, total| {
+            archive::archive_with(&self.dir, &root, &self.out, settings, &mut |done, total| {
                 let t =
                     transfer.get_or_insert_with(|| reporter.transfer("zipped", &root, Some(total)));
                 t.advance_to(done);
@@ -55,7 +54,7 @@ impl ArchiveArgs {
         }
         println!(
             "{}: {} entries, {} in {} (sha256 {})",
-            args.out.display(),
+            self.out.display(),
             summary.entries,
             human_bytes(summary.bytes),
             human_duration(started.elapsed()),

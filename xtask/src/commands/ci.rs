@@ -17,10 +17,9 @@ pub struct CiArgs {
 
 impl CiArgs {
     pub fn run(self) -> Result<()> {
-        let args = self;
         let sh = Shell::new()?;
         sh.change_dir(crate::project_root());
-        if args.install_tools && cfg!(target_os = "linux") {
+        if self.install_tools && cfg!(target_os = "linux") {
             let missing: Vec<&str> = [
                 ("gcc", "gcc"),
                 ("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),

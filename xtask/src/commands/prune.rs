@@ -41,25 +41,22 @@ pub struct PruneArgs {
 
 impl PruneArgs {
     pub fn run(self) -> Result<()> {
-        let args = self;
-        let policy = Policy::load(&args.policy)?;
-        let Some(platform) = args.platform.or_else(Platform::host) else {
-            bail!("this host is none of the platforms we ship: pass --platform");
-        };
-        if !args.dir.is_dir() {
-            bail!("{} is not a folder", args.dir.display());
+        let policy = Policy::load(&self.policy)?;
+        let platform = Platform::chosen_or_host(self.platform)?;
+        if !self.dir.is_dir() {
+            bail!("{} is not a folder", self.dir.display());
         }
-        let report = prune::prune(&args.dir, &policy, platform, args.dry_run)
-            .with_context(|| format!("cannot prune {}", args.dir.display()))?;
+        let report = prune::prune(&self.dir, &policy, platform, self.dry_run)
+            .with_context(|| format!("cannot prune {}", self.dir.display()))?;
         println!(
             "{} {} for {platform}{}",
-            if args.dry_run {
+            if self.dry_run {
                 "Would prune"
             } else {
                 "Pruned"
             },
-            args.dir.display(),
-            if args.dry_run {
+            self.dir.display(),
+            if self.dry_run {
                 " (dry run: nothing removed)"
             } else {
                 ""
@@ -68,9 +65,9 @@ impl PruneArgs {
         for line in report.summary() {
             println!("{line}");
         }
-        if let Some(html) = &args.report {
-            let name = args.dir.file_name().map_or_else(
-                || args.dir.display().to_string(),
+        if let Some(html) = &self.report {
+            let name = self.dir.file_name().map_or_else(
+                || self.dir.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
             );
             report::html::write(
@@ -80,7 +77,7 @@ impl PruneArgs {
             println!("size report: {}", html.display());
         }
         report.linkage.check_ceiling(
-            &Ceiling::from_limits(&args.requires_at_most),
+            &Ceiling::from_limits(&self.requires_at_most),
             "--requires-at-most",
         )?;
         Ok(())

@@ -23,19 +23,18 @@ pub struct ReleaseArgs {
 
 impl ReleaseArgs {
     pub fn run(self) -> Result<()> {
-        let args = self;
-        let assets = assets(&args.dir)?;
+        let assets = assets(&self.dir)?;
         if assets.is_empty() {
             bail!(
                 "no anymatix-*.zip in {}: download the build artifacts there first",
-                args.dir.display()
+                self.dir.display()
             );
         }
-        println!("release {}: {} assets", args.tag, assets.len());
+        println!("release {}: {} assets", self.tag, assets.len());
         for asset in &assets {
             println!("  {}", asset.display());
         }
-        if args.dry_run {
+        if self.dry_run {
             return Ok(());
         }
         process::require_tool(
@@ -43,7 +42,7 @@ impl ReleaseArgs {
             "install the GitHub CLI (preinstalled on GitHub's runners)",
         )?;
         let sh = Shell::new()?;
-        let tag = &args.tag;
+        let tag = &self.tag;
         if cmd!(sh, "gh release view {tag}")
             .quiet()
             .ignore_stdout()

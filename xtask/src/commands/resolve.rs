@@ -41,21 +41,20 @@ pub struct ResolveArgs {
 
 impl ResolveArgs {
     pub fn run(self) -> Result<()> {
-        let args = self;
-        let manifest = Distribution::load(&args.manifest)?;
-        let platforms = if args.platforms.is_empty() {
+        let manifest = Distribution::load(&self.manifest)?;
+        let platforms = if self.platforms.is_empty() {
             Platform::ALL.to_vec()
         } else {
-            args.platforms.clone()
+            self.platforms.clone()
         };
         process::require_tool(
             "uv",
             "install uv, which resolves for other platforms than this one: `python3 -m pip install uv`",
         )?;
-        let reporter = Reporter::new(args.verbose);
+        let reporter = Reporter::new(self.verbose);
         let sh = Shell::new()?;
         let scratch = tempfile::tempdir()?;
-        let out = std::path::absolute(&args.out)?.join("resolved");
+        let out = std::path::absolute(&self.out)?.join("resolved");
         fs_err::create_dir_all(&out)?;
 
         // The repos' requirements, as the build would read them: at each rev.
@@ -82,7 +81,7 @@ impl ResolveArgs {
 
         let mut failed = Vec::new();
         for platform in platforms {
-            let python = resolve::python_version(&manifest, platform, &args.python_version);
+            let python = resolve::python_version(&manifest, platform, &self.python_version);
             let stage = reporter.stage(format!(
                 "Resolve {platform} (Python {python}, {})",
                 resolve::uv_platform(&manifest, platform)
