@@ -12,8 +12,8 @@ use crate::units::human_bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
-    /// --platform: the one to check for; --manifest: whose sources are checked; --out: the
-    /// build folder, whose disk must have room.
+    // --platform: the one to check for; --manifest: whose sources are checked; --out: the build
+    // folder, whose disk must have room.
     #[command(flatten)]
     pub target: Target,
 }

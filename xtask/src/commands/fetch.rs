@@ -11,12 +11,18 @@ use crate::runner::{self, Results};
 use crate::units::{human_bytes, human_duration};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "pip runs in a Miniforge base of the platform, so like a build, fetch runs on its own
+platform. --out is the build folder whose cache/ is filled, as given to `portable`; with
+--locked, fetch gathers exactly what the lock says (for `portable --offline --locked`).
+
+Examples:
+  cargo xtask fetch && cargo xtask portable --offline
+  cargo xtask fetch --locked && cargo xtask portable --offline --locked"
+)]
 pub struct FetchArgs {
-    /// --platform: pip runs in a Miniforge base of that platform, so like a build, fetch runs on
-    /// its own platform. --out: the build folder whose cache/ is filled, as given to `portable`.
     #[command(flatten)]
     pub target: Target,
-    /// --locked: fetch exactly what the lock file says (for `portable --offline --locked`).
     #[command(flatten)]
     pub lock: LockFlags,
     /// Print every step and do nothing.
