@@ -549,3 +549,30 @@ pub fn platform_tree(platform: xtask::platform::Platform, tree: &Path) {
         std::os::unix::fs::symlink("python3.12", tree.join("python/bin/python")).unwrap();
     }
 }
+
+/// A `bcryptprimitives.dll` for Wine 8.0, which lacks it while Rust's standard library imports
+/// its `ProcessPrng` for random numbers: this one answers with `RtlGenRandom`.
+pub fn bcryptprimitives_stand_in(path: &Path) {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("prng.c");
+    std::fs::write(
+        &source,
+        "#include <windows.h>\n\
+         #define SystemFunction036 NTAPI SystemFunction036\n\
+         #include <ntsecapi.h>\n\
+         #undef SystemFunction036\n\
+         __declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {\n\
+         \x20   return RtlGenRandom(data, (ULONG)len);\n\
+         }\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new("x86_64-w64-mingw32-gcc");
+    cmd.args(["-shared", "-o"])
+        .arg(path)
+        .arg(&source)
+        .arg("-ladvapi32");
+    run(
+        &mut cmd,
+        "x86_64-w64-mingw32-gcc (Debian: apt-get install gcc-mingw-w64-x86-64)",
+    );
+}

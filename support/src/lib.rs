@@ -7,6 +7,7 @@ pub mod binaries;
 pub mod http;
 pub mod installer;
 pub mod wheels;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -276,7 +276,7 @@ pub fn check(
         }
         let dir = parent(&rel);
         for need in binary.needs {
-            let found = resolve(os, &need, &dir, system, &kept, &by_name);
+            let found = resolve(platform, &need, &dir, system, &kept, &by_name);
             match found {
                 Found::InTree => report.resolved_in_tree += 1,
                 Found::System => report.resolved_by_system += 1,
@@ -527,13 +527,14 @@ fn macho_needs(macho: &MachO) -> Vec<Need> {
 }
 
 fn resolve(
-    os: Os,
+    platform: Platform,
     need: &Need,
     dir: &str,
     system: &GlobSet,
     kept: &HashSet<String>,
     by_name: &HashMap<String, Vec<String>>,
 ) -> Found {
+    let os = platform.os();
     let exists = |rel: &str| normalise(rel).is_some_and(|p| kept.contains(&fold(os, &p)));
     let name = need.name.as_str();
     let known_by_name = || by_name.contains_key(&fold(os, base_name(name)));
@@ -600,7 +601,7 @@ fn resolve(
         }
         Os::Windows => {
             let lower = name.to_ascii_lowercase();
-            if system.is_match(&lower) {
+            if system.is_match(&lower) || super::windows_dlls::is_windows_dll(platform, &lower) {
                 return Found::System;
             }
             // The DLL search: the loading file's folder, then where conda puts DLLs.

@@ -6,6 +6,7 @@
 
 pub mod linkage;
 pub mod policy;
+pub mod windows_dlls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;

@@ -21,4 +21,5 @@ mod real_product;
 mod rebuild;
 mod resolve_cli;
 mod tidy;
+mod windows;
 mod workflows;

@@ -1,7 +1,11 @@
 //! Makes the tree work wherever it is unpacked. pip writes the build's absolute python path into
-//! the `#!` line of every console script; those lines are rewritten into a `/bin/sh` trampoline
-//! that runs the python beside the script (as conda-pack does). Any other file that still holds
-//! the build path is listed, so manifest.json says what might not move.
+//! every console script: on macOS and Linux its `#!` line, which becomes a `/bin/sh` trampoline
+//! that runs the python beside the script (as conda-pack does); on Windows the `#!` line inside
+//! each `Scripts\*.exe` launcher, which becomes one relative to the launcher (see `launcher`).
+//! Any other file that still holds the build path is listed, so manifest.json says what might
+//! not move.
+
+pub mod launcher;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,10 +35,10 @@ impl Relocate {
         if let Ok(canonical) = self.installed_at.canonicalize() {
             paths.push(canonical.to_string_lossy().into_owned());
         }
-        let report = relocate(&self.tree, &paths, !self.platform.is_windows())?;
+        let report = relocate(&self.tree, &paths, self.platform)?;
         let reporter = &tools.reporter;
         reporter.note(format!(
-            "{} scripts now find the python beside them; {} other files still hold the build path",
+            "{} scripts and launchers now find the python beside them; {} other files still hold the build path",
             report.rewritten.len(),
             report.remaining.len()
         ));
@@ -57,7 +61,7 @@ impl Describe for Relocate {
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "relocate: rewrite the #! lines in {} that name {}, list what else does",
+            "relocate: rewrite the #! lines of the scripts and launchers in {} that name {}, list what else does",
             self.tree.display(),
             self.installed_at.display()
         )
@@ -84,14 +88,26 @@ pub struct Remaining {
 }
 
 /// Rewrites and audits `tree`, whose absolute path at build time is in `build_paths` (as given
-/// and canonical; either may appear). `rewrite_scripts` is for macOS and Linux: Windows runs
-/// console scripts through `.exe` launchers, not `#!` lines.
+/// and canonical; either may appear). On macOS and Linux, `#!` scripts are rewritten; on Windows,
+/// pip's `.exe` launchers.
 pub fn relocate(
     tree: &Path,
     build_paths: &[String],
-    rewrite_scripts: bool,
+    platform: Platform,
 ) -> Result<RelocationReport> {
-    let needles: Vec<&[u8]> = build_paths
+    let windows = platform.is_windows();
+    let mut variants: Vec<String> = build_paths.to_vec();
+    if windows {
+        // Windows tools write either separator; canonical paths carry a `\\?\` prefix.
+        for path in build_paths {
+            variants.push(path.replace('\\', "/"));
+            if let Some(plain) = path.strip_prefix(r"\\?\") {
+                variants.push(plain.to_string());
+                variants.push(plain.replace('\\', "/"));
+            }
+        }
+    }
+    let needles: Vec<&[u8]> = variants
         .iter()
         .map(|p| p.as_bytes())
         .filter(|n| !n.is_empty())
@@ -112,19 +128,33 @@ pub fn relocate(
             records.push(entry.path().to_path_buf());
         }
         let bytes = fs_err::read(entry.path())?;
-        if !needles.iter().any(|n| contains(&bytes, n)) {
-            continue;
-        }
         let rel = rel_path(tree, entry.path());
-        match trampoline(&bytes, &rel, &needles).filter(|_| rewrite_scripts) {
-            Some(rewritten) => {
+        // Every launcher is looked at, not only those that hold the build path: one naming any
+        // other absolute python would fail elsewhere too.
+        let holds_build_path = needles.iter().any(|n| contains(&bytes, n));
+        let outcome = if windows {
+            relocate_launcher(&bytes, &rel, &variants)
+        } else {
+            Ok(match trampoline(&bytes, &rel, &needles) {
+                Some(rewritten) if holds_build_path => Rewrite::New(rewritten),
+                _ => Rewrite::NotOne,
+            })
+        };
+        match outcome {
+            Ok(Rewrite::New(rewritten)) => {
                 crate::atomic::replace(entry.path(), &rewritten)?;
                 report.rewritten.push(rel);
             }
-            None => {
+            Ok(Rewrite::AlreadyRelative) => {}
+            Ok(Rewrite::NotOne) if holds_build_path => {
                 let kind = kind_of(&rel, &bytes);
                 report.remaining.push(Remaining { path: rel, kind });
             }
+            Ok(Rewrite::NotOne) => {}
+            Err(why) => report.remaining.push(Remaining {
+                path: rel,
+                kind: format!("launcher not rewritten: {why:#}"),
+            }),
         }
     }
     update_records(tree, &records, &report.rewritten)?;
@@ -205,6 +235,52 @@ fn trampoline(bytes: &[u8], rel: &str, needles: &[&[u8]]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// An `.exe` with a zip appended: a distlib launcher, or meant to be one.
+fn is_launcher_candidate(rel: &str, bytes: &[u8]) -> bool {
+    rel.to_ascii_lowercase().ends_with(".exe")
+        && bytes.starts_with(b"MZ")
+        && bytes[bytes.len().saturating_sub(22 + 0xffff)..]
+            .windows(4)
+            .any(|w| w == b"PK\x05\x06")
+}
+
+/// What relocation makes of a file.
+enum Rewrite {
+    New(Vec<u8>),
+    /// A launcher that already finds its python relative to itself.
+    AlreadyRelative,
+    /// Neither a script nor a launcher that can be rewritten.
+    NotOne,
+}
+
+/// A pip launcher whose `#!` names a python inside the tree gets one relative to itself; one
+/// that names any other python, or cannot be taken apart, is an error saying why.
+fn relocate_launcher(bytes: &[u8], rel: &str, build_paths: &[String]) -> Result<Rewrite> {
+    if !is_launcher_candidate(rel, bytes) {
+        return Ok(Rewrite::NotOne);
+    }
+    let Some(parsed) = launcher::parse(bytes)? else {
+        return Ok(Rewrite::NotOne);
+    };
+    if parsed.interpreter.starts_with(launcher::LAUNCHER_DIR) {
+        return Ok(Rewrite::AlreadyRelative);
+    }
+    let interpreter = launcher::interpreter_path(parsed.interpreter);
+    let inside = build_paths.iter().find_map(|path| {
+        let path = launcher::interpreter_path(path.trim_start_matches(r"\\?\"));
+        let rest = interpreter.get(path.len()..)?;
+        // Windows paths compare without case.
+        (interpreter[..path.len()].eq_ignore_ascii_case(&path))
+            .then(|| rest.strip_prefix('/'))
+            .flatten()
+    });
+    let Some(target) = inside else {
+        anyhow::bail!("its #! names {}, outside the tree", parsed.interpreter);
+    };
+    let relative = launcher::relative_interpreter(rel, target, parsed.gui)?;
+    Ok(Rewrite::New(launcher::with_interpreter(&parsed, &relative)))
+}
+
 /// The path from the folder of `from` to `to`, both relative to the tree.
 fn relative_path(from: &str, to: &str) -> String {
     let from_dir: Vec<&str> =
@@ -222,8 +298,17 @@ fn relative_path(from: &str, to: &str) -> String {
 
 fn kind_of(rel: &str, bytes: &[u8]) -> String {
     let name = rel.rsplit('/').next().unwrap_or(rel);
+    let lower = name.to_ascii_lowercase();
     let kind = if name.ends_with(".pth") {
         ".pth file"
+    } else if lower.ends_with("-script.py") || lower.ends_with("-script.pyw") {
+        "conda entry-point script"
+    } else if lower.ends_with(".bat") || lower.ends_with(".cmd") {
+        "batch file"
+    } else if rel.ends_with("conda-meta/history") {
+        "conda's install history"
+    } else if bytes.starts_with(b"MZ") {
+        "Windows program"
     } else if name.starts_with("_sysconfigdata") {
         "sysconfig data"
     } else if name.ends_with(".pc") {
@@ -277,7 +362,12 @@ mod tests {
         for file in [&python, &script] {
             std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let report = relocate(&tree, &[tree.to_string_lossy().into_owned()], true).unwrap();
+        let report = relocate(
+            &tree,
+            &[tree.to_string_lossy().into_owned()],
+            Platform::LinuxX86_64,
+        )
+        .unwrap();
         assert_eq!(report.rewritten, ["python/bin/tool"]);
         assert_eq!(
             report.remaining,
