@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::archive::Archive;
+use crate::archive::{Archive, Compression};
 use crate::distribution::{Distribution, Release};
 use crate::fetch::{FetchInstaller, Tag};
 use crate::install::{CondaInstall, InstallBase};
@@ -106,6 +106,7 @@ pub struct Options<'a> {
     pub offline: bool,
     /// Zips larger than this are also published as parts; 0 never splits.
     pub split_size: u64,
+    pub compression: Compression,
 }
 
 impl Default for Options<'_> {
@@ -115,6 +116,7 @@ impl Default for Options<'_> {
             locked: None,
             offline: false,
             split_size: 0,
+            compression: Compression::Default,
         }
     }
 }
@@ -222,6 +224,7 @@ pub fn plan(
     steps.push(Step::Archive(Archive {
         tree: layout.tree.clone(),
         zip: artifacts.staged_zip.clone(),
+        compression: options.compression,
     }));
     steps.push(Step::Verify(Verify {
         platform,

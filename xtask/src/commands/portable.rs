@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::context::{Context, LockFlags, Target};
+use crate::archive::Compression;
 use crate::distribution;
 use crate::fetch::{self, Tag};
 use crate::fingerprint::{self, Inputs, Record, Verdict};
@@ -41,6 +42,10 @@ pub struct PortableArgs {
     /// each with a `.sha256`): GitHub refuses release assets of 2 GiB or more.
     #[arg(long, value_name = "BYTES", default_value_t = crate::archive::GITHUB_ASSET_LIMIT)]
     pub split_size: u64,
+    /// `best` makes a smaller zip (libdeflate's level 12) for about 5x the compressing time;
+    /// either is plain deflate that every unzip opens.
+    #[arg(long, value_enum, default_value_t)]
+    pub compression: Compression,
     /// Print every step (URLs, command lines, paths) and do nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -68,6 +73,7 @@ impl PortableArgs {
             locked: ctx.locked.as_ref(),
             offline: self.offline,
             split_size: self.split_size,
+            compression: self.compression,
         };
         let (platform, layout) = (ctx.platform, &ctx.layout);
         let plan_with = |options| {

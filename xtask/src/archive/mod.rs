@@ -13,8 +13,10 @@ use std::sync::{mpsc, Condvar, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use walkdir::WalkDir;
-use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
-use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
+use zip::ZipArchive;
+
+use chunks::{Job, Piece};
+use zipfile::{Method, Truncate, ZipWriter};
 
 use crate::digest::write_sidecar;
 use crate::fingerprint::Inputs;
@@ -23,6 +25,13 @@ use crate::step::{Describe, Stage};
 use crate::tools::Tools;
 use crate::tree::rel_path;
 use crate::units::human_bytes;
+
+mod best;
+mod chunks;
+#[allow(dead_code)] // copy_entry and Record::copied serve the volumes (next commit)
+mod zipfile;
+
+pub use chunks::Compression;
 
 #[derive(Debug, Clone)]
 pub struct ArchiveSummary {
@@ -48,8 +57,9 @@ struct Entry {
 /// How the archive is written. The bytes never depend on these: only speed and memory do.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
-    /// Compressing threads (files are compressed apart, then written in order).
+    /// Compressing threads (chunks of files are compressed apart, then written in order).
     pub threads: usize,
+    pub compression: Compression,
     /// At most this many bytes of files are being compressed or wait to be written at once,
     /// which bounds memory whatever the tree.
     pub in_flight: u64,
@@ -60,13 +70,10 @@ impl Default for Settings {
         Settings {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             in_flight: 64 << 20,
+            compression: Compression::Default,
         }
     }
 }
-
-/// Files of this size or more are compressed while being written, by the writing thread, so no
-/// large file is ever held in memory; the workers go on with the files after it meanwhile.
-const STREAMED: u64 = 16 << 20;
 
 /// GitHub refuses release assets of 2 GiB or more; parts stay a MiB below.
 pub const GITHUB_ASSET_LIMIT: u64 = (2 << 30) - (1 << 20);
@@ -101,6 +108,7 @@ pub fn split(zip: &Path, part_size: u64) -> Result<Vec<PathBuf>> {
 pub struct Archive {
     pub tree: PathBuf,
     pub zip: PathBuf,
+    pub compression: Compression,
 }
 
 impl Archive {
@@ -111,7 +119,10 @@ impl Archive {
             &self.tree,
             "anymatix",
             &self.zip,
-            Settings::default(),
+            Settings {
+                compression: self.compression,
+                ..Settings::default()
+            },
             &mut |done, total| {
                 transfer
                     .get_or_insert_with(|| reporter.transfer("zipped", "anymatix/", Some(total)))
@@ -140,10 +151,16 @@ impl Describe for Archive {
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "zip {} into {}", self.tree.display(), self.zip.display())
+        write!(f, "zip {} into {}", self.tree.display(), self.zip.display())?;
+        if self.compression != Compression::Default {
+            write!(f, " (compression {:?})", self.compression)?;
+        }
+        Ok(())
     }
 
-    fn inputs(&self, _: &mut Inputs) {}
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.set("compression", format!("{:?}", self.compression));
+    }
 }
 
 /// Told the bytes of files written so far, and the total.
@@ -180,11 +197,23 @@ pub fn archive_with(
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let (temp_file, temp_path) = temp.into_parts();
-    let zip = ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, temp_file));
-    let writer = write_entries(zip, &entries, settings, progress)?;
-    let file = writer.into_inner().map_err(|e| anyhow!(e.into_error()))?;
-    file.sync_all()?;
-    drop(file);
+    let mut zip = ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, temp_file));
+    let written = write_entries(&mut zip, &entries, settings, progress).and_then(|()| {
+        let file = zip.finish().map_err(Failure::Write)?;
+        let file = file
+            .into_inner()
+            .map_err(|e| Failure::Write(e.into_error()))?;
+        file.sync_all().map_err(Failure::Write)
+    });
+    match written {
+        Ok(()) => {}
+        Err(Failure::Read(e)) => return Err(e),
+        Err(Failure::Write(e)) => {
+            // The free space is measured once the partial zip is gone.
+            drop(temp_path);
+            return Err(write_error(e, dest, dir, total_size(&entries)));
+        }
+    }
 
     let summary = check(&temp_path, root, &entries)?;
     crate::atomic::make_readable(&temp_path)?;
@@ -196,16 +225,6 @@ pub fn archive_with(
     Ok(summary)
 }
 
-fn options(entry: &Entry) -> SimpleFileOptions {
-    let large = matches!(entry.kind, Kind::File { size } if size >= u32::MAX as u64);
-    SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .compression_level(Some(9))
-        .last_modified_time(DateTime::default())
-        .unix_permissions(entry.mode)
-        .large_file(large)
-}
-
 /// The in-flight budget, shared by the workers and the writer.
 struct Budget {
     state: Mutex<BudgetState>,
@@ -214,32 +233,41 @@ struct Budget {
 
 struct BudgetState {
     used: u64,
-    /// The entry the writer waits for next: its job may always start, so nothing deadlocks.
+    /// The job the writer waits for next: it may always start, so nothing deadlocks.
     next_to_write: usize,
     failed: bool,
 }
 
-/// Workers compress files (taken in archive order) into prepared entries; the writer appends
-/// every entry in archive order, waiting for the next one when it is not ready yet.
-fn write_entries<W: Write + Seek + Send>(
-    mut zip: ZipWriter<W>,
+/// Why writing stopped: reading the tree or writing the zip (a full disk reads differently).
+enum Failure {
+    Read(anyhow::Error),
+    Write(std::io::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Read(e)
+    }
+}
+
+/// Workers compress chunks (taken in archive order); the writer appends every entry in archive
+/// order, waiting for its next chunk when it is not ready yet.
+fn write_entries<W: Write + Seek + Truncate + Send>(
+    zip: &mut ZipWriter<W>,
     entries: &[Entry],
     settings: Settings,
     progress: Progress,
-) -> Result<W> {
-    let total: u64 = entries
-        .iter()
-        .map(|e| match e.kind {
-            Kind::File { size } => size,
-            _ => 0,
-        })
-        .sum();
-    let mut done = 0u64;
-    let jobs: Vec<usize> = entries
+) -> Result<(), Failure> {
+    let total = total_size(entries);
+    let chunk = settings.compression.chunk();
+    let jobs: Vec<Job> = entries
         .iter()
         .enumerate()
-        .filter(|(_, e)| matches!(e.kind, Kind::File { size } if size < STREAMED))
-        .map(|(i, _)| i)
+        .flat_map(|(i, e)| match e.kind {
+            Kind::File { size } => Some(chunks::split(i, size, chunk)),
+            _ => None,
+        })
+        .flatten()
         .collect();
     let next_job = AtomicUsize::new(0);
     let budget = Budget {
@@ -250,82 +278,124 @@ fn write_entries<W: Write + Seek + Send>(
         }),
         changed: Condvar::new(),
     };
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<PreparedZipFile>)>();
-    let size_of = |i: usize| match entries[i].kind {
-        Kind::File { size } => size,
-        _ => 0,
-    };
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Piece>)>();
 
-    std::thread::scope(|scope| -> Result<W> {
+    std::thread::scope(|scope| {
         for _ in 0..settings.threads.max(1) {
             let done_tx = done_tx.clone();
             let (jobs, next_job, budget) = (&jobs, &next_job, &budget);
             scope.spawn(move || loop {
-                let Some(&i) = jobs.get(next_job.fetch_add(1, Ordering::Relaxed)) else {
+                let j = next_job.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(j) else {
                     return;
                 };
-                let size = size_of(i);
                 {
                     let mut state = budget.state.lock().expect("budget lock");
                     while !state.failed
-                        && i != state.next_to_write
-                        && state.used + size > settings.in_flight
+                        && j != state.next_to_write
+                        && state.used + job.len > settings.in_flight
                     {
                         state = budget.changed.wait(state).expect("budget lock");
                     }
                     if state.failed {
                         return;
                     }
-                    state.used += size;
+                    state.used += job.len;
                 }
-                let prepared = compress(&entries[i]);
-                if done_tx.send((i, prepared)).is_err() {
+                let path = &entries[job.entry].path;
+                let piece = chunks::compress(path, job, settings.compression)
+                    .with_context(|| format!("cannot read {}", path.display()));
+                if done_tx.send((j, piece)).is_err() {
                     return;
                 }
             });
         }
         drop(done_tx);
 
-        let result = (|| -> Result<W> {
-            let mut ready: BTreeMap<usize, Result<PreparedZipFile>> = BTreeMap::new();
-            for (i, entry) in entries.iter().enumerate() {
-                {
-                    let mut state = budget.state.lock().expect("budget lock");
-                    state.next_to_write = i;
-                    budget.changed.notify_all();
+        let mut ready: BTreeMap<usize, Result<Piece>> = BTreeMap::new();
+        let mut next = 0usize;
+        let mut done = 0u64;
+        // The next job's piece, in order; its bytes leave the budget once written.
+        let mut take = |j: usize| -> Result<Piece, Failure> {
+            {
+                let mut state = budget.state.lock().expect("budget lock");
+                state.next_to_write = j;
+                budget.changed.notify_all();
+            }
+            loop {
+                if let Some(piece) = ready.remove(&j) {
+                    return Ok(piece?);
                 }
+                let (k, piece) = done_rx
+                    .recv()
+                    .map_err(|_| Failure::Read(anyhow!("a compressing thread stopped")))?;
+                ready.insert(k, piece);
+            }
+        };
+        let release = |len: u64| {
+            let mut state = budget.state.lock().expect("budget lock");
+            state.used -= len;
+            budget.changed.notify_all();
+        };
+
+        let result = (|| -> Result<(), Failure> {
+            for entry in entries {
                 let name = entry.name.as_str();
                 match &entry.kind {
-                    Kind::Dir => zip.add_directory(name, options(entry))?,
-                    Kind::Symlink { target } => zip.add_symlink(name, target, options(entry))?,
-                    Kind::File { size } if *size >= STREAMED => {
-                        zip.start_file(name, options(entry))?;
-                        let mut file = fs_err::File::open(&entry.path)?;
-                        std::io::copy(&mut file, &mut zip)
-                            .with_context(|| format!("cannot read {}", entry.path.display()))?;
+                    Kind::Dir => zip
+                        .add_directory(name, entry.mode)
+                        .map_err(Failure::Write)?,
+                    Kind::Symlink { target } => {
+                        zip.add_symlink(name, target).map_err(Failure::Write)?
+                    }
+                    Kind::File { size: 0 } => zip
+                        .add_file(name, entry.mode, Method::Stored, &[], 0, 0)
+                        .map_err(Failure::Write)?,
+                    Kind::File { size } if *size <= chunk => {
+                        let piece = take(next)?;
+                        next += 1;
+                        zip.add_file(
+                            name,
+                            entry.mode,
+                            piece.method,
+                            &piece.data,
+                            piece.crc32,
+                            *size,
+                        )
+                        .map_err(Failure::Write)?;
+                        release(piece.len);
                         done += size;
                         progress(done, total);
                     }
                     Kind::File { size } => {
-                        let prepared = loop {
-                            if let Some(prepared) = ready.remove(&i) {
-                                break prepared;
-                            }
-                            let (j, prepared) =
-                                done_rx.recv().context("a compressing thread stopped")?;
-                            ready.insert(j, prepared);
-                        };
-                        zip.add_prepared_file(prepared?)?;
-                        let mut state = budget.state.lock().expect("budget lock");
-                        state.used -= size;
-                        budget.changed.notify_all();
-                        drop(state);
-                        done += size;
-                        progress(done, total);
+                        // The local header's room for sizes is fixed before the data: ZIP64 for
+                        // a file near 4 GiB, as deflate may not shrink it.
+                        let zip64 = *size >= u32::MAX as u64 - (64 << 20);
+                        zip.start_file(name, entry.mode, Method::Deflated, zip64)
+                            .map_err(Failure::Write)?;
+                        let (mut crc, mut len, mut compressed) = (0u32, 0u64, 0u64);
+                        while len < *size {
+                            let piece = take(next)?;
+                            next += 1;
+                            zip.write_data(&piece.data).map_err(Failure::Write)?;
+                            crc = chunks::combine(crc, len, &piece);
+                            len += piece.len;
+                            compressed += piece.data.len() as u64;
+                            release(piece.len);
+                            done += piece.len;
+                            progress(done, total);
+                        }
+                        if compressed < *size {
+                            zip.finish_entry(crc, compressed, *size)
+                                .map_err(Failure::Write)?;
+                        } else {
+                            zip.abandon_entry().map_err(Failure::Write)?;
+                            store_streamed(zip, entry, *size, crc)?;
+                        }
                     }
                 }
             }
-            Ok(zip.finish()?)
+            Ok(())
         })();
         if result.is_err() {
             // Let waiting workers go; the scope then joins them.
@@ -337,12 +407,76 @@ fn write_entries<W: Write + Seek + Send>(
     })
 }
 
-fn compress(entry: &Entry) -> Result<PreparedZipFile> {
-    let mut builder = ZipFileBuilder::new(entry.name.as_str(), options(entry))?;
-    let mut file = fs_err::File::open(&entry.path)?;
-    std::io::copy(&mut file, &mut builder)
-        .with_context(|| format!("cannot read {}", entry.path.display()))?;
-    Ok(builder.finish()?)
+/// A large file deflate could not shrink, written again as it is.
+fn store_streamed<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    entry: &Entry,
+    size: u64,
+    crc: u32,
+) -> Result<(), Failure> {
+    let read_error = |e: std::io::Error| {
+        Failure::Read(anyhow!(e).context(format!("cannot read {}", entry.path.display())))
+    };
+    zip.start_file(
+        &entry.name,
+        entry.mode,
+        Method::Stored,
+        size >= u32::MAX as u64,
+    )
+    .map_err(Failure::Write)?;
+    let mut file = std::fs::File::open(&entry.path).map_err(read_error)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(read_error)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        zip.write_data(&buf[..n]).map_err(Failure::Write)?;
+        len += n as u64;
+    }
+    if len != size || hasher.finalize() != crc {
+        return Err(Failure::Read(anyhow!(
+            "{} changed while it was being zipped",
+            entry.path.display()
+        )));
+    }
+    zip.finish_entry(crc, size, size).map_err(Failure::Write)
+}
+
+/// A write error that names the zip; a full disk says how much room the zip needs.
+fn write_error(error: std::io::Error, dest: &Path, dir: &Path, tree_bytes: u64) -> anyhow::Error {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+    ) {
+        let free = fs4::available_space(dir)
+            .map(human_bytes)
+            .unwrap_or_else(|_| "an unknown amount".into());
+        return anyhow!(
+            "no space left to write {}: the zip needs up to {} (the files' size before \
+             compression; about half of it on the product) and {} is free in {}. Free some \
+             space or write the zip elsewhere; nothing was left behind",
+            dest.display(),
+            human_bytes(tree_bytes),
+            free,
+            dir.display()
+        );
+    }
+    anyhow!(error).context(format!("cannot write {}", dest.display()))
+}
+
+fn total_size(entries: &[Entry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| match e.kind {
+            Kind::File { size } => size,
+            _ => 0,
+        })
+        .sum()
 }
 
 fn collect(tree: &Path, root: &str) -> Result<Vec<Entry>> {
@@ -350,24 +484,52 @@ fn collect(tree: &Path, root: &str) -> Result<Vec<Entry>> {
         bail!("{} is not a folder", tree.display());
     }
     let mut entries = Vec::new();
+    // Every file a zip cannot hold faithfully, named together before anything is written.
+    let mut refused = Vec::new();
     for item in WalkDir::new(tree).follow_links(false) {
         let item = item.with_context(|| format!("cannot walk {}", tree.display()))?;
-        let rel = rel_path(tree, item.path());
+        let path = item.path();
+        let meta = path.symlink_metadata()?;
+        let rel = path.strip_prefix(tree).unwrap_or(path);
+        if rel.to_str().is_none() {
+            refused.push(format!(
+                "{}: its name is not valid UTF-8, so it would be unpacked under another name; \
+                 rename it",
+                path.display()
+            ));
+            continue;
+        }
+        let rel = rel_path(tree, path);
         let name = if rel.is_empty() {
             root.to_string()
         } else {
             format!("{root}/{rel}")
         };
-        let meta = item.path().symlink_metadata()?;
         let mode = unix_mode(&meta);
-        let kind = if meta.is_dir() {
+        let file_type = meta.file_type();
+        let kind = if file_type.is_dir() {
             Kind::Dir
-        } else if meta.file_type().is_symlink() {
-            Kind::Symlink {
-                target: symlink_target(tree, item.path(), &rel)?,
+        } else if file_type.is_symlink() {
+            let target = symlink_target(tree, path, &rel)?;
+            if std::fs::metadata(path).is_err() {
+                refused.push(format!(
+                    "{}: a symlink to {} that resolves to nothing (missing, or a loop); \
+                     remove it or point it at a file in the tree",
+                    path.display(),
+                    fs_err::read_link(path)?.display()
+                ));
+                continue;
             }
-        } else {
+            Kind::Symlink { target }
+        } else if file_type.is_file() {
             Kind::File { size: meta.len() }
+        } else {
+            refused.push(format!(
+                "{}: a {}, which a zip cannot hold (reading it could wait forever); remove it",
+                path.display(),
+                special_kind(&file_type)
+            ));
+            continue;
         };
         let name = if matches!(kind, Kind::Dir) {
             format!("{name}/")
@@ -376,13 +538,49 @@ fn collect(tree: &Path, root: &str) -> Result<Vec<Entry>> {
         };
         entries.push(Entry {
             name,
-            path: item.path().to_path_buf(),
+            path: path.to_path_buf(),
             mode,
             kind,
         });
     }
+    if !refused.is_empty() {
+        let shown = refused.len().min(20);
+        let more = match refused.len() - shown {
+            0 => String::new(),
+            n => format!("\n  ... and {n} more"),
+        };
+        bail!(
+            "{} holds {} that a zip cannot hold faithfully; nothing was written:\n  {}{more}",
+            tree.display(),
+            if refused.len() == 1 {
+                "a file".to_string()
+            } else {
+                format!("{} files", refused.len())
+            },
+            refused[..shown].join("\n  ")
+        );
+    }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
+}
+
+#[cfg(unix)]
+fn special_kind(file_type: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_fifo() {
+        "named pipe (FIFO)"
+    } else if file_type.is_socket() {
+        "socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "special file"
 }
 
 /// A link's target, which must be relative and stay inside the tree: the zip has to work wherever
@@ -563,21 +761,27 @@ mod tests {
             let text = format!("file {i} ").repeat(i * 7 + 1);
             fs_err::write(t.path().join(format!("bin/f{i:03}.txt")), text).unwrap();
         }
-        let large: Vec<u8> = (0..STREAMED + 12345).map(|i| (i % 251) as u8).collect();
+        // A file of several chunks, compressed by several workers.
+        let large: Vec<u8> = (0..3 * Compression::Default.chunk() + 12345)
+            .map(|i| ((i % 251) ^ (i >> 12)) as u8)
+            .collect();
         fs_err::write(t.path().join("large.bin"), large).unwrap();
         let out = tempfile::tempdir().unwrap();
         let digests: Vec<String> = [
             Settings {
                 threads: 1,
                 in_flight: 64 << 20,
+                compression: Compression::Default,
             },
             Settings {
                 threads: 3,
                 in_flight: 1,
+                compression: Compression::Default,
             },
             Settings {
                 threads: 4,
                 in_flight: 200_000,
+                compression: Compression::Default,
             },
         ]
         .into_iter()
@@ -626,6 +830,26 @@ mod tests {
         );
         assert!(root.join("café ü.txt").is_file());
         assert!(root.join("empty dir").is_dir());
+    }
+
+    #[test]
+    fn a_full_disk_names_the_zip_and_the_room_it_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.zip");
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let text = format!("{:#}", write_error(full, &dest, dir.path(), 3 << 30));
+        assert!(
+            text.starts_with(&format!("no space left to write {}", dest.display())),
+            "{text}"
+        );
+        assert!(text.contains("needs up to 3.0 GiB"), "{text}");
+        assert!(text.contains(" is free in "), "{text}");
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let text = format!("{:#}", write_error(other, &dest, dir.path(), 1));
+        assert!(
+            text.starts_with(&format!("cannot write {}", dest.display())),
+            "{text}"
+        );
     }
 
     #[cfg(unix)]
