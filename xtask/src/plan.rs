@@ -104,7 +104,7 @@ pub struct Options<'a> {
     /// Use only what `fetch` put in the cache: the installer, git mirrors, wheelhouse, conda
     /// packages.
     pub offline: bool,
-    /// Zips larger than this are also published as parts; 0 never splits.
+    /// Zips larger than this are written as volumes of at most this size; 0 never splits.
     pub split_size: u64,
     pub compression: Compression,
 }
@@ -225,6 +225,8 @@ pub fn plan(
         tree: layout.tree.clone(),
         zip: artifacts.staged_zip.clone(),
         compression: options.compression,
+        volume_limit: options.split_size,
+        published: artifacts.zip_name.clone(),
     }));
     steps.push(Step::Verify(Verify {
         platform,
@@ -236,7 +238,6 @@ pub fn plan(
     steps.push(Step::Publish(Publish {
         zip: (artifacts.staged_zip.clone(), artifacts.zip.clone()),
         report: (artifacts.staged_report.clone(), artifacts.report.clone()),
-        split_size: options.split_size,
     }));
     Plan {
         platform,

@@ -1,62 +1,61 @@
-//! Publish: only a zip that passed verify gets its final name, with its `.sha256`, its parts
-//! where it is over the split size, and the size report, all moved into the output folder.
+//! Publish: only a zip (or the volumes) that passed verify gets its final name, with its
+//! `.sha256`, and the size report, all moved into the output folder.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::archive;
 use crate::digest;
 use crate::fingerprint::Inputs;
 use crate::step::{Describe, Stage};
 use crate::tools::Tools;
-use crate::units::human_bytes;
 
 #[derive(Debug, Clone)]
 pub struct Publish {
-    /// The verified zip (its unverified name) and its final path.
+    /// The verified zip (its unverified name) and its final path; where the zip was written as
+    /// volumes, theirs are derived from these.
     pub zip: (PathBuf, PathBuf),
     /// The size report, where it was written and its final path.
     pub report: (PathBuf, PathBuf),
-    /// Zips larger than this are also published as parts; 0 never splits.
-    pub split_size: u64,
 }
 
 impl Publish {
-    /// Returns every file published, under its final name.
+    /// Returns every file published, under its final name: the zip or its volumes, each with its
+    /// `.sha256`, and the report. What an earlier build published under these names goes first.
     pub fn run(&self, tools: &Tools) -> Result<Vec<PathBuf>> {
         let ((staged, zip), (staged_report, report)) = (&self.zip, &self.report);
-        // Named for what it is only now; its digest was taken as it was written.
-        let sha256 = digest::read_sidecar(staged)?;
-        let verified = staged.with_file_name(zip.file_name().context("the zip has a name")?);
-        fs_err::rename(staged, &verified)?;
-        fs_err::remove_file(digest::sidecar_path(staged))?;
-        digest::write_sidecar(&verified, &sha256)?;
-        let parts = archive::split(&verified, self.split_size)?;
-        if !parts.is_empty() {
+        let staged_zips = archive::zip_or_volumes(staged);
+        if staged_zips.is_empty() {
+            anyhow::bail!("{} is missing, and so are its volumes", staged.display());
+        }
+        let finals: Vec<PathBuf> = if staged_zips.len() == 1 && &staged_zips[0] == staged {
+            vec![zip.clone()]
+        } else {
+            (1..=staged_zips.len())
+                .map(|i| archive::volume_path(zip, i))
+                .collect()
+        };
+        archive::remove_zip_and_volumes(zip)?;
+        let mut published = Vec::new();
+        for (from, to) in staged_zips.iter().zip(&finals) {
+            // Named for what it is only now; its digest was taken as it was written.
+            let sha256 = digest::read_sidecar(from)?;
+            fs_err::rename(from, to)?;
+            fs_err::remove_file(digest::sidecar_path(from))?;
+            digest::write_sidecar(to, &sha256)?;
+            published.push(to.clone());
+            published.push(digest::sidecar_path(to));
+        }
+        if finals.len() > 1 {
             tools.reporter.note(format!(
-                "the zip is over {}: also written as {} parts",
-                human_bytes(self.split_size),
-                parts.len()
+                "published as {} volumes: unpack them all into one folder",
+                finals.len()
             ));
         }
-        let out = zip.parent().context("the zip is in --out")?;
-        let files: Vec<(PathBuf, PathBuf)> = parts
-            .iter()
-            .flat_map(|p| [p.clone(), digest::sidecar_path(p)])
-            .chain([digest::sidecar_path(&verified), verified.clone()])
-            .map(|from| {
-                let to = out.join(from.file_name().expect("a file has a name"));
-                (from, to)
-            })
-            .chain([(staged_report.clone(), report.clone())])
-            .collect();
-        let mut published = Vec::new();
-        for (from, to) in files {
-            fs_err::rename(&from, &to)?;
-            published.push(to);
-        }
+        fs_err::rename(staged_report, report)?;
+        published.push(report.clone());
         Ok(published)
     }
 }
@@ -75,14 +74,8 @@ impl Describe for Publish {
         for (from, to) in [&self.zip, &self.report] {
             write!(f, "\n      {} as {}", from.display(), to.display())?;
         }
-        write!(
-            f,
-            "\n      with parts of at most {} bytes where the zip is larger",
-            self.split_size
-        )
+        Ok(())
     }
 
-    fn inputs(&self, inputs: &mut Inputs) {
-        inputs.set("split size", self.split_size.to_string());
-    }
+    fn inputs(&self, _: &mut Inputs) {}
 }

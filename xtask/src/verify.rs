@@ -153,16 +153,25 @@ fn summary(smoke: &Smoke, unpacked: bool) -> String {
     }
 }
 
-/// Unpacks `zip` into `unpack` (replacing what was there) and returns the unpacked `anymatix/`.
+/// Unpacks `zip`, or all its volumes where it was written as volumes, into `unpack` (replacing
+/// what was there) and returns the unpacked `anymatix/`.
 pub fn unpack(zip: &Path, unpack: &Path) -> Result<PathBuf> {
     if unpack.exists() {
         fs_err::remove_dir_all(unpack)?;
     }
     fs_err::create_dir_all(unpack)?;
-    let file = fs_err::File::open(zip)?;
-    ZipArchive::new(std::io::BufReader::new(file))
-        .and_then(|mut archive| archive.extract(unpack))
-        .with_context(|| format!("cannot unpack {} into {}", zip.display(), unpack.display()))?;
+    let zips = crate::archive::zip_or_volumes(zip);
+    if zips.is_empty() {
+        bail!("{} is missing, and so are its volumes", zip.display());
+    }
+    for zip in &zips {
+        let file = fs_err::File::open(zip)?;
+        ZipArchive::new(std::io::BufReader::new(file))
+            .and_then(|mut archive| archive.extract(unpack))
+            .with_context(|| {
+                format!("cannot unpack {} into {}", zip.display(), unpack.display())
+            })?;
+    }
     let root = unpack.join("anymatix");
     if !root.is_dir() {
         bail!("{} has no anymatix/ folder at its root", zip.display());

@@ -105,6 +105,11 @@ pub fn compress(path: &Path, job: &Job, compression: Compression) -> io::Result<
     Ok(piece)
 }
 
+/// Raw deflate of a whole buffer at level 9.
+pub fn deflate_whole(data: &[u8]) -> io::Result<Vec<u8>> {
+    deflate(&[], data, true)
+}
+
 /// Raw deflate of `data` at level 9, primed with `dictionary`, ended with a sync flush (an empty
 /// stored block: the next chunk starts on a byte) unless it is the last chunk.
 fn deflate(dictionary: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {

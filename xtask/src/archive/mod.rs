@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
-use walkdir::WalkDir;
 use zip::ZipArchive;
 
 use chunks::{Job, Piece};
+use entries::{collect, Entry, Kind};
 use zipfile::{Method, Truncate, ZipWriter};
 
 use crate::digest::write_sidecar;
@@ -23,13 +23,15 @@ use crate::fingerprint::Inputs;
 use crate::progress::Transfer;
 use crate::step::{Describe, Stage};
 use crate::tools::Tools;
-use crate::tree::rel_path;
 use crate::units::human_bytes;
 
 mod best;
 mod chunks;
-#[allow(dead_code)] // copy_entry and Record::copied serve the volumes (next commit)
+mod entries;
+mod volumes;
 mod zipfile;
+
+pub use volumes::{remove_zip_and_volumes, volume_path, zip_or_volumes};
 
 pub use chunks::Compression;
 
@@ -38,19 +40,6 @@ pub struct ArchiveSummary {
     pub entries: usize,
     pub bytes: u64,
     pub sha256: String,
-}
-
-enum Kind {
-    Dir,
-    File { size: u64 },
-    Symlink { target: String },
-}
-
-struct Entry {
-    name: String,
-    path: PathBuf,
-    mode: u32,
-    kind: Kind,
 }
 
 /// Zips `tree` into `dest` with `root` as the single top folder, and writes `dest.sha256`.
@@ -75,45 +64,26 @@ impl Default for Settings {
     }
 }
 
-/// GitHub refuses release assets of 2 GiB or more; parts stay a MiB below.
+/// GitHub refuses release assets of 2 GiB or more; volumes stay a MiB below.
 pub const GITHUB_ASSET_LIMIT: u64 = (2 << 30) - (1 << 20);
 
-/// Where `zip` is larger than `part_size`, writes it again as `zip.001`, `zip.002`, ... of at
-/// most `part_size` bytes, each with a `.sha256`, and returns them. `cat` (macOS, Linux) or
-/// `copy /b` (Windows) joins them into the original.
-pub fn split(zip: &Path, part_size: u64) -> Result<Vec<PathBuf>> {
-    let size = fs_err::metadata(zip)?.len();
-    if size <= part_size || part_size == 0 {
-        return Ok(Vec::new());
-    }
-    let mut input = std::io::BufReader::new(fs_err::File::open(zip)?);
-    let mut parts = Vec::new();
-    for index in 1..=size.div_ceil(part_size) {
-        let mut name = zip.file_name().context("a zip has a name")?.to_os_string();
-        name.push(format!(".{index:03}"));
-        let part = zip.with_file_name(name);
-        let mut limited = (&mut input).take(part_size);
-        let mut out = std::io::BufWriter::new(fs_err::File::create(&part)?);
-        std::io::copy(&mut limited, &mut out)?;
-        out.flush()?;
-        drop(out);
-        write_sidecar(&part, &crate::digest::sha256_file(&part)?)?;
-        parts.push(part);
-    }
-    Ok(parts)
-}
-
-/// Zips the tree with `anymatix/` as its root, writing the zip's `.sha256` beside it.
+/// Zips the tree with `anymatix/` as its root, writing the zip's `.sha256` beside it; a zip over
+/// the volume limit is then rewritten as volumes (`X.part1.zip`, ...) that replace it.
 #[derive(Debug, Clone)]
 pub struct Archive {
     pub tree: PathBuf,
     pub zip: PathBuf,
     pub compression: Compression,
+    /// Zips larger than this are written as volumes of at most this size; 0 never splits.
+    pub volume_limit: u64,
+    /// The zip's published name, which the first volume's manifest names the volumes after.
+    pub published: String,
 }
 
 impl Archive {
     pub fn run(&self, tools: &Tools) -> Result<()> {
         let reporter = &tools.reporter;
+        remove_zip_and_volumes(&self.zip)?;
         let mut transfer: Option<Transfer> = None;
         let summary = archive_with(
             &self.tree,
@@ -137,6 +107,21 @@ impl Archive {
             summary.entries,
             human_bytes(summary.bytes)
         ));
+        if self.volume_limit > 0 && summary.bytes > self.volume_limit {
+            let volumes = volumes::write_volumes(&self.zip, self.volume_limit, &self.published)?;
+            fs_err::remove_file(crate::digest::sidecar_path(&self.zip))?;
+            fs_err::remove_file(&self.zip)?;
+            reporter.note(format!(
+                "over {}: written as {} volumes, each a zip of its own ({})",
+                human_bytes(self.volume_limit),
+                volumes.len(),
+                volumes
+                    .iter()
+                    .map(|v| human_bytes(fs_err::metadata(v).map_or(0, |m| m.len())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         Ok(())
     }
 }
@@ -155,11 +140,19 @@ impl Describe for Archive {
         if self.compression != Compression::Default {
             write!(f, " (compression {:?})", self.compression)?;
         }
+        if self.volume_limit > 0 {
+            write!(
+                f,
+                "\n      as volumes of at most {} bytes where it is larger",
+                self.volume_limit
+            )?;
+        }
         Ok(())
     }
 
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.set("compression", format!("{:?}", self.compression));
+        inputs.set("volume limit", self.volume_limit.to_string());
     }
 }
 
@@ -479,153 +472,6 @@ fn total_size(entries: &[Entry]) -> u64 {
         .sum()
 }
 
-fn collect(tree: &Path, root: &str) -> Result<Vec<Entry>> {
-    if !tree.is_dir() {
-        bail!("{} is not a folder", tree.display());
-    }
-    let mut entries = Vec::new();
-    // Every file a zip cannot hold faithfully, named together before anything is written.
-    let mut refused = Vec::new();
-    for item in WalkDir::new(tree).follow_links(false) {
-        let item = item.with_context(|| format!("cannot walk {}", tree.display()))?;
-        let path = item.path();
-        let meta = path.symlink_metadata()?;
-        let rel = path.strip_prefix(tree).unwrap_or(path);
-        if rel.to_str().is_none() {
-            refused.push(format!(
-                "{}: its name is not valid UTF-8, so it would be unpacked under another name; \
-                 rename it",
-                path.display()
-            ));
-            continue;
-        }
-        let rel = rel_path(tree, path);
-        let name = if rel.is_empty() {
-            root.to_string()
-        } else {
-            format!("{root}/{rel}")
-        };
-        let mode = unix_mode(&meta);
-        let file_type = meta.file_type();
-        let kind = if file_type.is_dir() {
-            Kind::Dir
-        } else if file_type.is_symlink() {
-            let target = symlink_target(tree, path, &rel)?;
-            if std::fs::metadata(path).is_err() {
-                refused.push(format!(
-                    "{}: a symlink to {} that resolves to nothing (missing, or a loop); \
-                     remove it or point it at a file in the tree",
-                    path.display(),
-                    fs_err::read_link(path)?.display()
-                ));
-                continue;
-            }
-            Kind::Symlink { target }
-        } else if file_type.is_file() {
-            Kind::File { size: meta.len() }
-        } else {
-            refused.push(format!(
-                "{}: a {}, which a zip cannot hold (reading it could wait forever); remove it",
-                path.display(),
-                special_kind(&file_type)
-            ));
-            continue;
-        };
-        let name = if matches!(kind, Kind::Dir) {
-            format!("{name}/")
-        } else {
-            name
-        };
-        entries.push(Entry {
-            name,
-            path: path.to_path_buf(),
-            mode,
-            kind,
-        });
-    }
-    if !refused.is_empty() {
-        let shown = refused.len().min(20);
-        let more = match refused.len() - shown {
-            0 => String::new(),
-            n => format!("\n  ... and {n} more"),
-        };
-        bail!(
-            "{} holds {} that a zip cannot hold faithfully; nothing was written:\n  {}{more}",
-            tree.display(),
-            if refused.len() == 1 {
-                "a file".to_string()
-            } else {
-                format!("{} files", refused.len())
-            },
-            refused[..shown].join("\n  ")
-        );
-    }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(entries)
-}
-
-#[cfg(unix)]
-fn special_kind(file_type: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if file_type.is_fifo() {
-        "named pipe (FIFO)"
-    } else if file_type.is_socket() {
-        "socket"
-    } else if file_type.is_block_device() || file_type.is_char_device() {
-        "device"
-    } else {
-        "special file"
-    }
-}
-
-#[cfg(not(unix))]
-fn special_kind(_: &std::fs::FileType) -> &'static str {
-    "special file"
-}
-
-/// A link's target, which must be relative and stay inside the tree: the zip has to work wherever
-/// it is unpacked, and extracting tools rightly refuse links that leave the folder.
-fn symlink_target(tree: &Path, link: &Path, rel: &str) -> Result<String> {
-    let target = fs_err::read_link(link)?;
-    let text = target.to_string_lossy().replace('\\', "/");
-    let mut depth: Vec<&str> = rel.split('/').collect();
-    depth.pop();
-    let escapes = target.is_absolute()
-        || target.components().any(|c| match c {
-            Component::ParentDir => depth.pop().is_none(),
-            Component::Normal(_) => {
-                depth.push("");
-                false
-            }
-            Component::CurDir => false,
-            _ => true,
-        });
-    if escapes {
-        bail!(
-            "{} is a symlink to {} outside the tree {}: it would break once unpacked elsewhere",
-            link.display(),
-            target.display(),
-            tree.display()
-        );
-    }
-    Ok(text)
-}
-
-#[cfg(unix)]
-fn unix_mode(meta: &std::fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o777
-}
-
-#[cfg(not(unix))]
-fn unix_mode(meta: &std::fs::Metadata) -> u32 {
-    if meta.is_dir() {
-        0o755
-    } else {
-        0o644
-    }
-}
-
 /// Re-reads the written zip: every entry present in order, inside the root, sizes and CRCs right.
 fn check(path: &Path, root: &str, expected: &[Entry]) -> Result<ArchiveSummary> {
     let file = fs_err::File::open(path)?;
@@ -721,36 +567,6 @@ mod tests {
             .filter(|n| n.ends_with(".partial"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn split_parts_join_back_with_cat() {
-        let t = tree();
-        let out = tempfile::tempdir().unwrap();
-        let zip = out.path().join("a.zip");
-        let whole = archive(t.path(), "anymatix", &zip).unwrap();
-        let parts = split(&zip, 700).unwrap();
-        assert!(parts.len() >= 2, "{parts:?}");
-        for part in &parts {
-            assert!(fs_err::metadata(part).unwrap().len() <= 700);
-            let digest = crate::digest::sha256_file(part).unwrap();
-            let sidecar = fs_err::read_to_string(crate::digest::sidecar_path(part)).unwrap();
-            assert!(sidecar.starts_with(&digest), "{sidecar}");
-        }
-        let joined = out.path().join("joined.zip");
-        let status = std::process::Command::new("sh")
-            .arg("-c")
-            .arg("cat a.zip.0?? > joined.zip")
-            .current_dir(out.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        assert_eq!(crate::digest::sha256_file(&joined).unwrap(), whole.sha256);
-        assert!(
-            split(&zip, 1 << 30).unwrap().is_empty(),
-            "a small zip is not split"
-        );
     }
 
     #[test]

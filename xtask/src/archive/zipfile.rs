@@ -19,14 +19,6 @@ impl Method {
             Method::Deflated => 8,
         }
     }
-
-    pub fn from_code(code: u16) -> Option<Method> {
-        match code {
-            0 => Some(Method::Stored),
-            8 => Some(Method::Deflated),
-            _ => None,
-        }
-    }
 }
 
 /// What the central directory records of one entry.
@@ -66,11 +58,6 @@ impl<W: Write + Seek> ZipWriter<W> {
             records: Vec::new(),
             open: None,
         }
-    }
-
-    /// Bytes written so far.
-    pub fn position(&self) -> u64 {
-        self.position
     }
 
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {

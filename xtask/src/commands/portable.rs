@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::context::{Context, LockFlags, Target};
-use crate::archive::Compression;
+use crate::archive::{self, Compression};
 use crate::distribution;
 use crate::fetch::{self, Tag};
 use crate::fingerprint::{self, Inputs, Record, Verdict};
@@ -38,8 +38,10 @@ pub struct PortableArgs {
     /// tag such as v1.2.3 can be passed as it is.
     #[arg(long, env = "ANYMATIX_VERSION")]
     pub version: Option<String>,
-    /// Where the zip is larger, also write parts of at most this many bytes (`.zip.001`, ...,
-    /// each with a `.sha256`): GitHub refuses release assets of 2 GiB or more.
+    /// Where the zip is larger, write it as volumes of at most this many bytes instead
+    /// (`.part1.zip`, `.part2.zip`, ... each a zip of its own with a `.sha256`; unpacked into one
+    /// folder they make the whole tree): GitHub refuses release assets of 2 GiB or more. 0 never
+    /// splits.
     #[arg(long, value_name = "BYTES", default_value_t = crate::archive::GITHUB_ASSET_LIMIT)]
     pub split_size: u64,
     /// `best` makes a smaller zip (libdeflate's level 12) for about 5x the compressing time;
@@ -131,11 +133,23 @@ impl PortableArgs {
             installed.lock(platform)?.write(&ctx.lock_path)?;
             eprintln!("Wrote {}", ctx.lock_path.display());
         }
-        let zip_size = fs_err::metadata(&artifacts.zip)?.len();
+        let zips = archive::zip_or_volumes(&artifacts.zip);
+        let mut zip_size = 0;
+        for zip in &zips {
+            zip_size += fs_err::metadata(zip)?.len();
+        }
+        let what = match zips.as_slice() {
+            [zip] => zip.display().to_string(),
+            volumes => format!(
+                "{} volumes, {} to {}",
+                volumes.len(),
+                volumes[0].display(),
+                volumes[volumes.len() - 1].display()
+            ),
+        };
         eprintln!(
-            "{} {} ({}) in {}",
+            "{} {what} ({}) in {}",
             if rebuilt { "Built" } else { "Up to date:" },
-            artifacts.zip.display(),
             human_bytes(zip_size),
             human_duration(started.elapsed())
         );
@@ -264,8 +278,8 @@ fn dist_inputs(plan: &Plan, env: &Inputs) -> Result<Inputs> {
 /// What the zip stage published, so a rebuild with nothing changed can check it is still there.
 #[derive(Debug, Serialize, Deserialize)]
 struct Published {
-    zip: PathBuf,
-    sha256: String,
+    /// The zip, or its volumes, with the digest each had when written.
+    zips: Vec<(PathBuf, String)>,
     files: Vec<PathBuf>,
 }
 
@@ -275,13 +289,12 @@ impl Published {
         if let Some(missing) = self.files.iter().find(|f| !f.is_file()) {
             return Some(format!("{} is gone", missing.display()));
         }
-        match digest::sha256_file(&self.zip) {
-            Ok(sha256) if sha256 == self.sha256 => None,
-            _ => Some(format!(
-                "{} has changed since it was built",
-                self.zip.display()
-            )),
-        }
+        self.zips
+            .iter()
+            .find_map(|(zip, sha256)| match digest::sha256_file(zip) {
+                Ok(now) if &now == sha256 => None,
+                _ => Some(format!("{} has changed since it was built", zip.display())),
+            })
     }
 }
 
@@ -329,10 +342,14 @@ fn dist_stage(
         ..Results::default()
     };
     runner::run_stage(&plan.steps, Stage::Dist, &ctx.tools, &mut results)?;
-    // The zip was hashed as it was written; its .sha256 holds that digest.
+    // Each zip was hashed as it was written; its .sha256 holds that digest.
+    let mut zips = Vec::new();
+    for zip in archive::zip_or_volumes(zip) {
+        let sha256 = digest::read_sidecar(&zip)?;
+        zips.push((zip, sha256));
+    }
     let published = Published {
-        sha256: digest::read_sidecar(zip)?,
-        zip: zip.clone(),
+        zips,
         files: results.published,
     };
     fingerprint::save(&layout.dist_record, &Record::new(inputs.clone(), published))?;

@@ -1,5 +1,5 @@
 //! `cargo xtask release DIR`: attaches the built zips to the GitHub release of a tag, with the
-//! `gh` CLI. A zip of 2 GiB or more (GitHub's limit for one asset) goes as its parts.
+//! `gh` CLI: zips and the volumes of larger ones, each with its `.sha256`, and the size reports.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,7 @@ use crate::process;
 
 #[derive(Debug, clap::Args)]
 pub struct ReleaseArgs {
-    /// The folder holding the build artifacts (zips, .sha256 files, parts, size reports).
+    /// The folder holding the build artifacts (zips or volumes, .sha256 files, size reports).
     pub dir: PathBuf,
     /// The release's tag [default: GITHUB_REF_NAME, as set in GitHub Actions]
     #[arg(long, env = "GITHUB_REF_NAME")]
@@ -64,8 +64,8 @@ impl ReleaseArgs {
     }
 }
 
-/// What goes to the release: each size report, and each zip with its `.sha256`, or, for a zip
-/// GitHub would refuse, its parts with theirs.
+/// What goes to the release: each size report, and each zip (a whole one or a volume) with its
+/// `.sha256`. A zip GitHub would refuse is an error: `portable` writes volumes under the limit.
 pub fn assets(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut names: Vec<String> = fs_err::read_dir(dir)?
         .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
@@ -76,29 +76,25 @@ pub fn assets(dir: &Path) -> Result<Vec<PathBuf>> {
         let path = dir.join(name);
         if name.ends_with(".prune.html") {
             chosen.push(path);
-        } else if let Some(zip) = name.strip_suffix(".zip") {
-            let parts: Vec<&String> = names
-                .iter()
-                .filter(|n| is_part(n, zip) || is_part(n.trim_end_matches(".sha256"), zip))
-                .collect();
-            if fs_err::metadata(&path)?.len() > GITHUB_ASSET_LIMIT || !parts.is_empty() {
-                if parts.is_empty() {
-                    bail!("{name} is over GitHub's asset limit and has no parts beside it");
-                }
-                chosen.extend(parts.into_iter().map(|p| dir.join(p)));
-            } else {
-                chosen.push(path);
-                chosen.push(dir.join(format!("{name}.sha256")));
+        } else if name.ends_with(".zip") {
+            let size = fs_err::metadata(&path)?.len();
+            if size > GITHUB_ASSET_LIMIT {
+                bail!(
+                    "{} is {size} bytes, over GitHub's limit for a release asset: build it with \
+                     `cargo xtask portable` and its default --split-size, which writes volumes \
+                     under the limit",
+                    path.display()
+                );
             }
+            let sidecar = dir.join(format!("{name}.sha256"));
+            if !sidecar.is_file() {
+                bail!("{} has no .sha256 beside it", path.display());
+            }
+            chosen.push(path);
+            chosen.push(sidecar);
         }
     }
     Ok(chosen)
-}
-
-fn is_part(name: &str, zip_stem: &str) -> bool {
-    name.strip_prefix(zip_stem)
-        .and_then(|rest| rest.strip_prefix(".zip."))
-        .is_some_and(|n| n.len() == 3 && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -106,15 +102,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parts_replace_a_zip_github_would_refuse() {
+    fn volumes_go_with_their_digests_and_a_zip_github_would_refuse_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         for name in [
-            "anymatix-1.0.0-linux-x86_64.zip",
-            "anymatix-1.0.0-linux-x86_64.zip.sha256",
-            "anymatix-1.0.0-linux-x86_64.zip.001",
-            "anymatix-1.0.0-linux-x86_64.zip.001.sha256",
-            "anymatix-1.0.0-linux-x86_64.zip.002",
-            "anymatix-1.0.0-linux-x86_64.zip.002.sha256",
+            "anymatix-1.0.0-linux-x86_64.part1.zip",
+            "anymatix-1.0.0-linux-x86_64.part1.zip.sha256",
+            "anymatix-1.0.0-linux-x86_64.part2.zip",
+            "anymatix-1.0.0-linux-x86_64.part2.zip.sha256",
             "anymatix-1.0.0-linux-x86_64.prune.html",
             "anymatix-1.0.0-macos-arm64.zip",
             "anymatix-1.0.0-macos-arm64.zip.sha256",
@@ -130,14 +124,25 @@ mod tests {
         assert_eq!(
             names,
             [
+                "anymatix-1.0.0-linux-x86_64.part1.zip",
+                "anymatix-1.0.0-linux-x86_64.part1.zip.sha256",
+                "anymatix-1.0.0-linux-x86_64.part2.zip",
+                "anymatix-1.0.0-linux-x86_64.part2.zip.sha256",
                 "anymatix-1.0.0-linux-x86_64.prune.html",
-                "anymatix-1.0.0-linux-x86_64.zip.001",
-                "anymatix-1.0.0-linux-x86_64.zip.001.sha256",
-                "anymatix-1.0.0-linux-x86_64.zip.002",
-                "anymatix-1.0.0-linux-x86_64.zip.002.sha256",
                 "anymatix-1.0.0-macos-arm64.zip",
                 "anymatix-1.0.0-macos-arm64.zip.sha256",
             ]
         );
+        let big = dir.path().join("anymatix-1.0.0-windows-x86_64.zip");
+        fs_err::File::create(&big)
+            .unwrap()
+            .set_len(GITHUB_ASSET_LIMIT + 1)
+            .unwrap();
+        let err = assets(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("over GitHub's limit"), "{err}");
+        fs_err::remove_file(&big).unwrap();
+        fs_err::remove_file(dir.path().join("anymatix-1.0.0-macos-arm64.zip.sha256")).unwrap();
+        let err = assets(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("has no .sha256"), "{err}");
     }
 }

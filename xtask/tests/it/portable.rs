@@ -253,7 +253,7 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
     // A second build downloads nothing: the cached installer is verified against its sidecar.
     let client = support::client_name(dir.path());
     let before = w.requests_of(&client).len();
-    let second = build(&manifest, &out, &["--split-size", "5000000"]);
+    let second = build(&manifest, &out, &[]);
     assert!(second.status.success(), "{}", stderr(&second));
     let asked = w.requests_of(&client)[before..].to_vec();
     assert!(!asked.is_empty());
@@ -269,30 +269,67 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
         "same inputs, same zip"
     );
 
-    // Over the split size, the zip is also published as parts that join back into it.
-    let zip_name = zip.file_name().unwrap().to_str().unwrap().to_string();
-    let mut parts: Vec<std::path::PathBuf> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_str().unwrap();
-            name.starts_with(&format!("{zip_name}.")) && name.len() == zip_name.len() + 4
-        })
-        .collect();
-    parts.sort();
-    assert!(parts.len() >= 2, "{parts:?}");
-    let mut joined = Vec::new();
-    for part in &parts {
-        let bytes = std::fs::read(part).unwrap();
-        assert!(bytes.len() <= 5_000_000);
-        let sidecar = std::fs::read_to_string(format!("{}.sha256", part.display())).unwrap();
-        assert!(
-            sidecar.starts_with(&support::sha256_hex(&bytes)),
-            "{sidecar}"
+    // Over the split size, the zip is written as volumes instead, each a zip of its own that
+    // verify unpacked into one folder with the others; together they hold the zip's entries.
+    let zip_bytes = std::fs::read(&zip).unwrap();
+    // Below the zip's size, above its largest entry (a volume must hold each file whole).
+    let largest = {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip_bytes)).unwrap();
+        (0..archive.len())
+            .map(|i| archive.by_index_raw(i).unwrap().compressed_size())
+            .max()
+            .unwrap()
+    };
+    let limit = (largest + (256 << 10)).max(zip_bytes.len() as u64 / 3);
+    assert!(
+        limit < zip_bytes.len() as u64,
+        "the stand-in zip is large enough to split"
+    );
+    let third = build(&manifest, &out, &["--split-size", &limit.to_string()]);
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert!(
+        stderr(&third).contains("volumes"),
+        "the build says it wrote volumes:\n{}",
+        stderr(&third)
+    );
+    assert!(!zip.exists(), "the volumes replace the zip");
+    let volumes = xtask::archive::zip_or_volumes(&zip);
+    assert!(volumes.len() >= 2, "{volumes:?}");
+    let whole = dir.path().join("whole.zip");
+    std::fs::write(&whole, &zip_bytes).unwrap();
+    let mut whole = zip::ZipArchive::new(std::fs::File::open(&whole).unwrap()).unwrap();
+    let mut entries = std::collections::BTreeSet::new();
+    for (i, volume) in volumes.iter().enumerate() {
+        let bytes = std::fs::read(volume).unwrap();
+        assert!(bytes.len() as u64 <= limit, "{}", volume.display());
+        let name = volume.file_name().unwrap().to_str().unwrap();
+        assert!(name.ends_with(&format!(".part{}.zip", i + 1)), "{name}");
+        let sidecar = std::fs::read_to_string(format!("{}.sha256", volume.display())).unwrap();
+        assert_eq!(
+            sidecar,
+            format!("{}  {name}\n", support::sha256_hex(&bytes))
         );
-        joined.extend(bytes);
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        for j in 0..archive.len() {
+            let entry = archive.by_index(j).unwrap();
+            let name = entry.name().unwrap().into_owned();
+            assert!(name.starts_with("anymatix/"), "{name}");
+            if name == "anymatix/" || name == "anymatix/manifest.json" {
+                continue;
+            }
+            assert!(entries.insert(name.clone()), "{name} is in two volumes");
+            assert_eq!(
+                entry.crc32(),
+                whole.by_name(&name).unwrap().crc32(),
+                "{name}"
+            );
+        }
     }
-    assert_eq!(support::sha256_hex(&joined), digest);
+    assert_eq!(
+        entries.len() + 2,
+        whole.len(),
+        "every entry of the zip is in a volume"
+    );
 }
 
 #[test]
