@@ -11,6 +11,7 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod bytecode;
 pub mod commands;
 pub mod digest;
 pub mod distribution;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::archive::{Archive, Compression};
+use crate::bytecode::CompileImported;
 use crate::distribution::{Distribution, Release};
 use crate::fetch::{FetchInstaller, Tag};
 use crate::install::{CondaInstall, InstallBase};
@@ -37,6 +38,7 @@ pub enum Step {
     LinkTree(LinkTree),
     Prune(Prune),
     Relocate(Relocate),
+    CompileImported(CompileImported),
     HelperScript(HelperScript),
     WriteManifest(WriteManifest),
     Archive(Archive),
@@ -60,6 +62,7 @@ impl Step {
             Step::LinkTree(s) => s,
             Step::Prune(s) => s,
             Step::Relocate(s) => s,
+            Step::CompileImported(s) => s,
             Step::HelperScript(s) => s,
             Step::WriteManifest(s) => s,
             Step::Archive(s) => s,
@@ -210,6 +213,13 @@ pub fn plan(
         platform,
         tree: layout.tree.clone(),
         installed_at: layout.env_tree.clone(),
+    }));
+    steps.push(Step::CompileImported(CompileImported {
+        platform,
+        tree: layout.tree.clone(),
+        smoke: distribution.smoke.clone(),
+        mode: policy.policy.bytecode,
+        listing: layout.dist.join("imported-modules.txt"),
     }));
     steps.push(Step::HelperScript(HelperScript {
         platform,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::bytecode::BytecodeSummary;
 use crate::fetch::Miniforge;
 use crate::lock::{self, Lock};
 use crate::pip;
@@ -64,6 +65,7 @@ pub struct Results {
     pub installed: Installed,
     pub prune: Option<PruneReport>,
     pub relocation: Option<RelocationReport>,
+    pub bytecode: Option<BytecodeSummary>,
     /// Every file published, under its final name.
     pub published: Vec<PathBuf>,
 }
@@ -81,6 +83,10 @@ impl Results {
             checkouts: &installed.checkouts,
             prune: self.prune.as_ref().context("prune did not run")?,
             relocation: self.relocation.as_ref().context("relocate did not run")?,
+            bytecode: self
+                .bytecode
+                .as_ref()
+                .context("bytecode was not compiled")?,
         })
     }
 }
@@ -115,6 +121,7 @@ fn dispatch(step: &Step, tools: &Tools, found: &mut Results) -> Result<()> {
         Step::LinkTree(s) => s.run(tools)?,
         Step::Prune(s) => found.prune = Some(s.run(tools)?),
         Step::Relocate(s) => found.relocation = Some(s.run(tools)?),
+        Step::CompileImported(s) => found.bytecode = Some(s.run(tools)?),
         Step::HelperScript(s) => s.run()?,
         Step::WriteManifest(s) => s.run(&found.findings()?)?,
         Step::Archive(s) => s.run(tools)?,

@@ -234,6 +234,25 @@ pub fn smoke_unpacked(
     Ok(())
 }
 
+/// The smoke imports, checks and commands with `python`, from `root` (the tree they belong to):
+/// what the product does when it starts, without the checks of the unpacked copy itself.
+pub fn run_checks_and_commands(
+    sh: &Shell,
+    reporter: &Reporter,
+    python: &Path,
+    root: &Path,
+    smoke: &Smoke,
+) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let _cwd = sh.push_dir(scratch.path());
+    let _user_site = sh.push_env("PYTHONNOUSERSITE", "1");
+    imports_and_checks(sh, reporter, python, scratch.path(), smoke)?;
+    for command in &smoke.commands {
+        run_command(reporter, command, python, root)?;
+    }
+    Ok(())
+}
+
 fn imports_and_checks(
     sh: &Shell,
     reporter: &Reporter,

@@ -6,6 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
+use crate::bytecode::Bytecode;
 use crate::platform::{Os, Platform};
 
 #[derive(Debug, Deserialize)]
@@ -21,6 +22,9 @@ struct PolicyFile {
     /// Fail on any library missing from the environment, even one listed as optional.
     #[serde(default)]
     strict_linkage: bool,
+    /// What bytecode the zip ships (after the rules took every cache away).
+    #[serde(default)]
+    bytecode: Bytecode,
 }
 
 /// Libraries that some shipped binaries link but no wheel ships, because those binaries are
@@ -136,6 +140,7 @@ pub struct Policy {
     pub optional: Vec<Optional>,
     /// Any library missing from the environment fails the prune, optional or not.
     pub strict_linkage: bool,
+    pub bytecode: Bytecode,
     /// The sha256 of the policy's text: what a zip was pruned by.
     pub digest: String,
     keep: GlobSet,
@@ -208,6 +213,7 @@ impl Policy {
             keep_patterns: file.keep,
             optional,
             strict_linkage: file.strict_linkage,
+            bytecode: file.bytecode,
             keep,
             system_linux: name_set(&system.linux, false).context("system_libraries.linux")?,
             system_macos: name_set(&system.macos, false).context("system_libraries.macos")?,

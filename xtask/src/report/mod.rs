@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::bytecode::BytecodeSummary;
 use crate::fetch::Miniforge;
 use crate::fingerprint::Inputs;
 use crate::pip::{self, Package};
@@ -33,6 +34,8 @@ pub struct BuildManifest {
     pub prune: PruneReport,
     /// Scripts rewritten to run from anywhere, and files that still hold the build path.
     pub relocation: RelocationReport,
+    /// The `.pyc` files compiled for what the product imports when it starts.
+    pub bytecode: BytecodeSummary,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +51,7 @@ pub struct Findings<'a> {
     pub checkouts: &'a [Checkout],
     pub prune: &'a PruneReport,
     pub relocation: &'a RelocationReport,
+    pub bytecode: &'a BytecodeSummary,
 }
 
 /// Writes `manifest.json` into the tree.
@@ -72,6 +76,7 @@ impl WriteManifest {
             contents: Contents { files, bytes },
             prune: found.prune.clone(),
             relocation: found.relocation.clone(),
+            bytecode: found.bytecode.clone(),
         };
         write(&self.path, &built)
     }

@@ -143,6 +143,51 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
     assert!(root
         .join(format!("python/include/python{}/Python.h", w.host.version))
         .is_file());
+    // The headers kept are enough to build a C extension against the unpacked copy, as Triton
+    // builds its launcher and users build theirs.
+    let unpacked_python = root.join("python/bin/python3");
+    let ask = |code: &str| {
+        let out = Command::new(&unpacked_python)
+            .args(["-s", "-c", code])
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let include = ask("import sysconfig; print(sysconfig.get_paths()['include'])");
+    let suffix = ask("import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))");
+    assert!(
+        Path::new(&include).starts_with(&root),
+        "the unpacked python finds its headers in the unpacked copy: {include}"
+    );
+    let ext_dir = unpacked.path().join("extension");
+    std::fs::create_dir_all(&ext_dir).unwrap();
+    std::fs::write(
+        ext_dir.join("tiny.c"),
+        "#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n\
+         static PyObject *answer(PyObject *s, PyObject *a) { return PyLong_FromLong(42); }\n\
+         static PyMethodDef methods[] = {{\"answer\", answer, METH_NOARGS, NULL}, {NULL}};\n\
+         static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, \"tiny\", NULL, -1, methods};\n\
+         PyMODINIT_FUNC PyInit_tiny(void) { return PyModule_Create(&module); }\n",
+    )
+    .unwrap();
+    let compiled = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(ext_dir.join(format!("tiny{suffix}")))
+        .arg(format!("-I{include}"))
+        .arg(ext_dir.join("tiny.c"))
+        .output()
+        .unwrap();
+    assert!(compiled.status.success(), "{}", stderr(&compiled));
+    let imported = Command::new(&unpacked_python)
+        .args(["-s", "-c", "import tiny; print(tiny.answer())"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(&ext_dir)
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert_eq!(String::from_utf8_lossy(&imported.stdout).trim(), "42");
 
     // What the zip needs of the system is measured from its binaries and recorded.
     let requires = &manifest_json["prune"]["linkage"]["requires"];
@@ -206,6 +251,49 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
     assert!(rewritten.contains(&"python/bin/pip"), "{rewritten:?}");
     std::fs::remove_dir_all(out.join("stage")).unwrap();
     std::fs::remove_dir_all(out.join("verify")).unwrap();
+    // Shipped bytecode: checked-hash .pyc (flags 0b11) for the modules the product imported
+    // while its smoke checks and commands ran, which the unpacked copy uses as they are: running
+    // them again writes no .pyc. The count is in manifest.json.
+    let pycs = |root: &Path| -> Vec<std::path::PathBuf> {
+        walkdir::WalkDir::new(root)
+            .into_iter()
+            .map(|e| e.unwrap().into_path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pyc"))
+            .collect()
+    };
+    let shipped = pycs(&root);
+    assert!(
+        shipped.iter().any(|p| p
+            .to_string_lossy()
+            .contains("anyfix_native/__pycache__/__init__.cpython-")),
+        "{shipped:?}"
+    );
+    for pyc in &shipped {
+        let header = std::fs::read(pyc).unwrap();
+        assert_eq!(
+            header[4..8],
+            [3, 0, 0, 0],
+            "{} is checked-hash",
+            pyc.display()
+        );
+    }
+    assert_eq!(
+        manifest_json["bytecode"]["modules"].as_u64().unwrap() as usize,
+        shipped.len()
+    );
+    let python3 = root.join("python/bin/python3");
+    let rerun = Command::new(&python3)
+        .args(["-s", "-c", "import anyfix_native, anyfix_cli"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert_eq!(
+        pycs(&root),
+        shipped,
+        "no new .pyc once the shipped ones are there"
+    );
+
     let entry_point = Command::new(root.join("python/bin/anyfix-cli"))
         .output()
         .unwrap();

@@ -146,7 +146,7 @@ const LAYERS: [&[&str]; 4] = [
     ],
     &[
         "fetch", "install", "repos", "pip", "prune", "relocate", "scripts", "report", "archive",
-        "verify", "publish", "resolve",
+        "verify", "publish", "resolve", "bytecode",
     ],
     &["plan", "runner"],
     &["commands"],

@@ -1,0 +1,273 @@
+//! Bytecode for what the product imports when it starts, and nothing else. The bytecode-caches
+//! rule leaves no `.pyc` in the tree, so every first start would compile thousands of modules
+//! (and a copy unpacked where it cannot write would compile them at every start).
+//!
+//! The smoke checks and commands run once from the pruned tree with a recorder that lists every
+//! module file loaded (a `.pth` hook in site-packages, removed afterwards, writing no bytecode);
+//! what the run left in the tree is removed, and exactly the recorded sources are compiled into
+//! `__pycache__` as checked-hash `.pyc` files: valid after unzip whatever the file times (an
+//! edited source is still noticed, by its hash), and the same bytes from build to build.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use xshell::cmd;
+
+use crate::distribution::Smoke;
+use crate::fingerprint::Inputs;
+use crate::platform::Platform;
+use crate::step::{Describe, Stage};
+use crate::tools::Tools;
+use crate::tree::rel_path;
+use crate::units::human_bytes;
+use crate::verify;
+
+/// What bytecode the zip ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bytecode {
+    /// None: every module is compiled on first import (by the user's first start).
+    None,
+    /// The modules the smoke checks and commands import, as checked-hash `.pyc` files.
+    #[default]
+    Imported,
+}
+
+/// What compiling added to the tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BytecodeSummary {
+    pub modules: usize,
+    pub bytes: u64,
+}
+
+const RECORDER_MODULE: &str = "_anymatix_record_imports";
+
+/// Lists the module files loaded by the time the process ends, one file per process.
+const RECORDER: &str = r#"import atexit, os, sys
+sys.dont_write_bytecode = True
+_OUT = __OUT__
+
+def _record():
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.endswith(".py"):
+            files.add(os.path.abspath(path))
+    name = os.path.join(_OUT, "%d.txt" % os.getpid())
+    with open(name, "w", encoding="utf-8", errors="surrogateescape") as out:
+        out.write("\n".join(sorted(files)))
+
+atexit.register(_record)
+"#;
+
+/// Compiles the listed sources (relative to the root) as checked-hash `.pyc` files. The name
+/// stored in each is the relative path, so no build folder ends up in the bytes; Python puts the
+/// real path in its place when it loads them.
+const COMPILE: &str = r#"import py_compile, sys
+root, listing = sys.argv[1], sys.argv[2]
+with open(listing, encoding="utf-8") as f:
+    names = f.read().splitlines()
+for rel in names:
+    py_compile.compile(root + "/" + rel, dfile=rel, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+"#;
+
+/// Compiles what the product imports into the pruned tree.
+#[derive(Debug, Clone)]
+pub struct CompileImported {
+    pub platform: Platform,
+    /// The pruned, relocated tree (`anymatix/`), which becomes the zip.
+    pub tree: PathBuf,
+    pub smoke: Smoke,
+    pub mode: Bytecode,
+    /// Where the list of compiled modules is written, for reviewers.
+    pub listing: PathBuf,
+}
+
+impl CompileImported {
+    pub fn run(&self, tools: &Tools) -> Result<BytecodeSummary> {
+        if self.mode == Bytecode::None {
+            tools.reporter.note("bytecode: none (the policy says so)");
+            return Ok(BytecodeSummary::default());
+        }
+        let python = self
+            .tree
+            .join("python")
+            .join(self.platform.python_in_prefix());
+        let sh = &tools.sh;
+        let site = cmd!(
+            sh,
+            "{python} -s -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'"
+        )
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .read()
+        .context("cannot ask the tree's python where its site-packages is")?;
+        let site = PathBuf::from(site.trim());
+
+        let before = snapshot(&self.tree)?;
+        let records = tempfile::tempdir()?;
+        let hook = site.join(format!("{RECORDER_MODULE}.pth"));
+        let module = site.join(format!("{RECORDER_MODULE}.py"));
+        let out = serde_json::to_string(&records.path().to_string_lossy())?;
+        fs_err::write(&module, RECORDER.replace("__OUT__", &out))?;
+        fs_err::write(&hook, format!("import {RECORDER_MODULE}\n"))?;
+        let ran =
+            verify::run_checks_and_commands(sh, &tools.reporter, &python, &self.tree, &self.smoke);
+        fs_err::remove_file(&hook)?;
+        fs_err::remove_file(&module)?;
+        let left = clean_up(&self.tree, &before)?;
+        // Verify judges the product (from the unpacked copy, the environment out of reach); here
+        // a failure only means fewer modules were recorded.
+        if let Err(e) = ran {
+            tools.reporter.note(format!(
+                "WARNING: a smoke check failed while the imports were recorded (verify will \
+                 judge the zip): {e:#}"
+            ));
+        }
+        if left > 0 {
+            tools.reporter.detail(format!(
+                "removed {left} files and folders the run left in the tree"
+            ));
+        }
+
+        let modules = recorded(records.path(), &self.tree)?;
+        if modules.is_empty() {
+            bail!(
+                "no module of {} was recorded as imported: the recorder in {} did not run",
+                self.tree.display(),
+                site.display()
+            );
+        }
+        fs_err::create_dir_all(self.listing.parent().context("a listing is in a folder")?)?;
+        let listing: String = modules.iter().map(|m| format!("{m}\n")).collect();
+        fs_err::write(&self.listing, &listing)?;
+        let (tree, listing) = (&self.tree, &self.listing);
+        cmd!(sh, "{python} -s -c {COMPILE} {tree} {listing}")
+            .env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME")
+            .env_remove("PYTHONPYCACHEPREFIX")
+            .env_remove("PYTHONOPTIMIZE")
+            // Only py_compile writes: the modules this run imports get no cache of their own.
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONNOUSERSITE", "1")
+            .quiet()
+            .run()
+            .context("cannot compile the imported modules")?;
+        let after = snapshot(&self.tree)?;
+        let bytes: u64 = after
+            .iter()
+            .filter(|(path, _)| !before.contains_key(*path))
+            .map(|(_, (len, _))| len)
+            .sum();
+        let summary = BytecodeSummary {
+            modules: modules.len(),
+            bytes,
+        };
+        tools.reporter.note(format!(
+            "compiled {} imported modules: {} of checked-hash .pyc (listed in {})",
+            summary.modules,
+            human_bytes(summary.bytes),
+            self.listing.display()
+        ));
+        Ok(summary)
+    }
+}
+
+impl Describe for CompileImported {
+    fn title(&self) -> String {
+        "Compile what the product imports".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Dist
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mode {
+            Bytecode::None => write!(f, "compile nothing (bytecode: none)"),
+            Bytecode::Imported => write!(
+                f,
+                "run the smoke checks and commands from {} recording the modules they import, \
+                 then compile those as checked-hash .pyc",
+                self.tree.display()
+            ),
+        }
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        inputs.set("bytecode", format!("{:?}", self.mode));
+    }
+}
+
+type Snapshot = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
+
+/// Every path under `tree` with its size and time, to see what a run added or changed.
+fn snapshot(tree: &Path) -> Result<Snapshot> {
+    let mut seen = BTreeMap::new();
+    for item in walkdir::WalkDir::new(tree).follow_links(false) {
+        let item = item.with_context(|| format!("cannot walk {}", tree.display()))?;
+        let meta = item.path().symlink_metadata()?;
+        let len = if meta.is_file() { meta.len() } else { 0 };
+        seen.insert(item.path().to_path_buf(), (len, meta.modified().ok()));
+    }
+    Ok(seen)
+}
+
+/// Removes what the run added; a file changed in place is an error, as the tree's files are
+/// hard links to the installed environment's. Returns how many paths it removed.
+fn clean_up(tree: &Path, before: &Snapshot) -> Result<usize> {
+    let after = snapshot(tree)?;
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|(path, (len, time))| {
+            path.is_file()
+                && before
+                    .get(*path)
+                    .is_some_and(|(l, t)| (l, t) != (len, time))
+        })
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    if !changed.is_empty() {
+        bail!(
+            "the smoke checks changed files of the tree in place, which are hard links to the \
+             installed environment's (reinstall it with --update): {}",
+            changed.join(", ")
+        );
+    }
+    // Deepest first, so a folder is empty when its turn comes.
+    let added: BTreeSet<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    let mut count = 0;
+    for path in added.iter().rev() {
+        let meta = path.symlink_metadata()?;
+        if meta.is_dir() {
+            fs_err::remove_dir_all(path)?;
+        } else {
+            fs_err::remove_file(path)?;
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The recorded module files that are in the tree, relative to it, sorted.
+fn recorded(records: &Path, tree: &Path) -> Result<Vec<String>> {
+    let tree = fs_err::canonicalize(tree)?;
+    let mut modules = BTreeSet::new();
+    for record in fs_err::read_dir(records)? {
+        let text = fs_err::read_to_string(record?.path())?;
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let path = Path::new(line);
+            let path = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            if path.starts_with(&tree) && path.is_file() {
+                modules.insert(rel_path(&tree, &path));
+            }
+        }
+    }
+    Ok(modules.into_iter().collect())
+}
