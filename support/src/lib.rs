@@ -611,3 +611,50 @@ pub fn zip_listing(zip: &Path, python_version: &str) -> String {
     }
     lines.join("\n") + "\n"
 }
+
+/// Builds a tiny C extension against the headers `python` reports (which must be inside `root`,
+/// the unpacked copy), in `dir`, and imports it: what Triton does with its launcher at run time
+/// and a user does with their own extensions. Panics with the compiler's or Python's output.
+pub fn build_c_extension_against(python: &Path, root: &Path, dir: &Path) {
+    let ask = |code: &str| {
+        let out = Command::new(python)
+            .args(["-s", "-c", code])
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let include = ask("import sysconfig; print(sysconfig.get_paths()['include'])");
+    let suffix = ask("import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))");
+    assert!(
+        Path::new(&include).starts_with(root),
+        "the unpacked python finds its headers in the unpacked copy: {include}"
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("tiny.c"),
+        "#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n\
+         static PyObject *answer(PyObject *s, PyObject *a) { return PyLong_FromLong(42); }\n\
+         static PyMethodDef methods[] = {{\"answer\", answer, METH_NOARGS, NULL}, {NULL}};\n\
+         static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, \"tiny\", NULL, -1, methods};\n\
+         PyMODINIT_FUNC PyInit_tiny(void) { return PyModule_Create(&module); }\n",
+    )
+    .unwrap();
+    let compiled = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(dir.join(format!("tiny{suffix}")))
+        .arg(format!("-I{include}"))
+        .arg(dir.join("tiny.c"))
+        .output()
+        .unwrap();
+    assert!(compiled.status.success(), "{}", stderr(&compiled));
+    let imported = Command::new(python)
+        .args(["-s", "-c", "import tiny; print(tiny.answer())"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert_eq!(String::from_utf8_lossy(&imported.stdout).trim(), "42");
+}

@@ -46,13 +46,22 @@ pub struct BytecodeSummary {
 
 const RECORDER_MODULE: &str = "_anymatix_record_imports";
 
-/// Lists the module files loaded by the time the process ends, one file per process.
+/// Lists the module files loaded by the time the process ends, one file per process: those in
+/// `sys.modules`, and every source compiled meanwhile (the audit hook sees what is loaded
+/// without entering `sys.modules`, such as the database migrations ComfyUI runs by path).
 const RECORDER: &str = r#"import atexit, os, sys
 sys.dont_write_bytecode = True
 _OUT = __OUT__
+_COMPILED = set()
+
+def _audit(event, args):
+    if event == "compile" and len(args) > 1 and isinstance(args[1], str) and args[1].endswith(".py"):
+        _COMPILED.add(args[1])
+
+sys.addaudithook(_audit)
 
 def _record():
-    files = set()
+    files = set(os.path.abspath(f) for f in _COMPILED)
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
         if isinstance(path, str) and path.endswith(".py"):

@@ -145,49 +145,11 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
         .is_file());
     // The headers kept are enough to build a C extension against the unpacked copy, as Triton
     // builds its launcher and users build theirs.
-    let unpacked_python = root.join("python/bin/python3");
-    let ask = |code: &str| {
-        let out = Command::new(&unpacked_python)
-            .args(["-s", "-c", code])
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    let include = ask("import sysconfig; print(sysconfig.get_paths()['include'])");
-    let suffix = ask("import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))");
-    assert!(
-        Path::new(&include).starts_with(&root),
-        "the unpacked python finds its headers in the unpacked copy: {include}"
+    support::build_c_extension_against(
+        &root.join("python/bin/python3"),
+        &root,
+        &unpacked.path().join("extension"),
     );
-    let ext_dir = unpacked.path().join("extension");
-    std::fs::create_dir_all(&ext_dir).unwrap();
-    std::fs::write(
-        ext_dir.join("tiny.c"),
-        "#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n\
-         static PyObject *answer(PyObject *s, PyObject *a) { return PyLong_FromLong(42); }\n\
-         static PyMethodDef methods[] = {{\"answer\", answer, METH_NOARGS, NULL}, {NULL}};\n\
-         static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, \"tiny\", NULL, -1, methods};\n\
-         PyMODINIT_FUNC PyInit_tiny(void) { return PyModule_Create(&module); }\n",
-    )
-    .unwrap();
-    let compiled = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(ext_dir.join(format!("tiny{suffix}")))
-        .arg(format!("-I{include}"))
-        .arg(ext_dir.join("tiny.c"))
-        .output()
-        .unwrap();
-    assert!(compiled.status.success(), "{}", stderr(&compiled));
-    let imported = Command::new(&unpacked_python)
-        .args(["-s", "-c", "import tiny; print(tiny.answer())"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .current_dir(&ext_dir)
-        .output()
-        .unwrap();
-    assert!(imported.status.success(), "{}", stderr(&imported));
-    assert_eq!(String::from_utf8_lossy(&imported.stdout).trim(), "42");
 
     // What the zip needs of the system is measured from its binaries and recorded.
     let requires = &manifest_json["prune"]["linkage"]["requires"];
@@ -284,6 +246,8 @@ fn builds_a_zip_that_works_unpacked_elsewhere() {
     let python3 = root.join("python/bin/python3");
     let rerun = Command::new(&python3)
         .args(["-s", "-c", "import anyfix_native, anyfix_cli"])
+        // As a user runs it: free to write bytecode, so a missing .pyc would show.
+        .env_remove("PYTHONDONTWRITEBYTECODE")
         .current_dir(&root)
         .output()
         .unwrap();

@@ -120,6 +120,8 @@ fn quick_test(python: &Path, comfy: &Path) -> Duration {
         .args(["-s", "main.py", "--cpu", "--quick-test-for-ci"])
         .current_dir(comfy)
         .env_remove("PYTHONPATH")
+        // As a user runs it: free to write bytecode, so what the zip lacks is counted.
+        .env_remove("PYTHONDONTWRITEBYTECODE")
         .output()
         .unwrap();
     let elapsed = started.elapsed();
@@ -260,8 +262,20 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
     let python = root.join("python/bin/python3");
     let comfy_dir = root.join("ComfyUI");
 
+    let count_pyc = || {
+        walkdir::WalkDir::new(&root)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pyc"))
+            .count()
+    };
+    let shipped_pyc = count_pyc();
     let first = quick_test(&python, &comfy_dir);
+    let written_by_first = count_pyc() - shipped_pyc;
     let second = quick_test(&python, &comfy_dir);
+
+    // The headers kept are enough to build a C extension against the unpacked copy.
+    support::build_c_extension_against(&python, &root, &dir.join("extension"));
 
     // Served: its page, its nodes, and a workflow through its executor.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -369,6 +383,7 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
          zip {:.2} GiB ({} volumes); unpacked with unzip in {:.1} s\n\
          needs of the system: {}\n\
          missing libraries: {} expected by the policy, {} unexplained\n\
+         bytecode shipped: {} modules, {:.1} MiB; the first start wrote {written_by_first} more .pyc\n\
          ComfyUI from the unpacked copy: first start {:.1} s, second {:.1} s; \
          served {node_types} node types; the workflow wrote {image} (64x48, every pixel 0,255,255)",
         manifest_json["python"].as_str().unwrap_or("?"),
@@ -390,6 +405,8 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
             .iter()
             .filter(|m| m.get("optional").is_none())
             .count()),
+        manifest_json["bytecode"]["modules"],
+        manifest_json["bytecode"]["bytes"].as_u64().unwrap_or(0) as f64 / (1u64 << 20) as f64,
         first.as_secs_f64(),
         second.as_secs_f64(),
     );
