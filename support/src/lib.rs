@@ -517,6 +517,40 @@ pub fn pypi_env(cmd: &mut Command) {
     }
 }
 
+/// Real wheels from PyPI for another platform: `pip download --no-deps --only-binary=:all:` of
+/// `specs` for the `platforms` tags and CPython `python` into `dest`, which it returns the files
+/// of, sorted. Panics with pip's output when it fails.
+pub fn pip_download(dest: &Path, specs: &[&str], platforms: &[&str], python: &str) -> Vec<PathBuf> {
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+    ])
+    .arg("--disable-pip-version-check")
+    .args(platforms.iter().flat_map(|p| ["--platform", p]))
+    .args(["--python-version", python, "--dest"])
+    .arg(dest)
+    .args(specs);
+    pypi_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "pip download {}: {}",
+        specs.join(" "),
+        stderr(&out)
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
 /// `cargo xtask ARGS`, hermetic: whether it succeeded, and all it printed.
 pub fn run_xtask(args: &[&str]) -> (bool, String) {
     let out = xtask(args);
@@ -657,4 +691,18 @@ pub fn build_c_extension_against(python: &Path, root: &Path, dir: &Path) {
         .unwrap();
     assert!(imported.status.success(), "{}", stderr(&imported));
     assert_eq!(String::from_utf8_lossy(&imported.stdout).trim(), "42");
+}
+
+/// `len` bytes that deflate cannot shrink (xorshift32 from `seed`, which must not be 0): the same
+/// bytes on every run.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
 }

@@ -176,40 +176,24 @@ fn bench(name: &str, tree: &Path, out: &Path) {
 fn large_tree(tree: &Path, work: &Path) {
     let wheels = work.join("wheels");
     println!("downloading CUDA wheels from PyPI (pip's cache keeps them) ...");
-    let status = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary=:all:",
-        ])
-        .args(["--python-version", "3.11"])
-        .args(
-            [
-                "manylinux_2_28_x86_64",
-                "manylinux_2_27_x86_64",
-                "manylinux_2_17_x86_64",
-            ]
-            .iter()
-            .flat_map(|p| ["--platform", p]),
-        )
-        .arg("--dest")
-        .arg(&wheels)
-        .args([
+    let wheels = support::pip_download(
+        &wheels,
+        &[
             "triton==3.5.1",
             "nvidia-curand-cu12==10.3.9.90",
             "nvidia-cufft-cu12==11.3.3.83",
             "nvidia-cusparse-cu12==12.5.8.93",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "pip download of the CUDA wheels failed");
+        ],
+        &[
+            "manylinux_2_28_x86_64",
+            "manylinux_2_27_x86_64",
+            "manylinux_2_17_x86_64",
+        ],
+        "3.11",
+    );
     let site = tree.join("python/lib/python3.11/site-packages");
     std::fs::create_dir_all(&site).unwrap();
-    for wheel in std::fs::read_dir(&wheels).unwrap() {
-        let wheel = wheel.unwrap().path();
+    for wheel in wheels {
         let status = Command::new("python3")
             .args(["-m", "zipfile", "-e"])
             .arg(&wheel)

@@ -238,15 +238,7 @@ mod tests {
     #[test]
     fn chunks_of_every_block_type_join() {
         let text = b"the quick brown fox jumps over the lazy dog ".repeat(2000);
-        let mut state = 0x9e37_79b9_u32;
-        let noise: Vec<u8> = (0..20_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect();
+        let noise = support::noise(20_000, 0x9e37_79b9);
         let pieces: [&[u8]; 5] = [&text, b"ab", &noise, b"", &text[..777]];
         for split_at in 0..pieces.len() {
             let mut stream = Vec::new();

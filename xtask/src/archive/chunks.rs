@@ -208,15 +208,7 @@ mod tests {
     fn incompressible_whole_files_are_stored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("noise");
-        let mut state = 0x2545_f491_u32;
-        let noise: Vec<u8> = (0..5000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect();
+        let noise = support::noise(5000, 0x2545_f491);
         std::fs::write(&path, &noise).unwrap();
         let job = split(0, 5000, 1 << 20).next().unwrap();
         let piece = compress(&path, &job, Compression::Default).unwrap();

@@ -289,14 +289,9 @@ mod tests {
         fs_err::create_dir_all(tree.join("lib/empty")).unwrap();
         fs_err::write(tree.join("manifest.json"), r#"{"version": "1"}"#).unwrap();
         for i in 0..40u32 {
-            let mut state = 0x9e37_79b9 ^ i;
-            let text: String = (0..3000)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 17;
-                    state ^= state << 5;
-                    char::from(b'a' + (state % 16) as u8)
-                })
+            let text: String = support::noise(3000, 0x9e37_79b9 ^ i)
+                .into_iter()
+                .map(|b| char::from(b'a' + b % 16))
                 .collect();
             fs_err::write(tree.join(format!("lib/m{i:02}.py")), text).unwrap();
         }

@@ -87,18 +87,6 @@ fn entries_over_4_gib_use_zip64() {
     assert_eq!(python_reads(&zip, "big/huge.bin").0, size);
 }
 
-/// Bytes that deflate cannot shrink.
-fn noise(len: usize, mut state: u32) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
-}
-
 /// Large files are compressed in 1 MiB chunks (4 MiB for `best`) by every worker: the chunk
 /// boundaries depend on offsets only, so the bytes are the same for any thread count, and the
 /// pieces make one deflate stream that Python's zipfile and `unzip` both read back.
@@ -120,8 +108,8 @@ fn chunked_files_give_the_same_bytes_for_any_thread_count_and_unzip_back() {
         ("one chunk and a byte", text(MIB + 1)),
         ("four best chunks and a byte", text(4 * MIB + 1)),
         ("several chunks", text(9 * MIB + 5)),
-        ("noise of several chunks", noise(2 * MIB + 3, 7)),
-        ("noise", noise(5000, 11)),
+        ("noise of several chunks", support::noise(2 * MIB + 3, 7)),
+        ("noise", support::noise(5000, 11)),
     ];
     for (name, bytes) in &files {
         std::fs::write(tree.join(name), bytes).unwrap();

@@ -4,7 +4,6 @@
 //! `manylinux_2_34` promises glibc 2.34 at most, `macosx_14_0` macOS 14.0.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use support::stderr;
 
@@ -14,30 +13,7 @@ fn wheel(dir: &Path, spec: &str, platform_tag: &str, python: &str) -> PathBuf {
         "{}-{platform_tag}",
         spec.replace(['=', '<', '>'], "_")
     ));
-    let mut cmd = Command::new("python3");
-    cmd.args([
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--no-deps",
-        "--only-binary=:all:",
-    ])
-    .args(["--disable-pip-version-check", "--platform", platform_tag])
-    .args(["--python-version", python, "--dest"])
-    .arg(&dest)
-    .arg(spec);
-    support::pypi_env(&mut cmd);
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "pip download {spec}: {}",
-        stderr(&out)
-    );
-    let found: Vec<PathBuf> = std::fs::read_dir(&dest)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let found = support::pip_download(&dest, &[spec], &[platform_tag], python);
     assert_eq!(found.len(), 1, "{found:?}");
     found[0].clone()
 }

@@ -477,26 +477,8 @@ fn windows_dll_lists_are_delvewheels() {
 /// Downloads one wheel of `spec` for 64-bit Windows and CPython 3.12.
 fn windows_wheel(dir: &Path, spec: &str) -> PathBuf {
     let dest = dir.join(spec.replace("==", "-"));
-    let mut download = Command::new("python3");
-    download
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary=:all:",
-        ])
-        .args(["--disable-pip-version-check", "--platform", "win_amd64"])
-        .args(["--python-version", "3.12", "--dest"])
-        .arg(&dest)
-        .arg(spec);
-    support::pypi_env(&mut download);
-    let out = download.output().unwrap();
-    assert!(out.status.success(), "{spec}: {}", support::stderr(&out));
-    std::fs::read_dir(&dest)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    support::pip_download(&dest, &[spec], &["win_amd64"], "3.12")
+        .into_iter()
         .next()
         .unwrap()
 }
