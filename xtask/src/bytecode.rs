@@ -48,9 +48,10 @@ const RECORDER_MODULE: &str = "_anymatix_record_imports";
 
 /// Lists the module files loaded by the time the process ends, one file per process: those in
 /// `sys.modules`, and every source compiled meanwhile (the audit hook sees what is loaded
-/// without entering `sys.modules`, such as the database migrations ComfyUI runs by path).
+/// without entering `sys.modules`, such as the database migrations ComfyUI runs by path). The
+/// processes share a bytecode cache outside the tree, so a module is compiled (and seen by the
+/// hook) by the first process that loads it; the records are joined.
 const RECORDER: &str = r#"import atexit, os, sys
-sys.dont_write_bytecode = True
 _OUT = __OUT__
 _COMPILED = set()
 
@@ -73,13 +74,12 @@ def _record():
 atexit.register(_record)
 "#;
 
-/// Compiles the listed sources (relative to the root) as checked-hash `.pyc` files. The name
-/// stored in each is the relative path, so no build folder ends up in the bytes; Python puts the
-/// real path in its place when it loads them.
+/// Compiles the sources listed on its standard input (relative to the root) as checked-hash
+/// `.pyc` files. The name stored in each is the relative path, so no build folder ends up in the
+/// bytes; Python puts the real path in its place when it loads them.
 const COMPILE: &str = r#"import py_compile, sys
-root, listing = sys.argv[1], sys.argv[2]
-with open(listing, encoding="utf-8") as f:
-    names = f.read().splitlines()
+root = sys.argv[1]
+names = sys.stdin.buffer.read().decode("utf-8", "surrogateescape").splitlines()
 for rel in names:
     py_compile.compile(root + "/" + rel, dfile=rel, doraise=True,
                        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
@@ -126,8 +126,18 @@ impl CompileImported {
         let out = serde_json::to_string(&records.path().to_string_lossy())?;
         fs_err::write(&module, RECORDER.replace("__OUT__", &out))?;
         fs_err::write(&hook, format!("import {RECORDER_MODULE}\n"))?;
-        let ran =
-            verify::run_checks_and_commands(sh, &tools.reporter, &python, &self.tree, &self.smoke);
+        // Compiled once outside the tree, so each check's process imports torch from bytecode.
+        let cache_dir = tempfile::tempdir()?;
+        let cache = verify::BytecodeCache::new(sh, cache_dir.path());
+        let ran = verify::run_checks_and_commands(
+            sh,
+            &tools.reporter,
+            &python,
+            &self.tree,
+            &self.smoke,
+            &cache,
+        );
+        drop(cache);
         fs_err::remove_file(&hook)?;
         fs_err::remove_file(&module)?;
         let left = clean_up(&self.tree, &before)?;
@@ -156,18 +166,8 @@ impl CompileImported {
         fs_err::create_dir_all(self.listing.parent().context("a listing is in a folder")?)?;
         let listing: String = modules.iter().map(|m| format!("{m}\n")).collect();
         fs_err::write(&self.listing, &listing)?;
-        let (tree, listing) = (&self.tree, &self.listing);
-        cmd!(sh, "{python} -s -c {COMPILE} {tree} {listing}")
-            .env_remove("PYTHONPATH")
-            .env_remove("PYTHONHOME")
-            .env_remove("PYTHONPYCACHEPREFIX")
-            .env_remove("PYTHONOPTIMIZE")
-            // Only py_compile writes: the modules this run imports get no cache of their own.
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONNOUSERSITE", "1")
-            .quiet()
-            .run()
-            .context("cannot compile the imported modules")?;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        compile(&python, &self.tree, &modules, workers)?;
         let after = snapshot(&self.tree)?;
         let bytes: u64 = after
             .iter()
@@ -212,6 +212,65 @@ impl Describe for CompileImported {
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.set("bytecode", format!("{:?}", self.mode));
     }
+}
+
+/// Compiles `modules` (paths relative to `tree`) with `workers` processes of `python` at once,
+/// each taking every `workers`-th module. A `.pyc` depends only on its source and the name
+/// stored in it, so the bytes are the same for any number of workers.
+pub fn compile(python: &Path, tree: &Path, modules: &[String], workers: usize) -> Result<()> {
+    let workers = workers.clamp(1, modules.len().max(1));
+    let shares: Vec<String> = (0..workers)
+        .map(|w| {
+            modules
+                .iter()
+                .skip(w)
+                .step_by(workers)
+                .map(|m| format!("{m}\n"))
+                .collect()
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let running: Vec<_> = shares
+            .iter()
+            .map(|share| scope.spawn(move || compile_share(python, tree, share)))
+            .collect();
+        running
+            .into_iter()
+            .try_for_each(|worker| worker.join().expect("a compile worker panicked"))
+    })
+}
+
+fn compile_share(python: &Path, tree: &Path, share: &str) -> Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(python)
+        .args(["-s", "-c", COMPILE])
+        .arg(tree)
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env_remove("PYTHONPYCACHEPREFIX")
+        .env_remove("PYTHONOPTIMIZE")
+        // Only py_compile writes: the modules this run imports get no cache of their own.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONNOUSERSITE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", python.display()))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    // Written from here while the child reads; its output is collected after.
+    let written = stdin.write_all(share.as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    if !out.status.success() || written.is_err() {
+        bail!(
+            "cannot compile the imported modules ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 type Snapshot = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
@@ -279,4 +338,57 @@ fn recorded(records: &Path, tree: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(modules.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `.pyc` under `tree`, relative path → bytes.
+    fn caches(tree: &Path) -> BTreeMap<String, Vec<u8>> {
+        walkdir::WalkDir::new(tree)
+            .into_iter()
+            .map(Result::unwrap)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pyc"))
+            .map(|e| (rel_path(tree, e.path()), fs_err::read(e.path()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn compiling_on_every_core_gives_the_bytes_of_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut modules = Vec::new();
+        for i in 0..40 {
+            let rel = format!("pkg{}/mod_{i}.py", i % 3);
+            let path = dir.path().join("one").join(&rel);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(&path, format!("X = {i}\ndef f():\n    return X * {i}\n")).unwrap();
+            modules.push(rel);
+        }
+        crate::tree::link_copy(&dir.path().join("one"), &dir.path().join("many")).unwrap();
+        let python = Path::new("python3");
+        compile(python, &dir.path().join("one"), &modules, 1).unwrap();
+        compile(python, &dir.path().join("many"), &modules, 7).unwrap();
+        let (one, many) = (
+            caches(&dir.path().join("one")),
+            caches(&dir.path().join("many")),
+        );
+        assert_eq!(one.len(), 40, "{:?}", one.keys());
+        assert_eq!(one, many);
+        // Checked-hash (flags 0b11) and the stored name relative: no build folder in the bytes.
+        let first = one.values().next().unwrap();
+        assert_eq!(u32::from_le_bytes(first[4..8].try_into().unwrap()), 0b11);
+        let folder = dir.path().to_string_lossy().into_owned();
+        assert!(one
+            .values()
+            .all(|b| !b.windows(folder.len()).any(|w| w == folder.as_bytes())));
+    }
+
+    #[test]
+    fn a_module_that_does_not_compile_fails_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("bad.py"), "def (:\n").unwrap();
+        let err = compile(Path::new("python3"), dir.path(), &["bad.py".into()], 2).unwrap_err();
+        assert!(format!("{err:#}").contains("bad.py"), "{err:#}");
+    }
 }

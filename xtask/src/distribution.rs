@@ -33,6 +33,9 @@ pub struct Distribution {
     pub repos: Vec<Repo>,
     #[serde(default)]
     pub smoke: Smoke,
+    /// Installed packages the zip leaves out (removed from it as pip uninstalls them).
+    #[serde(default)]
+    pub leave_out: Vec<LeaveOut>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +143,54 @@ pub struct PlatformSection {
     /// needs more fails the build, naming it. On Linux, pip is also kept to wheels within it.
     #[serde(default)]
     pub requires_at_most: Ceiling,
+    #[serde(default)]
+    pub leave_out: Vec<LeaveOut>,
+}
+
+/// An installed package the zip leaves out: a name, or a name and why that is safe, which a
+/// package that another kept package requires must give.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "LeaveOutSpec")]
+pub struct LeaveOut {
+    pub name: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a package name, or {name: NAME, reason: WHY IT IS SAFE}"
+)]
+enum LeaveOutSpec {
+    Name(String),
+    Entry(LeaveOutEntry),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaveOutEntry {
+    name: String,
+    reason: Option<String>,
+}
+
+impl From<LeaveOutSpec> for LeaveOut {
+    fn from(spec: LeaveOutSpec) -> LeaveOut {
+        match spec {
+            LeaveOutSpec::Name(name) => LeaveOut { name, reason: None },
+            LeaveOutSpec::Entry(e) => LeaveOut {
+                name: e.name,
+                reason: e.reason.filter(|r| !r.trim().is_empty()),
+            },
+        }
+    }
+}
+
+/// A leave_out entry with the key it was given under, for errors that name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeftOutEntry {
+    pub key: String,
+    #[serde(flatten)]
+    pub entry: LeaveOut,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -282,6 +333,29 @@ impl Distribution {
             }
         }
         self.refuse_options()?;
+        for platform in Platform::ALL {
+            let mut seen = BTreeMap::new();
+            for left in self.leave_out_for(platform) {
+                let name = normalise_package_name(&left.entry.name);
+                let valid = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                if !valid {
+                    bail!(
+                        "{}: `{}` is not a package name (names only: no versions, extras or paths)",
+                        left.key,
+                        left.entry.name
+                    );
+                }
+                if let Some(other) = seen.insert(name, left.key.clone()) {
+                    bail!(
+                        "{}: `{}` is already left out under {other}",
+                        left.key,
+                        left.entry.name
+                    );
+                }
+            }
+        }
         for (platform, section) in &self.platforms {
             for (kind, _) in section.requires_at_most.limits() {
                 if kind.os() != platform.os() {
@@ -364,6 +438,24 @@ impl Distribution {
             .unwrap_or_default()
     }
 
+    /// What `platform`'s zip leaves out: the shared entries, then the platform's, each with the
+    /// key it came from.
+    pub fn leave_out_for(&self, platform: Platform) -> Vec<LeftOutEntry> {
+        let shared = self.leave_out.iter().map(|e| ("leave_out".to_string(), e));
+        let own = self.platforms.get(&platform).into_iter().flat_map(|s| {
+            s.leave_out
+                .iter()
+                .map(move |e| (format!("platforms.{platform}.leave_out"), e))
+        });
+        shared
+            .chain(own)
+            .map(|(key, entry)| LeftOutEntry {
+                key,
+                entry: entry.clone(),
+            })
+            .collect()
+    }
+
     pub fn conda_packages_for(&self, platform: Platform) -> Vec<String> {
         let mut all = self.conda_packages.clone();
         if let Some(section) = self.platforms.get(&platform) {
@@ -422,6 +514,21 @@ fn locate_platform_key(text: &str, error: serde_yaml_ng::Error) -> String {
         (Some(line), Some((head, _))) => format!("{head} at line {}", line + 1),
         _ => message,
     }
+}
+
+/// A package name as PEP 503 compares them: lower case, runs of `-`, `_` and `.` as one `-`.
+pub fn normalise_package_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if "-_.".contains(c) {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 fn read_input(path: &Path, what: &str) -> Result<String> {
@@ -632,6 +739,54 @@ mod tests {
             msg.contains("`glibc` does not apply to macos-arm64"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn leave_out_takes_names_or_names_with_reasons_per_platform() {
+        let m = parse(
+            "leave_out:\n  - Foo_Bar\n  - {name: baz.media, reason: 'only previews'}\n\
+             platforms:\n  linux-x86_64:\n    leave_out: [qux]\n",
+        )
+        .unwrap();
+        let linux = m.leave_out_for(Platform::LinuxX86_64);
+        let names: Vec<(&str, &str, Option<&str>)> = linux
+            .iter()
+            .map(|l| {
+                (
+                    l.key.as_str(),
+                    l.entry.name.as_str(),
+                    l.entry.reason.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("leave_out", "Foo_Bar", None),
+                ("leave_out", "baz.media", Some("only previews")),
+                ("platforms.linux-x86_64.leave_out", "qux", None),
+            ]
+        );
+        assert_eq!(m.leave_out_for(Platform::MacosArm64).len(), 2);
+        assert_eq!(normalise_package_name("Foo__Bar.baz"), "foo-bar-baz");
+
+        for (bad, says) in [
+            (
+                "leave_out: ['torch==2.0']\n",
+                "leave_out: `torch==2.0` is not a package name",
+            ),
+            (
+                "leave_out: [{name: a, why: b}]\n",
+                "a package name, or {name: NAME",
+            ),
+            (
+                "leave_out: [foo]\nplatforms: {macos-arm64: {leave_out: [FOO]}}\n",
+                "platforms.macos-arm64.leave_out: `FOO` is already left out under leave_out",
+            ),
+        ] {
+            let msg = format!("{:#}", parse(bad).unwrap_err());
+            assert!(msg.contains(says), "{bad}: {msg}");
+        }
     }
 
     #[test]

@@ -104,6 +104,9 @@ impl Layout {
                 .join(format!("anymatix-{version}-{platform}.unverified.zip")),
             report: self.out.join(&report),
             staged_report: self.dist.join(&report),
+            build_report: self
+                .out
+                .join(format!("anymatix-{version}-{platform}.build.json")),
             zip_name: zip,
         }
     }
@@ -122,4 +125,6 @@ pub struct Artifacts {
     /// The HTML prune report, published beside the zip.
     pub report: PathBuf,
     pub staged_report: PathBuf,
+    /// How the zip was built: each step's duration, written beside it when it is made.
+    pub build_report: PathBuf,
 }

@@ -18,6 +18,9 @@ pub struct Lock {
     pub miniforge: LockedInstaller,
     pub repos: Vec<LockedRepo>,
     pub python_packages: Vec<LockedPackage>,
+    /// Packages installed (and locked above) that the zip leaves out (`leave_out`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +177,7 @@ mod tests {
             },
             repos: vec![],
             python_packages: packages,
+            left_out: vec!["pillow".into()],
         };
         assert_eq!(
             lock.requirements(),

@@ -14,6 +14,7 @@ use crate::fetch::{FetchInstaller, Tag};
 use crate::install::{CondaInstall, InstallBase};
 use crate::layout::{Artifacts, Layout};
 use crate::lock::Lock;
+use crate::pip::leave_out::LeaveOutPackages;
 use crate::pip::{self, PipInstall, PipRequest, Wanted, Wheelhouse, WriteFile};
 use crate::platform::Platform;
 use crate::prune::{LinkTree, Policy, Prune};
@@ -36,6 +37,7 @@ pub enum Step {
     PipInstall(PipInstall),
     SmokeInstalled(SmokeInstalled),
     LinkTree(LinkTree),
+    LeaveOut(LeaveOutPackages),
     Prune(Prune),
     Relocate(Relocate),
     CompileImported(CompileImported),
@@ -60,6 +62,7 @@ impl Step {
             Step::PipInstall(s) => s,
             Step::SmokeInstalled(s) => s,
             Step::LinkTree(s) => s,
+            Step::LeaveOut(s) => s,
             Step::Prune(s) => s,
             Step::Relocate(s) => s,
             Step::CompileImported(s) => s,
@@ -200,6 +203,14 @@ pub fn plan(
         from: layout.env_tree.clone(),
         to: layout.tree.clone(),
     }));
+    let leave_out = distribution.leave_out_for(platform);
+    if !leave_out.is_empty() {
+        steps.push(Step::LeaveOut(LeaveOutPackages {
+            platform,
+            tree: layout.tree.clone(),
+            entries: leave_out,
+        }));
+    }
     steps.push(Step::Prune(Prune {
         platform,
         tree: layout.tree.clone(),
@@ -395,6 +406,7 @@ fn pip_request(
         },
     };
     PipRequest {
+        platform,
         python: python.to_path_buf(),
         sources: distribution.pip.clone(),
         offline_wheelhouse,
@@ -432,8 +444,9 @@ mod tests {
         };
         assert_eq!(
             pip.command().to_string(),
-            "/o/stage/linux-x86_64/env/anymatix/python/bin/python3 -s -m pip install --disable-pip-version-check \
-             --no-warn-script-location --report /o/stage/linux-x86_64/env/pip-report.json \
+            "PIP_CONFIG_FILE=/dev/null /o/stage/linux-x86_64/env/anymatix/python/bin/python3 -s -m pip install \
+             --disable-pip-version-check --no-warn-script-location --no-compile \
+             --report /o/stage/linux-x86_64/env/pip-report.json \
              --index-url http://127.0.0.1:1/simple --find-links /w --no-index \
              --extra-index-url https://download.pytorch.org/whl/cu128 pillow torch \
              -r /o/stage/linux-x86_64/env/anymatix/ComfyUI/requirements.txt"
@@ -501,6 +514,7 @@ mod tests {
                 version: "11.0.0".into(),
                 sha256: "cd".into(),
             }],
+            left_out: vec![],
         };
         let layout = Layout::new(Path::new("/o"), Platform::LinuxX86_64);
         let plan = plan(
@@ -602,7 +616,8 @@ mod tests {
         );
         assert_eq!(
             text[4],
-            "gather wheels: /o/stage/macos-x86_64/fetch/python/bin/python3 -s -m pip wheel --disable-pip-version-check \
+            "gather wheels: PIP_CONFIG_FILE=/dev/null /o/stage/macos-x86_64/fetch/python/bin/python3 -s -m pip wheel \
+             --disable-pip-version-check \
              --wheel-dir /o/cache/wheels/macos-x86_64 --index-url https://pypi.example/simple \
              --find-links https://wheels.example/ pillow -r /o/stage/macos-x86_64/fetch/ComfyUI-requirements.txt"
         );

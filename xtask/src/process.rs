@@ -19,6 +19,8 @@ pub struct Command {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Variables of this process's environment the program must not see.
+    pub env_remove: Vec<String>,
 }
 
 impl Command {
@@ -27,6 +29,7 @@ impl Command {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            env_remove: Vec::new(),
         }
     }
 
@@ -38,6 +41,25 @@ impl Command {
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Command {
         self.args.extend(args.into_iter().map(Into::into));
         self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Command {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The command as xshell runs it: environment set and removed, never through a shell.
+    fn to_cmd<'a>(&self, sh: &'a Shell) -> xshell::Cmd<'a> {
+        let program = &self.program;
+        let args = &self.args;
+        let mut cmd = cmd!(sh, "{program} {args...}").quiet();
+        for key in &self.env_remove {
+            cmd = cmd.env_remove(key);
+        }
+        for (key, value) in &self.env {
+            cmd = cmd.env(key, value);
+        }
+        cmd
     }
 }
 
@@ -70,27 +92,20 @@ pub fn path_arg(path: &Path) -> String {
 /// Runs `command` with its output streamed to the terminal.
 pub fn run(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<()> {
     reporter.detail(command.to_string());
-    let program = &command.program;
-    let args = &command.args;
-    let mut cmd = cmd!(sh, "{program} {args...}").quiet();
-    for (key, value) in &command.env {
-        cmd = cmd.env(key, value);
-    }
-    cmd.run()
+    command
+        .to_cmd(sh)
+        .run()
         .with_context(|| format!("command failed: {command}"))
 }
 
 /// Runs `command` and returns what it printed and how it ended, whatever that was.
 pub fn output(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<std::process::Output> {
     reporter.detail(command.to_string());
-    let program = &command.program;
-    let args = &command.args;
-    let mut cmd = cmd!(sh, "{program} {args...}").quiet().ignore_status();
-    for (key, value) in &command.env {
-        cmd = cmd.env(key, value);
-    }
-    cmd.output()
-        .with_context(|| format!("cannot run {}", program.display()))
+    command
+        .to_cmd(sh)
+        .ignore_status()
+        .output()
+        .with_context(|| format!("cannot run {}", command.program.display()))
 }
 
 /// How a program run by [`run_with_timeout`] ended.

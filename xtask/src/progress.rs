@@ -5,6 +5,7 @@
 #![allow(clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::units::{human_bytes, human_duration};
@@ -13,6 +14,8 @@ use crate::units::{human_bytes, human_duration};
 pub struct Reporter {
     tty: bool,
     pub verbose: bool,
+    /// Every stage finished so far, in order, with how long it took.
+    timings: Arc<Mutex<Vec<(String, Duration)>>>,
 }
 
 impl Reporter {
@@ -20,6 +23,7 @@ impl Reporter {
         Reporter {
             tty: std::io::stderr().is_terminal(),
             verbose,
+            timings: Arc::default(),
         }
     }
 
@@ -30,7 +34,13 @@ impl Reporter {
         StageTimer {
             title,
             started: Instant::now(),
+            timings: Arc::clone(&self.timings),
         }
+    }
+
+    /// The stages finished so far and their durations, in the order they ran.
+    pub fn timings(&self) -> Vec<(String, Duration)> {
+        self.timings.lock().expect("not poisoned").clone()
     }
 
     pub fn note(&self, message: impl AsRef<str>) {
@@ -62,15 +72,17 @@ impl Reporter {
 pub struct StageTimer {
     title: String,
     started: Instant,
+    timings: Arc<Mutex<Vec<(String, Duration)>>>,
 }
 
 impl StageTimer {
     pub fn finish(self) {
-        eprintln!(
-            "    {} done in {}",
-            self.title,
-            human_duration(self.started.elapsed())
-        );
+        let elapsed = self.started.elapsed();
+        eprintln!("    {} done in {}", self.title, human_duration(elapsed));
+        self.timings
+            .lock()
+            .expect("not poisoned")
+            .push((self.title, elapsed));
     }
 }
 

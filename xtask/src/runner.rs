@@ -11,6 +11,7 @@ use crate::bytecode::BytecodeSummary;
 use crate::fetch::Miniforge;
 use crate::lock::{self, Lock};
 use crate::pip;
+use crate::pip::leave_out::LeftOut;
 use crate::plan::{Stage, Step};
 use crate::platform::Platform;
 use crate::prune::PruneReport;
@@ -29,8 +30,8 @@ pub struct Installed {
 }
 
 impl Installed {
-    /// What this build resolved to, for the lock file.
-    pub fn lock(&self, platform: Platform) -> Result<Lock> {
+    /// What this build resolved to, for the lock file; `left_out` names what the zip leaves out.
+    pub fn lock(&self, platform: Platform, left_out: Vec<String>) -> Result<Lock> {
         let miniforge = self
             .miniforge
             .as_ref()
@@ -55,6 +56,7 @@ impl Installed {
                 .as_ref()
                 .map(|p| p.locked_packages.clone())
                 .unwrap_or_default(),
+            left_out,
         })
     }
 }
@@ -63,6 +65,7 @@ impl Installed {
 #[derive(Default)]
 pub struct Results {
     pub installed: Installed,
+    pub left_out: Vec<LeftOut>,
     pub prune: Option<PruneReport>,
     pub relocation: Option<RelocationReport>,
     pub bytecode: Option<BytecodeSummary>,
@@ -81,6 +84,7 @@ impl Results {
                 .context("Miniforge was not fetched")?,
             pip: installed.pip.as_ref().context("pip did not run")?,
             checkouts: &installed.checkouts,
+            left_out: &self.left_out,
             prune: self.prune.as_ref().context("prune did not run")?,
             relocation: self.relocation.as_ref().context("relocate did not run")?,
             bytecode: self
@@ -119,6 +123,7 @@ fn dispatch(step: &Step, tools: &Tools, found: &mut Results) -> Result<()> {
         Step::PipInstall(s) => found.installed.pip = Some(s.run(tools)?),
         Step::SmokeInstalled(s) => s.run(tools)?,
         Step::LinkTree(s) => s.run(tools)?,
+        Step::LeaveOut(s) => found.left_out = s.run(tools)?,
         Step::Prune(s) => found.prune = Some(s.run(tools)?),
         Step::Relocate(s) => found.relocation = Some(s.run(tools)?),
         Step::CompileImported(s) => found.bytecode = Some(s.run(tools)?),

@@ -1,33 +1,33 @@
-//! Files cut into fixed-size chunks that the workers compress apart, as pigz does: each chunk is
-//! primed with the 32 KiB before it and ends on a byte boundary, so the pieces laid end to end are
-//! one deflate stream. Boundaries depend on offsets only, never on the threads: same bytes always.
+//! Files cut into fixed-size chunks that the workers compress apart, as pigz does: each chunk
+//! ends on a byte boundary, so the pieces laid end to end are one deflate stream. Boundaries
+//! depend on offsets only, never on the threads: same bytes always.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use flate2::{Compress, FlushCompress, Status};
-
 use super::zipfile::Method;
-
-/// Deflate's window: what a chunk may refer back to.
-const WINDOW: u64 = 32 << 10;
 
 /// How hard the compressor works. The zip opens with every unzip either way: plain deflate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Compression {
-    /// Deflate level 9 (zlib-rs), in 1 MiB chunks sharing their window: `zip -9`'s size.
+    /// libdeflate's level 6: `zip -9`'s size (zlib's level 9) at several times its speed.
     #[default]
     Default,
-    /// libdeflate's level 12 in 4 MiB chunks: a smaller zip for about 5x the CPU time.
+    /// libdeflate's level 12 (near-optimal parsing): a smaller zip for about 5x the CPU time.
     Best,
 }
 
 impl Compression {
-    /// Bytes per chunk. Larger chunks for `best`: its chunks cannot share a window.
+    /// Bytes per chunk: libdeflate's chunks cannot share a window, so they are large.
     pub fn chunk(self) -> u64 {
+        4 << 20
+    }
+
+    /// libdeflate's compression level.
+    fn level(self) -> i32 {
         match self {
-            Compression::Default => 1 << 20,
-            Compression::Best => 4 << 20,
+            Compression::Default => 6,
+            Compression::Best => 12,
         }
     }
 }
@@ -68,25 +68,18 @@ pub struct Piece {
 
 /// Reads the job's bytes (and its window) from `path` and compresses them.
 pub fn compress(path: &Path, job: &Job, compression: Compression) -> io::Result<Piece> {
-    let window = match compression {
-        Compression::Default => job.offset.min(WINDOW),
-        Compression::Best => 0,
-    };
     let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(job.offset - window))?;
-    let mut bytes = Vec::with_capacity((window + job.len) as usize);
-    file.take(window + job.len).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 != window + job.len {
+    file.seek(SeekFrom::Start(job.offset))?;
+    let mut data = Vec::with_capacity(job.len as usize);
+    file.take(job.len).read_to_end(&mut data)?;
+    if data.len() as u64 != job.len {
         return Err(io::Error::other(
             "the file got shorter while it was being zipped",
         ));
     }
-    let (dictionary, data) = bytes.split_at(window as usize);
+    let data = &data[..];
     let crc32 = crc32fast::hash(data);
-    let deflated = match compression {
-        Compression::Default => deflate(dictionary, data, job.last)?,
-        Compression::Best => super::best::deflate(data, job.last)?,
-    };
+    let deflated = super::deflate::deflate(data, job.last, compression.level())?;
     let piece = if job.whole && deflated.len() >= data.len() {
         Piece {
             method: Method::Stored,
@@ -105,42 +98,9 @@ pub fn compress(path: &Path, job: &Job, compression: Compression) -> io::Result<
     Ok(piece)
 }
 
-/// Raw deflate of a whole buffer at level 9.
+/// Raw deflate of a whole buffer, as `best` compresses: for a small file rewritten whole.
 pub fn deflate_whole(data: &[u8]) -> io::Result<Vec<u8>> {
-    deflate(&[], data, true)
-}
-
-/// Raw deflate of `data` at level 9, primed with `dictionary`, ended with a sync flush (an empty
-/// stored block: the next chunk starts on a byte) unless it is the last chunk.
-fn deflate(dictionary: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {
-    let mut compressor = Compress::new(flate2::Compression::new(9), false);
-    if !dictionary.is_empty() {
-        compressor
-            .set_dictionary(dictionary)
-            .map_err(io::Error::other)?;
-    }
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
-    loop {
-        if out.capacity() - out.len() < 1024 {
-            out.reserve(out.capacity().max(64 << 10));
-        }
-        let consumed = compressor.total_in() as usize;
-        let status = compressor
-            .compress_vec(&data[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
-        let all_in = compressor.total_in() as usize == data.len();
-        match status {
-            Status::StreamEnd => return Ok(out),
-            // A flush is complete when it left room in the output.
-            _ if !last && all_in && out.len() < out.capacity() => return Ok(out),
-            _ => {}
-        }
-    }
+    super::deflate::deflate(data, true, Compression::Best.level())
 }
 
 /// The CRC-32 of two pieces laid end to end.

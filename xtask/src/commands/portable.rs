@@ -23,7 +23,7 @@ use crate::units::{human_bytes, human_duration};
 use crate::{digest, repos, verify};
 
 /// Bumped when what the environment stage makes changes meaning, so older ones are not reused.
-const ENV_FORMAT: &str = "3";
+const ENV_FORMAT: &str = "4";
 
 #[derive(Debug, clap::Args)]
 pub struct PortableArgs {
@@ -130,7 +130,13 @@ impl PortableArgs {
         let rebuilt = dist_stage(&plan, &ctx, &dist_inputs, installed.clone(), reinstalled)?;
 
         if ctx.locked.is_none() {
-            installed.lock(platform)?.write(&ctx.lock_path)?;
+            let left_out = ctx
+                .distribution
+                .leave_out_for(platform)
+                .iter()
+                .map(|l| distribution::normalise_package_name(&l.entry.name))
+                .collect();
+            installed.lock(platform, left_out)?.write(&ctx.lock_path)?;
             eprintln!("Wrote {}", ctx.lock_path.display());
         }
         let zips = archive::zip_or_volumes(&artifacts.zip);
@@ -147,11 +153,35 @@ impl PortableArgs {
                 volumes[volumes.len() - 1].display()
             ),
         };
+        let timings = ctx.tools.reporter.timings();
+        print_timings(&timings);
+        let total = started.elapsed();
+        if rebuilt {
+            let report = BuildReport {
+                version: version.clone(),
+                platform: platform.to_string(),
+                environment: if reinstalled { "installed" } else { "reused" },
+                seconds: seconds(total),
+                zip_bytes: zip_size,
+                volumes: zips.len(),
+                steps: timings
+                    .iter()
+                    .map(|(step, took)| StepTime {
+                        step: step.clone(),
+                        seconds: seconds(*took),
+                    })
+                    .collect(),
+            };
+            crate::atomic::write_atomic(
+                &artifacts.build_report,
+                serde_json::to_string_pretty(&report)?.as_bytes(),
+            )?;
+        }
         eprintln!(
             "{} {what} ({}) in {}",
             if rebuilt { "Built" } else { "Up to date:" },
             human_bytes(zip_size),
-            human_duration(started.elapsed())
+            human_duration(total)
         );
         Ok(())
     }
@@ -354,6 +384,48 @@ fn dist_stage(
     };
     fingerprint::save(&layout.dist_record, &Record::new(inputs.clone(), published))?;
     Ok(true)
+}
+
+/// How a zip was built, kept beside it (`anymatix-<version>-<platform>.build.json`):
+/// manifest.json is written before the zip exists, so it cannot hold the zip's own figures.
+#[derive(Debug, Serialize)]
+struct BuildReport {
+    version: String,
+    platform: String,
+    /// `installed` by this build, or `reused` from an earlier one (its steps are then not listed).
+    environment: &'static str,
+    seconds: f64,
+    zip_bytes: u64,
+    volumes: usize,
+    steps: Vec<StepTime>,
+}
+
+#[derive(Debug, Serialize)]
+struct StepTime {
+    step: String,
+    seconds: f64,
+}
+
+fn seconds(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+/// Where the time went: every step that ran, longest first, with its share of the whole.
+fn print_timings(timings: &[(String, std::time::Duration)]) {
+    let total: f64 = timings.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    if timings.is_empty() || total < 1.0 {
+        return;
+    }
+    let mut sorted: Vec<&(String, std::time::Duration)> = timings.iter().collect();
+    sorted.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+    eprintln!("Where the time went:");
+    for (step, took) in sorted.into_iter().filter(|(_, d)| d.as_secs_f64() >= 0.05) {
+        eprintln!(
+            "  {:>8}  {:>3.0}%  {step}",
+            human_duration(*took),
+            100.0 * took.as_secs_f64() / total
+        );
+    }
 }
 
 fn print_plan(plan: &Plan) {

@@ -10,8 +10,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::bytecode::BytecodeSummary;
+use crate::distribution::normalise_package_name;
 use crate::fetch::Miniforge;
 use crate::fingerprint::Inputs;
+use crate::pip::leave_out::LeftOut;
 use crate::pip::{self, Package};
 use crate::platform::Platform;
 use crate::prune::PruneReport;
@@ -26,8 +28,11 @@ pub struct BuildManifest {
     pub platform: Platform,
     pub miniforge: Miniforge,
     pub python: String,
-    /// Every installed Python distribution, as pip lists it, sorted by name.
+    /// Every Python distribution in the zip, as pip lists it, sorted by name.
     pub packages: Vec<Package>,
+    /// Installed packages the zip leaves out (`leave_out`), with what they held.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
     pub repos: Vec<Checkout>,
     /// What the zip holds besides this file: files (and links) and their bytes.
     pub contents: Contents,
@@ -49,6 +54,7 @@ pub struct Findings<'a> {
     pub miniforge: &'a Miniforge,
     pub pip: &'a pip::Installed,
     pub checkouts: &'a [Checkout],
+    pub left_out: &'a [LeftOut],
     pub prune: &'a PruneReport,
     pub relocation: &'a RelocationReport,
     pub bytecode: &'a BytecodeSummary,
@@ -71,7 +77,20 @@ impl WriteManifest {
             platform: self.platform,
             miniforge: found.miniforge.clone(),
             python: found.pip.python.clone(),
-            packages: found.pip.packages.clone(),
+            packages: found
+                .pip
+                .packages
+                .iter()
+                .filter(|p| {
+                    let name = normalise_package_name(&p.name);
+                    !found
+                        .left_out
+                        .iter()
+                        .any(|l| normalise_package_name(&l.name) == name)
+                })
+                .cloned()
+                .collect(),
+            left_out: found.left_out.to_vec(),
             repos: found.checkouts.to_vec(),
             contents: Contents { files, bytes },
             prune: found.prune.clone(),

@@ -9,6 +9,7 @@
 
 mod archive_cli;
 mod linkage;
+mod packages;
 mod plans;
 mod portable;
 mod prune;

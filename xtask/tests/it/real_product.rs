@@ -10,7 +10,9 @@
 //! ```sh
 //! cargo test --features real-product --test real_product -- --nocapture
 //! ```
-//! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build there (and reuses its download cache).
+//! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build there (and reuses its download cache);
+//! `ANYMATIX_REAL_PRODUCT_COMFYUI=0.3.64` builds the October 2025 ComfyUI instead of 0.33.0 (2026),
+//! for comparison.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -113,6 +115,23 @@ fn dechunk(head: &str, body: String) -> String {
     out
 }
 
+/// Which ComfyUI snapshot to build: 0.33.0 (2026, the current one) unless
+/// `ANYMATIX_REAL_PRODUCT_COMFYUI` names 0.3.64 (October 2025), kept for comparison.
+fn comfyui_version() -> String {
+    std::env::var("ANYMATIX_REAL_PRODUCT_COMFYUI").unwrap_or_else(|_| "0.33.0".into())
+}
+
+/// The snapshot tarball of a ComfyUI version (`../shared/product/README.md`).
+fn comfyui_snapshot(version: &str) -> &'static str {
+    match version {
+        "0.33.0" => "ComfyUI-783545f689a0",
+        "0.3.64" => "ComfyUI-a125cd84b054",
+        other => {
+            panic!("ANYMATIX_REAL_PRODUCT_COMFYUI={other}: the snapshots are 0.33.0 and 0.3.64")
+        }
+    }
+}
+
 /// Runs ComfyUI's own start-up check from the unpacked copy; returns how long it took.
 fn quick_test(python: &Path, comfy: &Path) -> Duration {
     let started = Instant::now();
@@ -152,13 +171,15 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
         std::fs::remove_dir_all(&repos).unwrap();
     }
     let product = shared_product();
-    // The snapshot is ComfyUI 0.3.64 (its comfyui_version.py); tagged as such, not as the
-    // release the default distribution names.
+    // Tagged as the version its comfyui_version.py says, not as the release the default
+    // distribution names.
+    let comfy_version = comfyui_version();
+    let comfy_tag = format!("v{comfy_version}");
     let comfy = snapshot_repo(
-        &find(&product, "ComfyUI-a125"),
+        &find(&product, comfyui_snapshot(&comfy_version)),
         "ComfyUI",
         &repos,
-        Some("v0.3.64"),
+        Some(&comfy_tag),
     );
     let manager = snapshot_repo(
         &find(&product, "ComfyUI-Manager-"),
@@ -175,7 +196,7 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
     let repo_list = doc["repos"].as_sequence_mut().unwrap();
     for repo in repo_list.iter_mut() {
         let (url, rev) = match repo["name"].as_str().unwrap() {
-            "ComfyUI" => (&comfy, "v0.3.64"),
+            "ComfyUI" => (&comfy, comfy_tag.as_str()),
             "ComfyUI-Manager" => (&manager, "main"),
             other => panic!("the default distribution gained repo {other}: give it a snapshot"),
         };
@@ -201,15 +222,51 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
     std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
 
     let out = dir.join("out");
+    // Everything the build downloads (3 GB of wheels) first, with `fetch`: pip's HTTP cache stays
+    // cold where the index sends no caching headers, so the build is timed from local copies, as
+    // with warm caches. A kept folder keeps its wheelhouse for the next run.
+    let fetch_started = Instant::now();
+    let mut fetch = Command::new(support::xtask_binary());
+    fetch
+        .args(["fetch", "--manifest", manifest.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()]);
+    support::pypi_env(&mut fetch);
+    assert!(
+        fetch.status().unwrap().success(),
+        "fetch failed (its output is above)"
+    );
+    let fetch_time = fetch_started.elapsed();
+
     let started = Instant::now();
     let mut build = Command::new(support::xtask_binary());
     build
-        .args(["portable", "--manifest", manifest.to_str().unwrap()])
+        .args([
+            "portable",
+            "--offline",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
         .args(["--out", out.to_str().unwrap(), "--version", "0.0.0-real"]);
-    support::pypi_env(&mut build);
     let status = build.status().unwrap();
     let build_time = started.elapsed();
     assert!(status.success(), "the build failed (its output is above)");
+    let build_report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("anymatix-0.0.0-real-linux-x86_64.build.json")).unwrap(),
+    )
+    .unwrap();
+    let steps: Vec<String> = build_report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["seconds"].as_f64().unwrap() >= 0.5)
+        .map(|s| {
+            format!(
+                "{} {:.1} s",
+                s["step"].as_str().unwrap(),
+                s["seconds"].as_f64().unwrap()
+            )
+        })
+        .collect();
 
     let zip = out.join("anymatix-0.0.0-real-linux-x86_64.zip");
     // One zip, or volumes where it is over GitHub's limit: the first holds the manifest.
@@ -378,9 +435,11 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
 
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     eprintln!(
-        "\nThe real product (linux-x86_64, Python {}, {} packages):\n\
-         build {:.1} min; environment {:.2} GiB in {} files; pruned {:.2} GiB in {} files; \
-         zip {:.2} GiB ({} volumes); unpacked with unzip in {:.1} s\n\
+        "\nThe real product (linux-x86_64, ComfyUI {comfy_version}, Python {}, {} packages):\n\
+         fetch {:.1} min; build {:.1} min: {}\n\
+         environment {:.2} GiB in {} files; pruned {:.2} GiB in {} files; \
+         zip {:.2} GiB, {} bytes ({} volumes); unpacked with unzip in {:.1} s\n\
+         left out: {}\n\
          needs of the system: {}\n\
          missing libraries: {} expected by the policy, {} unexplained\n\
          bytecode shipped: {} modules, {:.1} MiB; the first start wrote {written_by_first} more .pyc\n\
@@ -388,14 +447,22 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
          served {node_types} node types; the workflow wrote {image} (64x48, every pixel 0,255,255)",
         manifest_json["python"].as_str().unwrap_or("?"),
         manifest_json["packages"].as_array().map_or(0, Vec::len),
+        fetch_time.as_secs_f64() / 60.0,
         build_time.as_secs_f64() / 60.0,
+        steps.join(", "),
         gib(prune["before"]["bytes"].as_u64().unwrap()),
         prune["before"]["files"],
         gib(prune["after"]["bytes"].as_u64().unwrap()),
         prune["after"]["files"],
         gib(zip_bytes),
+        zip_bytes,
         parts,
         unpack_time.as_secs_f64(),
+        manifest_json["left_out"].as_array().map_or("nothing".into(), |l| l
+            .iter()
+            .map(|p| format!("{} ({} MB)", p["name"].as_str().unwrap_or("?"), p["bytes"].as_u64().unwrap_or(0) / 1_000_000))
+            .collect::<Vec<_>>()
+            .join(", ")),
         prune["linkage"]["requires"],
         prune["linkage"]["missing"].as_array().map_or(0, |m| m
             .iter()

@@ -1,5 +1,9 @@
 //! pip: installs everything the distribution asks for into the environment in one resolve, or
-//! (for `fetch`) gathers every wheel of it into a wheelhouse; and tells what it installed.
+//! (for `fetch`) gathers every wheel of it into a wheelhouse; and tells what it installed. Its
+//! package sources are the distribution's alone (see [`settings`]).
+
+pub mod leave_out;
+pub mod settings;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,6 +15,7 @@ use xshell::{cmd, Shell};
 use crate::distribution::PipSources;
 use crate::fingerprint::Inputs;
 use crate::lock::{self, LockedPackage};
+use crate::platform::Platform;
 use crate::process::{self, path_arg, Command};
 use crate::step::{Describe, Stage};
 use crate::tools::Tools;
@@ -25,6 +30,8 @@ pub struct Package {
 /// wheelhouse.
 #[derive(Debug, Clone)]
 pub struct PipRequest {
+    /// The platform the build runs on (and is for).
+    pub platform: Platform,
     /// The prefix's python, run with `-s` so the user's own site-packages never leak in.
     pub python: PathBuf,
     /// The distribution's package sources. Offline, pip looks only in `offline_wheelhouse`,
@@ -51,11 +58,14 @@ pub enum Wanted {
 
 impl PipRequest {
     /// `python -s -m pip <verb> <verb_args>` then the sources, the platform's options and what is
-    /// wanted.
+    /// wanted, reading no configuration file (the machine's transport settings are added when it
+    /// runs: [`PipRequest::isolated`]).
     fn command(&self, verb_args: &[String]) -> Command {
         let mut pip = Command::new(&self.python)
+            .env("PIP_CONFIG_FILE", settings::no_config_file(self.platform))
             .args(["-s", "-m", "pip"])
             .args(verb_args.iter().cloned());
+        pip.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
         match &self.offline_wheelhouse {
             Some(wheelhouse) => {
                 pip = pip
@@ -83,6 +93,43 @@ impl PipRequest {
             pip.env.push(("PYTHONPATH".into(), path_arg(policy)));
         }
         pip
+    }
+
+    /// `command` as it runs on this machine: without its `PIP_*` variables but the transport
+    /// settings, and with those that only its configuration files hold (asked of pip itself).
+    fn isolated(&self, tools: &Tools, command: Command) -> Result<Command> {
+        let machine: Vec<(String, String)> = std::env::vars()
+            .filter(|(key, _)| key.starts_with("PIP_"))
+            .collect();
+        let mut list = Command::new(&self.python).args(["-s", "-m", "pip", "config", "list"]);
+        list.env_remove = machine
+            .iter()
+            .map(|(key, _)| key.clone())
+            .filter(|key| key != "PIP_CONFIG_FILE")
+            .chain(["PYTHONPATH".to_string(), "PYTHONHOME".to_string()])
+            .collect();
+        let out = process::output(&tools.sh, &tools.reporter, &list)?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "cannot read the machine's pip configuration ({list}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let isolation = settings::isolation(
+            machine.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &String::from_utf8_lossy(&out.stdout),
+        )?;
+        if !isolation.remove.is_empty() {
+            tools.reporter.note(format!(
+                "pip ignores this machine's {} (the distribution names the package sources)",
+                isolation.remove.join(", ")
+            ));
+        }
+        let mut command = command;
+        command.env_remove.extend(isolation.remove);
+        // Set before the command's own, which win (PIP_CONFIG_FILE, PYTHONPATH).
+        command.env.splice(0..0, isolation.set);
+        Ok(command)
     }
 
     fn inputs(&self, inputs: &mut Inputs) {
@@ -121,6 +168,9 @@ impl PipInstall {
             "install".into(),
             "--disable-pip-version-check".into(),
             "--no-warn-script-location".into(),
+            // The bytecode-caches rule removes whatever pip compiles, and the zip's own bytecode
+            // is compiled afterwards: compiling here is half of pip's time for nothing.
+            "--no-compile".into(),
             // pip's account of what it installed: exact versions and wheel digests, for the lock.
             "--report".into(),
             path_arg(&self.report),
@@ -128,7 +178,8 @@ impl PipInstall {
     }
 
     pub fn run(&self, tools: &Tools) -> Result<Installed> {
-        process::run(&tools.sh, &tools.reporter, &self.command())?;
+        let command = self.request.isolated(tools, self.command())?;
+        process::run(&tools.sh, &tools.reporter, &command)?;
         let report = fs_err::read_to_string(&self.report)?;
         let python = &self.request.python;
         let installed = Installed {
@@ -184,7 +235,8 @@ impl Wheelhouse {
 
     pub fn run(&self, tools: &Tools) -> Result<()> {
         fs_err::create_dir_all(&self.wheelhouse)?;
-        process::run(&tools.sh, &tools.reporter, &self.command())?;
+        let command = self.request.isolated(tools, self.command())?;
+        process::run(&tools.sh, &tools.reporter, &command)?;
         let wheels = fs_err::read_dir(&self.wheelhouse)?
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().ends_with(".whl"))

@@ -1,6 +1,6 @@
-//! `--compression best`: libdeflate's level 12, whose near-optimal parsing gives a smaller plain
-//! deflate stream than zlib's level 9. libdeflate compresses whole buffers only, each one a
-//! complete stream whose last block is marked final. To lay chunks end to end as one stream, a
+//! Deflate by libdeflate: level 6 (`default`) gives zlib's level-9 size several times faster,
+//! level 12 (`best`) a smaller stream by near-optimal parsing. libdeflate compresses whole
+//! buffers only, each one a complete stream whose last block is marked final. To lay chunks end to end as one stream, a
 //! chunk that is not the file's last has that mark cleared and an empty stored block appended (it
 //! ends the chunk on a byte boundary, as zlib's sync flush does). Finding the last block needs a
 //! walk over the chunk's blocks: the small decoder below reads codes, never writes output.
@@ -9,8 +9,9 @@ use std::io;
 
 use libdeflater::{CompressionLvl, Compressor};
 
-pub fn deflate(data: &[u8], last: bool) -> io::Result<Vec<u8>> {
-    let level = CompressionLvl::best();
+pub fn deflate(data: &[u8], last: bool, level: i32) -> io::Result<Vec<u8>> {
+    let level = CompressionLvl::new(level)
+        .map_err(|e| io::Error::other(format!("libdeflate level {level}: {e:?}")))?;
     let mut compressor = Compressor::new(level);
     let mut out = vec![0u8; compressor.deflate_compress_bound(data.len()) + 8];
     let written = compressor
@@ -43,18 +44,31 @@ struct Bits<'a> {
 }
 
 impl Bits<'_> {
-    fn bit(&mut self) -> io::Result<u32> {
-        let byte = self.data.get(self.pos / 8).ok_or_else(truncated)?;
-        let bit = (byte >> (self.pos % 8)) & 1;
-        self.pos += 1;
-        Ok(bit as u32)
+    /// The next 56 or more bits, first bit lowest (zeros past the end).
+    fn peek(&self) -> u64 {
+        let byte = self.pos / 8;
+        let mut buf = [0u8; 8];
+        let available = self.data.len().saturating_sub(byte).min(8);
+        buf[..available].copy_from_slice(&self.data[byte..byte + available]);
+        u64::from_le_bytes(buf) >> (self.pos % 8)
     }
 
-    fn bits(&mut self, count: u32) -> io::Result<u32> {
-        let mut value = 0;
-        for i in 0..count {
-            value |= self.bit()? << i;
+    fn skip(&mut self, count: u32) -> io::Result<()> {
+        if self.pos + count as usize > self.data.len() * 8 {
+            return Err(truncated());
         }
+        self.pos += count as usize;
+        Ok(())
+    }
+
+    fn bit(&mut self) -> io::Result<u32> {
+        self.bits(1)
+    }
+
+    /// Up to 32 bits, first bit lowest.
+    fn bits(&mut self, count: u32) -> io::Result<u32> {
+        let value = (self.peek() & ((1u64 << count) - 1)) as u32;
+        self.skip(count)?;
         Ok(value)
     }
 }
@@ -69,10 +83,17 @@ fn invalid(what: &str) -> io::Error {
     ))
 }
 
-/// A canonical Huffman code, as RFC 1951 defines it from code lengths.
+/// Bits a code is looked up by at once; longer codes (rare) are read one bit at a time.
+const FAST_BITS: u32 = 10;
+
+/// A canonical Huffman code, as RFC 1951 defines it from code lengths, with a table that decodes
+/// codes of up to [`FAST_BITS`] in one lookup: the walk reads millions of codes per zip.
 struct Huffman {
     count: [u16; 16],
     symbol: Vec<u16>,
+    /// Indexed by the next FAST_BITS bits of the stream: (symbol, code length), length 0 when
+    /// the code is longer.
+    fast: Vec<(u16, u8)>,
 }
 
 impl Huffman {
@@ -92,10 +113,45 @@ impl Huffman {
                 offset[len as usize] += 1;
             }
         }
-        Huffman { count, symbol }
+        // The canonical codes, then each short one in every table slot that starts with it
+        // (codes come first bit first, so the table is indexed by their reversed bits).
+        let mut next = [0u32; 16];
+        let mut code = 0u32;
+        let mut used = count;
+        used[0] = 0;
+        for len in 1..16 {
+            code = (code + used[len - 1] as u32) << 1;
+            next[len] = code;
+        }
+        let mut fast = vec![(0u16, 0u8); 1 << FAST_BITS];
+        for (sym, &len) in lengths.iter().enumerate() {
+            let len = len as u32;
+            if len == 0 {
+                continue;
+            }
+            let code = next[len as usize];
+            next[len as usize] += 1;
+            if len > FAST_BITS {
+                continue;
+            }
+            let reversed = code.reverse_bits() >> (32 - len);
+            for fill in 0..1u32 << (FAST_BITS - len) {
+                fast[(reversed | (fill << len)) as usize] = (sym as u16, len as u8);
+            }
+        }
+        Huffman {
+            count,
+            symbol,
+            fast,
+        }
     }
 
     fn decode(&self, bits: &mut Bits) -> io::Result<u16> {
+        let (symbol, len) = self.fast[(bits.peek() & ((1 << FAST_BITS) - 1)) as usize];
+        if len != 0 {
+            bits.skip(len as u32)?;
+            return Ok(symbol);
+        }
         let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
         for len in 1..16 {
             code |= bits.bit()? as i32;
@@ -210,12 +266,12 @@ fn codes(bits: &mut Bits, lengths: &Huffman, distances: &Huffman) -> io::Result<
                 let extra = *LENGTH_EXTRA
                     .get(symbol as usize - 257)
                     .ok_or_else(|| invalid("a length symbol over 285"))?;
-                bits.bits(extra)?;
+                bits.skip(extra)?;
                 let distance = distances.decode(bits)?;
                 let extra = *DISTANCE_EXTRA
                     .get(distance as usize)
                     .ok_or_else(|| invalid("a distance symbol over 29"))?;
-                bits.bits(extra)?;
+                bits.skip(extra)?;
             }
         }
     }
@@ -239,15 +295,23 @@ mod tests {
     fn chunks_of_every_block_type_join() {
         let text = b"the quick brown fox jumps over the lazy dog ".repeat(2000);
         let noise = support::noise(20_000, 0x9e37_79b9);
-        let pieces: [&[u8]; 5] = [&text, b"ab", &noise, b"", &text[..777]];
-        for split_at in 0..pieces.len() {
-            let mut stream = Vec::new();
-            let mut want = Vec::new();
-            for (i, piece) in pieces.iter().enumerate().skip(split_at) {
-                stream.extend(deflate(piece, i + 1 == pieces.len()).unwrap());
-                want.extend_from_slice(piece);
+        // A real binary (this test's own), for many dynamic blocks with long codes.
+        let binary = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let binary = &binary[..binary.len().min(3 << 20)];
+        let pieces: [&[u8]; 6] = [&text, b"ab", &noise, b"", binary, &text[..777]];
+        for level in [1, 7, 12] {
+            for split_at in 0..pieces.len() {
+                let mut stream = Vec::new();
+                let mut want = Vec::new();
+                for (i, piece) in pieces.iter().enumerate().skip(split_at) {
+                    stream.extend(deflate(piece, i + 1 == pieces.len(), level).unwrap());
+                    want.extend_from_slice(piece);
+                }
+                assert!(
+                    inflate(&stream) == want,
+                    "level {level}, from piece {split_at}"
+                );
             }
-            assert!(inflate(&stream) == want, "from piece {split_at}");
         }
     }
 }

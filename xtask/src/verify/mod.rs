@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
-use zip::ZipArchive;
 
 use crate::distribution::{Smoke, SmokeCommand};
 use crate::fingerprint::Inputs;
@@ -164,13 +163,11 @@ pub fn unpack(zip: &Path, unpack: &Path) -> Result<PathBuf> {
     if zips.is_empty() {
         bail!("{} is missing, and so are its volumes", zip.display());
     }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     for zip in &zips {
-        let file = fs_err::File::open(zip)?;
-        ZipArchive::new(std::io::BufReader::new(file))
-            .and_then(|mut archive| archive.extract(unpack))
-            .with_context(|| {
-                format!("cannot unpack {} into {}", zip.display(), unpack.display())
-            })?;
+        crate::archive::extract(zip, unpack, threads).with_context(|| {
+            format!("cannot unpack {} into {}", zip.display(), unpack.display())
+        })?;
     }
     let root = unpack.join("anymatix");
     if !root.is_dir() {
@@ -180,8 +177,8 @@ pub fn unpack(zip: &Path, unpack: &Path) -> Result<PathBuf> {
 }
 
 /// Runs the smoke imports and checks with the installed environment's own python, right after
-/// pip: a resolve that gives a broken set fails here in seconds. Bytecode is not written, so the
-/// environment stays as pip left it.
+/// pip: a resolve that gives a broken set fails here in seconds. The environment stays as pip
+/// left it: bytecode goes to a cache outside it, which the checks share.
 pub fn smoke_installed(
     sh: &Shell,
     reporter: &Reporter,
@@ -189,10 +186,35 @@ pub fn smoke_installed(
     smoke: &Smoke,
 ) -> Result<()> {
     let scratch = tempfile::tempdir()?;
+    let cache = BytecodeCache::new(sh, &scratch.path().join("bytecode"));
     let _cwd = sh.push_dir(scratch.path());
     let _user_site = sh.push_env("PYTHONNOUSERSITE", "1");
-    let _no_pyc = sh.push_env("PYTHONDONTWRITEBYTECODE", "1");
-    imports_and_checks(sh, reporter, python, scratch.path(), smoke)
+    imports_and_checks(sh, reporter, python, scratch.path(), smoke)?;
+    drop(cache);
+    Ok(())
+}
+
+/// Bytecode written outside the tree (`PYTHONPYCACHEPREFIX`) for the programs `sh` runs while
+/// it lives: the tree stays as it was, and each module is compiled once for all the checks (one
+/// process per check, each importing torch, would otherwise compile its thousands of modules
+/// from source every time).
+pub struct BytecodeCache<'a> {
+    pub dir: PathBuf,
+    _guards: [xshell::PushEnv<'a>; 2],
+}
+
+impl<'a> BytecodeCache<'a> {
+    pub fn new(sh: &'a Shell, dir: &Path) -> BytecodeCache<'a> {
+        BytecodeCache {
+            dir: dir.to_path_buf(),
+            _guards: [
+                sh.push_env("PYTHONPYCACHEPREFIX", dir),
+                // Empty is unset to Python: a machine's PYTHONDONTWRITEBYTECODE=1 would make
+                // every check compile again.
+                sh.push_env("PYTHONDONTWRITEBYTECODE", ""),
+            ],
+        }
+    }
 }
 
 /// Runs every smoke check with the unpacked environment's own python: pip, the imports, the
@@ -229,30 +251,74 @@ pub fn smoke_unpacked(
         cmd.ignore_stdout()
     })?;
     for command in &smoke.commands {
-        run_command(reporter, command, &python, root)?;
+        run_command(reporter, command, &python, root, None)?;
     }
     Ok(())
 }
 
 /// The smoke imports, checks and commands with `python`, from `root` (the tree they belong to):
-/// what the product does when it starts, without the checks of the unpacked copy itself.
+/// what the product does when it starts, without the checks of the unpacked copy itself. Their
+/// bytecode goes to `cache`, outside the tree.
 pub fn run_checks_and_commands(
     sh: &Shell,
     reporter: &Reporter,
     python: &Path,
     root: &Path,
     smoke: &Smoke,
+    cache: &BytecodeCache,
 ) -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let _cwd = sh.push_dir(scratch.path());
     let _user_site = sh.push_env("PYTHONNOUSERSITE", "1");
     imports_and_checks(sh, reporter, python, scratch.path(), smoke)?;
     for command in &smoke.commands {
-        run_command(reporter, command, python, root)?;
+        run_command(reporter, command, python, root, Some(&cache.dir))?;
     }
     Ok(())
 }
 
+/// Runs the smoke imports and checks in one process (see `smoke_runner.py`).
+const SMOKE_RUNNER: &str = include_str!("smoke_runner.py");
+const SMOKE_MARK: &str = "@@anymatix-smoke@@";
+
+#[derive(serde::Serialize)]
+struct SmokeStep {
+    name: String,
+    code: String,
+    args: Vec<String>,
+}
+
+/// The imports (a PNG and JPEG round trip after `PIL`) and the checks, in order.
+fn smoke_steps(smoke: &Smoke, scratch: &Path) -> Vec<SmokeStep> {
+    let mut steps = Vec::new();
+    for module in &smoke.imports {
+        let code = format!("import {module}");
+        steps.push(SmokeStep {
+            name: code.clone(),
+            code,
+            args: vec![],
+        });
+        if module == "PIL" {
+            steps.push(SmokeStep {
+                name: "Pillow saves and reloads a PNG and a JPEG".into(),
+                code: PILLOW_ROUND_TRIP.into(),
+                args: vec![scratch.to_string_lossy().into_owned()],
+            });
+        }
+    }
+    for check in &smoke.checks {
+        steps.push(SmokeStep {
+            name: check.name.clone(),
+            code: check.code.clone(),
+            args: vec![],
+        });
+    }
+    steps
+}
+
+/// The smoke imports and checks with `python`, in one process: torch (and whatever else they
+/// share) is imported once. The first that fails is named, with its traceback and what the
+/// process printed.
 fn imports_and_checks(
     sh: &Shell,
     reporter: &Reporter,
@@ -260,32 +326,60 @@ fn imports_and_checks(
     scratch: &Path,
     smoke: &Smoke,
 ) -> Result<()> {
-    for module in &smoke.imports {
-        let code = format!("import {module}");
-        check(reporter, &code, || {
-            cmd!(sh, "{python} -s -c {code}")
-                .env_remove("PYTHONPATH")
-                .env_remove("PYTHONHOME")
-        })?;
-        if module == "PIL" {
-            check(
-                reporter,
-                "Pillow saves and reloads a PNG and a JPEG",
-                || {
-                    cmd!(sh, "{python} -s -c {PILLOW_ROUND_TRIP} {scratch}")
-                        .env_remove("PYTHONPATH")
-                        .env_remove("PYTHONHOME")
-                },
-            )?;
+    let steps = smoke_steps(smoke, scratch);
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let steps_json = serde_json::to_string(&steps)?;
+    let output = cmd!(sh, "{python} -s -c {SMOKE_RUNNER} {steps_json}")
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("the smoke checks could not start")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let printed: String = stdout
+        .lines()
+        .filter(|l| !l.starts_with(SMOKE_MARK))
+        .map(|l| format!("{l}\n"))
+        .chain(std::iter::once(
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+        .collect();
+    let mut started = None;
+    for line in stdout.lines() {
+        let Some(event) = line.strip_prefix(SMOKE_MARK) else {
+            continue;
+        };
+        let event: serde_json::Value = serde_json::from_str(event.trim())?;
+        let name = event["name"].as_str().unwrap_or_default().to_string();
+        match event["event"].as_str() {
+            Some("start") => started = Some(name),
+            Some("ok") => {
+                reporter.note(format!("ok: {name}"));
+                started = None;
+            }
+            _ => bail!(
+                "smoke check `{name}` failed:\n{}{}",
+                event["error"].as_str().unwrap_or_default(),
+                printed.trim_end()
+            ),
         }
     }
-    for smoke_check in &smoke.checks {
-        let code = &smoke_check.code;
-        check(reporter, &smoke_check.name, || {
-            cmd!(sh, "{python} -s -c {code}")
-                .env_remove("PYTHONPATH")
-                .env_remove("PYTHONHOME")
-        })?;
+    if let Some(name) = started {
+        bail!(
+            "smoke check `{name}` ended the python running the checks ({}):\n{}",
+            output.status,
+            printed.trim_end()
+        );
+    }
+    if !output.status.success() {
+        bail!(
+            "the smoke checks failed ({}):\n{}",
+            output.status,
+            printed.trim_end()
+        );
     }
     Ok(())
 }
@@ -303,6 +397,7 @@ fn run_command(
     command: &SmokeCommand,
     python: &Path,
     root: &Path,
+    bytecode_cache: Option<&Path>,
 ) -> Result<()> {
     let args: Vec<String> = command
         .run
@@ -327,6 +422,11 @@ fn run_command(
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
         .env("PYTHONNOUSERSITE", "1");
+    if let Some(cache) = bytecode_cache {
+        process
+            .env("PYTHONPYCACHEPREFIX", cache)
+            .env_remove("PYTHONDONTWRITEBYTECODE");
+    }
     reporter.detail(format!("(in {}) {}", cwd.display(), args.join(" ")));
     let finished = process::run_with_timeout(process, Duration::from_secs(command.timeout))
         .with_context(|| format!("smoke command `{}` could not start", command.name))?;
@@ -508,6 +608,79 @@ mod tests {
         fs_err::create_dir_all(aside_path(&env)).unwrap();
         assert!(!restore_moved_aside(&env).unwrap());
         assert!(env.is_dir() && !aside_path(&env).exists());
+    }
+
+    fn smoke(imports: &[&str], checks: &[(&str, &str)]) -> Smoke {
+        Smoke {
+            imports: imports.iter().map(|s| s.to_string()).collect(),
+            checks: checks
+                .iter()
+                .map(|(name, code)| crate::distribution::SmokeCheck {
+                    name: name.to_string(),
+                    code: code.to_string(),
+                })
+                .collect(),
+            commands: vec![],
+        }
+    }
+
+    /// The host's own python runs them: one process, each step named, the first failure (or
+    /// crash) named with what it printed.
+    #[test]
+    fn smoke_checks_run_in_one_process_and_name_what_fails() {
+        let sh = Shell::new().unwrap();
+        let reporter = Reporter::new(false);
+        let python = Path::new("python3");
+        let scratch = tempfile::tempdir().unwrap();
+        let run = |s: &Smoke| {
+            imports_and_checks(&sh, &reporter, python, scratch.path(), s)
+                .map_err(|e| format!("{e:#}"))
+        };
+        // One process: what the first check sets up, the next sees.
+        run(&smoke(
+            &["json", "os.path"],
+            &[
+                (
+                    "leaves a mark",
+                    "import sys; sys.smoke_mark = 1; print('hello')",
+                ),
+                (
+                    "sees it",
+                    "import sys; assert sys.smoke_mark == 1; sys.exit(0)",
+                ),
+            ],
+        ))
+        .unwrap();
+
+        let err = run(&smoke(
+            &["json", "no_such_module_here"],
+            &[("never runs", "pass")],
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("smoke check `import no_such_module_here` failed"),
+            "{err}"
+        );
+        assert!(err.contains("ModuleNotFoundError"), "{err}");
+
+        let err = run(&smoke(
+            &[],
+            &[(
+                "says why",
+                "print('about to fail'); assert 1 == 2, 'one is not two'",
+            )],
+        ))
+        .unwrap_err();
+        assert!(err.contains("smoke check `says why` failed"), "{err}");
+        assert!(
+            err.contains("one is not two") && err.contains("about to fail"),
+            "{err}"
+        );
+
+        let err = run(&smoke(&[], &[("dies", "import os; os._exit(3)")])).unwrap_err();
+        assert!(err.contains("smoke check `dies` ended the python"), "{err}");
+        let err = run(&smoke(&[], &[("exits", "raise SystemExit(2)")])).unwrap_err();
+        assert!(err.contains("it exited with 2"), "{err}");
     }
 
     #[test]
