@@ -48,16 +48,22 @@ const RECORDER_MODULE: &str = "_anymatix_record_imports";
 
 /// Lists the module files loaded by the time the process ends, one file per process: those in
 /// `sys.modules`, and every source compiled meanwhile (the audit hook sees what is loaded
-/// without entering `sys.modules`, such as the database migrations ComfyUI runs by path). The
-/// processes share a bytecode cache outside the tree, so a module is compiled (and seen by the
-/// hook) by the first process that loads it; the records are joined.
+/// without entering `sys.modules`, such as the database migrations ComfyUI runs by path, and
+/// every module read from the bytecode cache the processes share outside the tree, which the
+/// installed environment's checks filled); the records are joined.
 const RECORDER: &str = r#"import atexit, os, sys
 _OUT = __OUT__
 _COMPILED = set()
+_CACHE = sys.pycache_prefix
 
 def _audit(event, args):
     if event == "compile" and len(args) > 1 and isinstance(args[1], str) and args[1].endswith(".py"):
         _COMPILED.add(args[1])
+    elif event == "open" and _CACHE and isinstance(args[0], str) and args[0].endswith(".pyc") \
+            and args[0].startswith(_CACHE + os.sep):
+        # Loaded from the cache: x.cpython-311.pyc under the prefix is the source's x.py.
+        folder, name = os.path.split(args[0][len(_CACHE):])
+        _COMPILED.add(os.path.join(folder, name.split(".", 1)[0] + ".py"))
 
 sys.addaudithook(_audit)
 
@@ -95,6 +101,11 @@ pub struct CompileImported {
     pub mode: Bytecode,
     /// Where the list of compiled modules is written, for reviewers.
     pub listing: PathBuf,
+    /// The installed environment's bytecode cache (its checks filled it) and where that
+    /// environment is: the tree is its hard-linked copy, so the recording run reads that
+    /// bytecode through a link in the cache, instead of compiling torch again.
+    pub bytecode_cache: PathBuf,
+    pub installed_at: PathBuf,
 }
 
 impl CompileImported {
@@ -126,9 +137,22 @@ impl CompileImported {
         let out = serde_json::to_string(&records.path().to_string_lossy())?;
         fs_err::write(&module, RECORDER.replace("__OUT__", &out))?;
         fs_err::write(&hook, format!("import {RECORDER_MODULE}\n"))?;
-        // Compiled once outside the tree, so each check's process imports torch from bytecode.
-        let cache_dir = tempfile::tempdir()?;
-        let cache = verify::BytecodeCache::new(sh, cache_dir.path());
+        // Outside the tree, where the installed environment's checks left theirs.
+        let (cache_dir, _scratch_cache) = match share_cache(
+            &self.bytecode_cache,
+            &self.installed_at,
+            &self.tree,
+        ) {
+            Ok(()) => (self.bytecode_cache.clone(), None),
+            Err(e) => {
+                tools.reporter.note(format!(
+                    "the recording run compiles anew: cannot reuse the environment's bytecode ({e:#})"
+                ));
+                let scratch = tempfile::tempdir()?;
+                (scratch.path().to_path_buf(), Some(scratch))
+            }
+        };
+        let cache = verify::BytecodeCache::new(sh, &cache_dir);
         let ran = verify::run_checks_and_commands(
             sh,
             &tools.reporter,
@@ -212,6 +236,45 @@ impl Describe for CompileImported {
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.set("bytecode", format!("{:?}", self.mode));
     }
+}
+
+/// Where Python keeps the bytecode of the sources under `folder` with `cache` as its
+/// `PYTHONPYCACHEPREFIX`: the folder's absolute path under the cache (without a Windows drive).
+fn mirror(cache: &Path, folder: &Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(folder)?;
+    let inside: PathBuf = absolute
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
+    Ok(cache.join(inside))
+}
+
+/// Makes the cache's mirror of `tree` a link to its mirror of `installed_at`: the tree's files
+/// are hard links of the environment's (same sizes and times), so the bytecode compiled for
+/// one is valid for the other, and Python checks that anyway.
+fn share_cache(cache: &Path, installed_at: &Path, tree: &Path) -> Result<()> {
+    let target = mirror(cache, installed_at)?;
+    let link = mirror(cache, tree)?;
+    fs_err::create_dir_all(&target)?;
+    fs_err::create_dir_all(link.parent().context("a tree is in a folder")?)?;
+    match link.symlink_metadata() {
+        Ok(meta) if meta.is_dir() => fs_err::remove_dir_all(&link)?,
+        Ok(_) => fs_err::remove_file(&link)?,
+        Err(_) => {}
+    }
+    make_dir_link(&target, &link)
+}
+
+#[cfg(unix)]
+fn make_dir_link(target: &Path, link: &Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("cannot link {} to {}", link.display(), target.display()))
+}
+
+#[cfg(not(unix))]
+fn make_dir_link(_: &Path, _: &Path) -> Result<()> {
+    // A junction would do on Windows; unproven there, so the run compiles anew.
+    bail!("not tried on this system")
 }
 
 /// Compiles `modules` (paths relative to `tree`) with `workers` processes of `python` at once,
@@ -382,6 +445,54 @@ mod tests {
         assert!(one
             .values()
             .all(|b| !b.windows(folder.len()).any(|w| w == folder.as_bytes())));
+    }
+
+    /// A module loaded by path without entering `sys.modules` (as ComfyUI runs its database
+    /// migrations) is recorded also when it comes from the shared bytecode cache, where another
+    /// process (the installed environment's checks) compiled it.
+    #[test]
+    fn modules_read_from_the_shared_cache_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        let cache = dir.path().join("cache");
+        let records = dir.path().join("records");
+        let hook = dir.path().join("hook");
+        for folder in [&tree, &records, &hook] {
+            fs_err::create_dir_all(folder).unwrap();
+        }
+        fs_err::write(tree.join("by_path.py"), "X = 1\n").unwrap();
+        let out = serde_json::to_string(&records.to_string_lossy()).unwrap();
+        fs_err::write(
+            hook.join(format!("{RECORDER_MODULE}.py")),
+            RECORDER.replace("__OUT__", &out),
+        )
+        .unwrap();
+        let load = format!(
+            "import importlib.util as u; s = u.spec_from_file_location('by_path', {:?}); \
+             s.loader.exec_module(u.module_from_spec(s))",
+            tree.join("by_path.py").to_string_lossy()
+        );
+        let run = |code: String| {
+            let status = std::process::Command::new("python3")
+                .args(["-s", "-c", &code])
+                .env("PYTHONPYCACHEPREFIX", &cache)
+                .env("PYTHONPATH", &hook)
+                .env_remove("PYTHONDONTWRITEBYTECODE")
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        run(load.clone());
+        assert!(
+            walkdir::WalkDir::new(&cache).into_iter().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("by_path.")),
+            "the first process compiled it into the cache"
+        );
+        run(format!("import {RECORDER_MODULE}; {load}"));
+        assert_eq!(recorded(&records, &tree).unwrap(), ["by_path.py"]);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct Layout {
     pub locked_requirements: PathBuf,
     /// Where pip's wheel policy (`_manylinux.py`) is written, beside the environment.
     pub pip_policy: PathBuf,
+    /// Bytecode of what the checks import, outside both trees (`PYTHONPYCACHEPREFIX`): written
+    /// by the installed environment's checks, reused by the recording run of the zip's tree.
+    pub bytecode_cache: PathBuf,
     /// Where verify unpacks the zip: a path with a space and non-ASCII characters on purpose,
     /// since users unpack anywhere.
     pub unpack: PathBuf,
@@ -67,6 +70,7 @@ impl Layout {
             pip_report: env.join("pip-report.json"),
             locked_requirements: env.join("locked-requirements.txt"),
             pip_policy: env.join("pip-policy"),
+            bytecode_cache: env.join("bytecode-cache"),
             unpack: out
                 .join("verify")
                 .join(platform.name())

@@ -197,6 +197,7 @@ pub fn plan(
     steps.push(Step::SmokeInstalled(SmokeInstalled {
         python,
         smoke: distribution.smoke.clone(),
+        bytecode_cache: layout.bytecode_cache.clone(),
     }));
 
     steps.push(Step::LinkTree(LinkTree {
@@ -231,6 +232,8 @@ pub fn plan(
         smoke: distribution.smoke.clone(),
         mode: policy.policy.bytecode,
         listing: layout.dist.join("imported-modules.txt"),
+        bytecode_cache: layout.bytecode_cache.clone(),
+        installed_at: layout.env_tree.clone(),
     }));
     steps.push(Step::HelperScript(HelperScript {
         platform,

@@ -39,11 +39,19 @@ print("PNG and JPEG round trip ok")
 pub struct SmokeInstalled {
     pub python: PathBuf,
     pub smoke: Smoke,
+    /// Where their bytecode goes, outside the environment, for the zip's recording run too.
+    pub bytecode_cache: PathBuf,
 }
 
 impl SmokeInstalled {
     pub fn run(&self, tools: &Tools) -> Result<()> {
-        smoke_installed(&tools.sh, &tools.reporter, &self.python, &self.smoke)
+        smoke_installed(
+            &tools.sh,
+            &tools.reporter,
+            &self.python,
+            &self.smoke,
+            &self.bytecode_cache,
+        )
     }
 }
 
@@ -178,15 +186,16 @@ pub fn unpack(zip: &Path, unpack: &Path) -> Result<PathBuf> {
 
 /// Runs the smoke imports and checks with the installed environment's own python, right after
 /// pip: a resolve that gives a broken set fails here in seconds. The environment stays as pip
-/// left it: bytecode goes to a cache outside it, which the checks share.
+/// left it: bytecode goes to `cache`, outside it.
 pub fn smoke_installed(
     sh: &Shell,
     reporter: &Reporter,
     python: &Path,
     smoke: &Smoke,
+    cache: &Path,
 ) -> Result<()> {
     let scratch = tempfile::tempdir()?;
-    let cache = BytecodeCache::new(sh, &scratch.path().join("bytecode"));
+    let cache = BytecodeCache::new(sh, cache);
     let _cwd = sh.push_dir(scratch.path());
     let _user_site = sh.push_env("PYTHONNOUSERSITE", "1");
     imports_and_checks(sh, reporter, python, scratch.path(), smoke)?;
@@ -195,9 +204,8 @@ pub fn smoke_installed(
 }
 
 /// Bytecode written outside the tree (`PYTHONPYCACHEPREFIX`) for the programs `sh` runs while
-/// it lives: the tree stays as it was, and each module is compiled once for all the checks (one
-/// process per check, each importing torch, would otherwise compile its thousands of modules
-/// from source every time).
+/// it lives: the tree stays as it was, and each module is compiled once for every process that
+/// imports it (each smoke command, and the checks, import torch: thousands of modules).
 pub struct BytecodeCache<'a> {
     pub dir: PathBuf,
     _guards: [xshell::PushEnv<'a>; 2],

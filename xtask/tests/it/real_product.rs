@@ -1,18 +1,19 @@
 //! The real product, end to end (opt-in: it downloads gigabytes). The default distribution,
 //! `anymatix/distribution.yml`, is built for linux-x86_64 with the real PyTorch CUDA stack and
-//! every ComfyUI and ComfyUI-Manager requirement from PyPI, and ComfyUI and ComfyUI-Manager from
-//! the source snapshots in `../shared/product/` (git repositories made here); only Miniforge's
-//! release server is the loopback stand-in. The zip is unpacked elsewhere, the build's working
-//! folders are deleted, and ComfyUI is started from the unpacked copy: its own start-up check
-//! twice (first and second start), then served, asked for its nodes, and made to run a workflow
-//! whose output image is checked pixel by pixel.
+//! every ComfyUI and ComfyUI-Manager requirement from PyPI, and ComfyUI (0.33.0 unless
+//! `ANYMATIX_REAL_PRODUCT_COMFYUI=0.3.64`) and ComfyUI-Manager from the source snapshots in
+//! `../shared/product/` (git repositories made here); only Miniforge's release server is the
+//! loopback stand-in. `cargo xtask fetch` gathers the wheels first, and `portable --offline`
+//! builds from them, timed as a build with warm caches. The zip is unpacked elsewhere, the
+//! build's working folders are deleted, and ComfyUI is started from the unpacked copy: its own
+//! start-up check twice (first and second start), then served, asked for its nodes, and made to
+//! run a workflow whose output image is checked pixel by pixel.
 //!
 //! ```sh
-//! cargo test --features real-product --test real_product -- --nocapture
+//! cargo test --features real-product --test it real_product -- --nocapture
 //! ```
-//! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build there (and reuses its download cache);
-//! `ANYMATIX_REAL_PRODUCT_COMFYUI=0.3.64` builds the October 2025 ComfyUI instead of 0.33.0 (2026),
-//! for comparison.
+//! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build there (and its wheelhouse, so a second
+//! run downloads nothing new).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
