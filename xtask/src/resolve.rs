@@ -117,6 +117,9 @@ pub fn compile_command(
 ) -> Result<Command> {
     let mut cmd = Command::new("uv")
         .args(["pip", "compile", "--quiet", "--no-header", "--no-annotate"])
+        // The sources are the manifest's alone, as for the build's pip (see `pip::settings`):
+        // no uv.toml or pyproject.toml found around, no UV_* index variables.
+        .arg("--no-config")
         .args(["--no-python-downloads", "--python-platform"])
         .arg(uv_platform(manifest, platform))
         .args(["--python-version", python])
@@ -129,6 +132,20 @@ pub fn compile_command(
     for file in requirement_files {
         cmd = cmd.arg(path_arg(file));
     }
+    cmd.env_remove = [
+        "UV_INDEX",
+        "UV_DEFAULT_INDEX",
+        "UV_INDEX_URL",
+        "UV_EXTRA_INDEX_URL",
+        "UV_FIND_LINKS",
+        "UV_NO_INDEX",
+        "UV_CONSTRAINT",
+        "UV_OVERRIDE",
+        "UV_PRERELEASE",
+        "UV_INDEX_STRATEGY",
+    ]
+    .map(String::from)
+    .to_vec();
     // uv picks macOS wheels for a deployment target; the limit is the honest one.
     if let Some(macos) = manifest.requires_at_most(platform).macos {
         cmd.env
@@ -190,7 +207,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             mac.to_string(),
-            "MACOSX_DEPLOYMENT_TARGET=14.0 uv pip compile --quiet --no-header --no-annotate --no-python-downloads \
+            "MACOSX_DEPLOYMENT_TARGET=14.0 uv pip compile --quiet --no-header --no-annotate --no-config --no-python-downloads \
              --python-platform x86_64-apple-darwin --python-version 3.12 --index-strategy unsafe-best-match \
              --index-url http://127.0.0.1:1/simple --only-binary :all: --output-file /t/out.txt /t/in.txt /t/ComfyUI.txt"
         );

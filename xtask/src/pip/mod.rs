@@ -98,8 +98,11 @@ impl PipRequest {
     /// `command` as it runs on this machine: without its `PIP_*` variables but the transport
     /// settings, and with those that only its configuration files hold (asked of pip itself).
     fn isolated(&self, tools: &Tools, command: Command) -> Result<Command> {
-        let machine: Vec<(String, String)> = std::env::vars()
+        // vars_os: a variable that is not UTF-8 must not stop the build (vars() would panic).
+        let machine: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(key, value)| Some((key.into_string().ok()?, value)))
             .filter(|(key, _)| key.starts_with("PIP_"))
+            .map(|(key, value)| (key, value.to_string_lossy().into_owned()))
             .collect();
         let mut list = Command::new(&self.python).args(["-s", "-m", "pip", "config", "list"]);
         list.env_remove = machine
