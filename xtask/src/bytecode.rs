@@ -132,11 +132,6 @@ impl CompileImported {
 
         let before = snapshot(&self.tree)?;
         let records = tempfile::tempdir()?;
-        let hook = site.join(format!("{RECORDER_MODULE}.pth"));
-        let module = site.join(format!("{RECORDER_MODULE}.py"));
-        let out = serde_json::to_string(&records.path().to_string_lossy())?;
-        fs_err::write(&module, RECORDER.replace("__OUT__", &out))?;
-        fs_err::write(&hook, format!("import {RECORDER_MODULE}\n"))?;
         // Outside the tree, where the installed environment's checks left theirs.
         let (cache_dir, _scratch_cache) = match share_cache(
             &self.bytecode_cache,
@@ -153,6 +148,11 @@ impl CompileImported {
             }
         };
         let cache = verify::BytecodeCache::new(sh, &cache_dir);
+        let hook = site.join(format!("{RECORDER_MODULE}.pth"));
+        let module = site.join(format!("{RECORDER_MODULE}.py"));
+        let out = serde_json::to_string(&records.path().to_string_lossy())?;
+        fs_err::write(&module, RECORDER.replace("__OUT__", &out))?;
+        fs_err::write(&hook, format!("import {RECORDER_MODULE}\n"))?;
         let ran = verify::run_checks_and_commands(
             sh,
             &tools.reporter,
