@@ -114,9 +114,17 @@ impl LeaveOutPackages {
         let found: Installed = serde_json::from_str(&out)
             .with_context(|| format!("the installed packages, as python told them: {out}"))?;
         let plan = check(&self.entries, &found, self.platform)?;
+        let dist_infos = dist_infos(&found.site)?;
         let mut left = Vec::new();
         for (entry, (name, version), required_by) in plan {
-            let (files, bytes) = uninstall(&self.tree, &found.site, &name)?;
+            let Some(dist_info) = dist_infos.get(&normalise_package_name(&name)) else {
+                bail!(
+                    "{name} is installed, yet no .dist-info in {} names it (was it installed by \
+                     conda?): it cannot be left out as pip would uninstall it",
+                    found.site.display()
+                );
+            };
+            let (files, bytes) = uninstall(&self.tree, &found.site, dist_info, &name)?;
             tools.reporter.note(format!(
                 "left out {name} {version}: {files} files, {}{}",
                 human_bytes(bytes),
@@ -124,7 +132,7 @@ impl LeaveOutPackages {
                     String::new()
                 } else {
                     format!(
-                        " (required by {}: allowed, {})",
+                        " (required by {}; {} gives the reason why that is safe)",
                         required_by.join(", "),
                         entry.key
                     )
@@ -208,10 +216,9 @@ fn check<'a>(
     Ok(checked)
 }
 
-/// Removes the installed package `name` from `tree` as pip uninstalls it. Returns the files
-/// and bytes removed.
-fn uninstall(tree: &Path, site: &Path, name: &str) -> Result<(u64, u64)> {
-    let dist_info = find_dist_info(site, name)?;
+/// Removes the installed package `name`, whose metadata is `dist_info`, from `tree` as pip
+/// uninstalls it. Returns the files and bytes removed.
+fn uninstall(tree: &Path, site: &Path, dist_info: &Path, name: &str) -> Result<(u64, u64)> {
     let record = dist_info.join("RECORD");
     let text = fs_err::read_to_string(&record).with_context(|| {
         format!("{name} has no RECORD, so what it installed is not known: it cannot be left out")
@@ -225,7 +232,7 @@ fn uninstall(tree: &Path, site: &Path, name: &str) -> Result<(u64, u64)> {
             bail!("{}: `{listed}` points outside the tree", record.display());
         };
         let path = tree.join(&rel);
-        if path.starts_with(&dist_info) {
+        if path.starts_with(dist_info) {
             continue;
         }
         let mut remove = vec![path.clone()];
@@ -258,8 +265,8 @@ fn uninstall(tree: &Path, site: &Path, name: &str) -> Result<(u64, u64)> {
             }
         }
     }
-    let (info_files, info_bytes) = crate::tree::stats(&dist_info)?;
-    fs_err::remove_dir_all(&dist_info)?;
+    let (info_files, info_bytes) = crate::tree::stats(dist_info)?;
+    fs_err::remove_dir_all(dist_info)?;
     files += info_files;
     bytes += info_bytes;
     // Folders emptied by it, deepest first, up to (not including) site-packages or the tree.
@@ -279,9 +286,9 @@ fn uninstall(tree: &Path, site: &Path, name: &str) -> Result<(u64, u64)> {
     Ok((files, bytes))
 }
 
-/// The `.dist-info` folder in `site` whose METADATA names `name`.
-fn find_dist_info(site: &Path, name: &str) -> Result<PathBuf> {
-    let wanted = normalise_package_name(name);
+/// Every `.dist-info` folder in `site`, by the normalised name its METADATA gives.
+fn dist_infos(site: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let mut found = BTreeMap::new();
     for entry in fs_err::read_dir(site)? {
         let path = entry?.path();
         if !path.to_string_lossy().ends_with(".dist-info") || !path.is_dir() {
@@ -295,14 +302,11 @@ fn find_dist_info(site: &Path, name: &str) -> Result<PathBuf> {
             .take_while(|l| !l.is_empty())
             .find_map(|l| l.strip_prefix("Name:"))
             .map(normalise_package_name);
-        if named.as_deref() == Some(wanted.as_str()) {
-            return Ok(path);
+        if let Some(named) = named {
+            found.insert(named, path);
         }
     }
-    bail!(
-        "{name} is installed, yet no .dist-info in {} names it (was it installed by conda?)",
-        site.display()
-    )
+    Ok(found)
 }
 
 /// The path of one RECORD line (a CSV row: path, hash, size; the path quoted when it holds a

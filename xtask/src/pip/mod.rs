@@ -98,17 +98,16 @@ impl PipRequest {
     /// `command` as it runs on this machine: without its `PIP_*` variables but the transport
     /// settings, and with those that only its configuration files hold (asked of pip itself).
     fn isolated(&self, tools: &Tools, command: Command) -> Result<Command> {
-        // vars_os: a variable that is not UTF-8 must not stop the build (vars() would panic).
-        let machine: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(key, value)| Some((key.into_string().ok()?, value)))
-            .filter(|(key, _)| key.starts_with("PIP_"))
-            .map(|(key, value)| (key, value.to_string_lossy().into_owned()))
+        // vars_os: a value that is not UTF-8 must not stop the build (vars() would panic).
+        let machine: Vec<String> = std::env::vars_os()
+            .filter_map(|(key, _)| key.into_string().ok())
+            .filter(|key| key.starts_with("PIP_"))
             .collect();
         let mut list = Command::new(&self.python).args(["-s", "-m", "pip", "config", "list"]);
         list.env_remove = machine
             .iter()
-            .map(|(key, _)| key.clone())
-            .filter(|key| key != "PIP_CONFIG_FILE")
+            .filter(|key| *key != "PIP_CONFIG_FILE")
+            .cloned()
             .chain(["PYTHONPATH".to_string(), "PYTHONHOME".to_string()])
             .collect();
         let out = process::output(&tools.sh, &tools.reporter, &list)?;
@@ -119,7 +118,7 @@ impl PipRequest {
             );
         }
         let isolation = settings::isolation(
-            machine.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            machine.iter().map(String::as_str),
             &String::from_utf8_lossy(&out.stdout),
         )?;
         if !isolation.remove.is_empty() {

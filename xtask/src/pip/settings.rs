@@ -57,16 +57,16 @@ pub struct Isolation {
     pub set: Vec<(String, String)>,
 }
 
-/// Sorts the machine's variables (`env`) and what `pip config list` printed for its files
-/// (`config_list`, read with no `PIP_*` variable but `PIP_CONFIG_FILE` set).
+/// Sorts the names of the machine's variables (`env`) and what `pip config list` printed for
+/// its files (`config_list`, read with no `PIP_*` variable but `PIP_CONFIG_FILE` set).
 pub fn isolation<'a>(
-    env: impl IntoIterator<Item = (&'a str, &'a str)>,
+    env: impl IntoIterator<Item = &'a str>,
     config_list: &str,
 ) -> Result<Isolation> {
     let transport: Vec<String> = TRANSPORT.iter().map(|o| variable(o)).collect();
     let mut isolation = Isolation::default();
     let mut kept = Vec::new();
-    for (key, _) in env {
+    for key in env {
         if !key.starts_with("PIP_") {
             continue;
         }
@@ -145,14 +145,14 @@ mod tests {
     #[test]
     fn sources_are_dropped_and_transport_is_kept() {
         let env = [
-            ("PIP_FIND_LINKS", "/opt/wheels"),
-            ("PIP_INDEX_URL", "https://mirror.example/simple"),
-            ("PIP_NO_INDEX", "1"),
-            ("PIP_CONSTRAINT", "/etc/constraints.txt"),
-            ("PIP_CONFIG_FILE", "/etc/other-pip.conf"),
-            ("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"),
-            ("PIP_DEFAULT_TIMEOUT", "180"),
-            ("PATH", "/usr/bin"),
+            "PIP_FIND_LINKS",
+            "PIP_INDEX_URL",
+            "PIP_NO_INDEX",
+            "PIP_CONSTRAINT",
+            "PIP_CONFIG_FILE",
+            "PIP_CERT",
+            "PIP_DEFAULT_TIMEOUT",
+            "PATH",
         ];
         let isolation = isolation(env, "").unwrap();
         assert_eq!(
@@ -174,7 +174,7 @@ mod tests {
                       global.index-url='https://mirror.example/simple'\nglobal.proxy='http://proxy:3128'\n\
                       global.timeout='60'\ninstall.timeout='90'\n\
                       global.trusted-host='a.example\\nb.example'\n";
-        let isolation = isolation([("PIP_PROXY", "http://other:8080")], listed).unwrap();
+        let isolation = isolation(["PIP_PROXY"], listed).unwrap();
         assert_eq!(
             isolation.set,
             [
