@@ -1,7 +1,7 @@
 @echo off
-rem Installs more Python packages into this portable anymatix environment.
+rem Installs more Python packages into this portable anymatix environment: exactly
+rem `packages.bat install`, so the protected packages stay and `packages.bat undo` can take it back.
 rem   install_package.bat PACKAGE [PACKAGE ...]     (any `pip install` arguments work)
-rem It runs the python that sits beside this script, so it works from any current directory and
-rem wherever the folder was unpacked. `-s` keeps the user's own site-packages out.
-"%~dp0python\python.exe" -s -m pip install %*
+rem It runs what packages.bat runs, directly: `call` would reread the arguments (doubling ^).
+"%~dp0python\python.exe" -s "%~dp0tools\packages.py" install %*
 exit /b %ERRORLEVEL%

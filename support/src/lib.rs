@@ -600,6 +600,8 @@ pub fn zip_listing(zip: &Path, python_version: &str) -> String {
         ),
         (site, "pip and setuptools, from ensurepip", |rest| {
             rest.starts_with("anyfix")
+                || rest.starts_with("_anymatix")
+                || rest.starts_with("__pycache__/_anymatix")
         }),
         (
             "anymatix/python/include/python3.X/",

@@ -4,7 +4,7 @@
 //! - the command line and its commands: `commands/` (one module per subcommand);
 //! - the plan (`plan.rs`, pure: every step and its inputs) and the `runner` that carries it out;
 //! - the stages, each a module that runs its own steps: `fetch`, `install`, `repos`, `pip`,
-//!   `prune/`, `relocate`, `scripts`, `report/`, `archive`, `verify`, `publish`, `resolve`;
+//!   `prune/`, `relocate`, `packages/` (what the zip carries to manage its packages), `report/`, `archive`, `verify`, `publish`, `resolve`;
 //! - the ground floor: `platform`, `distribution` (distribution.yml), `system`, `layout`, `lock`,
 //!   `step` (what a step tells), `tools`, `http`, `process`, `progress` (the reporter),
 //!   `digest`, `units`, `tree`, `atomic`, `fingerprint`.
@@ -21,6 +21,7 @@ pub mod http;
 pub mod install;
 pub mod layout;
 pub mod lock;
+pub mod packages;
 pub mod pip;
 pub mod plan;
 pub mod platform;
@@ -33,7 +34,6 @@ pub mod report;
 pub mod repos;
 pub mod resolve;
 pub mod runner;
-pub mod scripts;
 pub mod step;
 pub mod system;
 pub mod tools;

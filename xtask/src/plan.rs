@@ -14,6 +14,7 @@ use crate::fetch::{FetchInstaller, Tag};
 use crate::install::{CondaInstall, InstallBase};
 use crate::layout::{Artifacts, Layout};
 use crate::lock::Lock;
+use crate::packages::{carried_indexes, PackageTools};
 use crate::pip::leave_out::LeaveOutPackages;
 use crate::pip::{self, PipInstall, PipRequest, Wanted, Wheelhouse, WriteFile};
 use crate::platform::Platform;
@@ -22,7 +23,6 @@ use crate::publish::Publish;
 use crate::relocate::Relocate;
 use crate::report::WriteManifest;
 use crate::repos::{self, CloneRepo, Mirror};
-use crate::scripts::HelperScript;
 pub use crate::step::{Describe, Stage};
 use crate::verify::{SmokeInstalled, Verify};
 
@@ -41,7 +41,7 @@ pub enum Step {
     Prune(Prune),
     Relocate(Relocate),
     CompileImported(CompileImported),
-    HelperScript(HelperScript),
+    PackageTools(PackageTools),
     WriteManifest(WriteManifest),
     Archive(Archive),
     Verify(Verify),
@@ -66,7 +66,7 @@ impl Step {
             Step::Prune(s) => s,
             Step::Relocate(s) => s,
             Step::CompileImported(s) => s,
-            Step::HelperScript(s) => s,
+            Step::PackageTools(s) => s,
             Step::WriteManifest(s) => s,
             Step::Archive(s) => s,
             Step::Verify(s) => s,
@@ -226,6 +226,15 @@ pub fn plan(
         tree: layout.tree.clone(),
         installed_at: layout.env_tree.clone(),
     }));
+    // Before the bytecode is compiled: every python of the zip imports the start-up rules.
+    steps.push(Step::PackageTools(PackageTools {
+        version: version.to_string(),
+        platform,
+        tree: layout.tree.clone(),
+        protected: distribution.protected_for(platform),
+        smoke: distribution.smoke.clone(),
+        indexes: carried_indexes(distribution, platform),
+    }));
     steps.push(Step::CompileImported(CompileImported {
         platform,
         tree: layout.tree.clone(),
@@ -234,10 +243,6 @@ pub fn plan(
         listing: layout.dist.join("imported-modules.txt"),
         bytecode_cache: layout.bytecode_cache.clone(),
         installed_at: layout.env_tree.clone(),
-    }));
-    steps.push(Step::HelperScript(HelperScript {
-        platform,
-        path: layout.tree.join(platform.helper_script_name()),
     }));
     steps.push(Step::WriteManifest(WriteManifest {
         version: version.to_string(),
@@ -577,7 +582,13 @@ mod tests {
                 ..Options::default()
             },
         );
-        let text: Vec<String> = offline.steps.iter().map(|s| s.to_string()).collect();
+        // The zip's pip configuration names the indexes for its users; the build reaches none.
+        let text: Vec<String> = offline
+            .steps
+            .iter()
+            .filter(|s| !matches!(s, Step::PackageTools(_)))
+            .map(|s| s.to_string())
+            .collect();
         let all = text.join("\n");
         assert!(!all.contains("https://pypi.example") && !all.contains("https://wheels.example"));
         assert!(all.contains("use the cached download of"), "{all}");

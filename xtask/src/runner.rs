@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::bytecode::BytecodeSummary;
 use crate::fetch::Miniforge;
 use crate::lock::{self, Lock};
+use crate::packages::ProtectedPackage;
 use crate::pip;
 use crate::pip::leave_out::LeftOut;
 use crate::plan::{Stage, Step};
@@ -66,6 +67,7 @@ impl Installed {
 pub struct Results {
     pub installed: Installed,
     pub left_out: Vec<LeftOut>,
+    pub protected: Vec<ProtectedPackage>,
     pub prune: Option<PruneReport>,
     pub relocation: Option<RelocationReport>,
     pub bytecode: Option<BytecodeSummary>,
@@ -85,6 +87,7 @@ impl Results {
             pip: installed.pip.as_ref().context("pip did not run")?,
             checkouts: &installed.checkouts,
             left_out: &self.left_out,
+            protected: &self.protected,
             prune: self.prune.as_ref().context("prune did not run")?,
             relocation: self.relocation.as_ref().context("relocate did not run")?,
             bytecode: self
@@ -127,7 +130,7 @@ fn dispatch(step: &Step, tools: &Tools, found: &mut Results) -> Result<()> {
         Step::Prune(s) => found.prune = Some(s.run(tools)?),
         Step::Relocate(s) => found.relocation = Some(s.run(tools)?),
         Step::CompileImported(s) => found.bytecode = Some(s.run(tools)?),
-        Step::HelperScript(s) => s.run()?,
+        Step::PackageTools(s) => found.protected = s.run(tools)?,
         Step::WriteManifest(s) => s.run(&found.findings()?)?,
         Step::Archive(s) => s.run(tools)?,
         Step::Verify(s) => s.run(tools)?,

@@ -28,7 +28,7 @@ use crate::units::human_bytes;
 mod chunks;
 mod deflate;
 mod entries;
-mod extract;
+pub mod extract;
 mod volumes;
 mod zipfile;
 

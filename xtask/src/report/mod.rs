@@ -13,6 +13,7 @@ use crate::bytecode::BytecodeSummary;
 use crate::distribution::normalise_package_name;
 use crate::fetch::Miniforge;
 use crate::fingerprint::Inputs;
+use crate::packages::ProtectedPackage;
 use crate::pip::leave_out::LeftOut;
 use crate::pip::{self, Package};
 use crate::platform::Platform;
@@ -33,6 +34,9 @@ pub struct BuildManifest {
     /// Installed packages the zip leaves out (`leave_out`), with what they held.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<LeftOut>,
+    /// The protected core: what no pip run by the zip's python may change (`protected`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protected: Vec<ProtectedPackage>,
     pub repos: Vec<Checkout>,
     /// What the zip holds besides this file: files (and links) and their bytes.
     pub contents: Contents,
@@ -55,6 +59,7 @@ pub struct Findings<'a> {
     pub pip: &'a pip::Installed,
     pub checkouts: &'a [Checkout],
     pub left_out: &'a [LeftOut],
+    pub protected: &'a [ProtectedPackage],
     pub prune: &'a PruneReport,
     pub relocation: &'a RelocationReport,
     pub bytecode: &'a BytecodeSummary,
@@ -91,6 +96,7 @@ impl WriteManifest {
                 .cloned()
                 .collect(),
             left_out: found.left_out.to_vec(),
+            protected: found.protected.to_vec(),
             repos: found.checkouts.to_vec(),
             contents: Contents { files, bytes },
             prune: found.prune.clone(),

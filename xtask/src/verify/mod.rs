@@ -290,14 +290,14 @@ const SMOKE_RUNNER: &str = include_str!("smoke_runner.py");
 const SMOKE_MARK: &str = "@@anymatix-smoke@@";
 
 #[derive(serde::Serialize)]
-struct SmokeStep {
+pub struct SmokeStep {
     name: String,
     code: String,
     args: Vec<String>,
 }
 
 /// The imports (a PNG and JPEG round trip after `PIL`) and the checks, in order.
-fn smoke_steps(smoke: &Smoke, scratch: &Path) -> Vec<SmokeStep> {
+pub fn smoke_steps(smoke: &Smoke, scratch: &Path) -> Vec<SmokeStep> {
     let mut steps = Vec::new();
     for module in &smoke.imports {
         let code = format!("import {module}");

@@ -1,7 +1,8 @@
 """Runs the smoke imports and checks of a build in one process, in order, each in a namespace of
 its own: as the product imports them (torch once, not once per check). Given a JSON list of
 {"name", "code", "args"}; says what it does on stdout in lines that start with MARK, and stops at
-the first failure, with its traceback. The build reads those lines (a process that dies without
+the first failure, with its traceback (with `--all`, as `packages.sh check` runs it from the zip,
+it goes on and exits 1 at the end). The build reads those lines (a process that dies without
 saying how a step ended is reported as crashing in the step it started last)."""
 
 import json
@@ -18,6 +19,8 @@ def say(event, name, **extra):
 
 def main():
     steps = json.loads(sys.argv[1])
+    keep_going = sys.argv[2:] == ["--all"]
+    failed = 0
     for step in steps:
         name = step["name"]
         say("start", name)
@@ -28,12 +31,18 @@ def main():
         except SystemExit as stop:
             if stop.code not in (None, 0):
                 say("failed", name, error="it exited with %r" % (stop.code,))
-                return 1
+                failed = 1
+                if not keep_going:
+                    return 1
+                continue
         except BaseException:
             say("failed", name, error=traceback.format_exc())
-            return 1
+            failed = 1
+            if not keep_going:
+                return 1
+            continue
         say("ok", name)
-    return 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 
 mod archive_cli;
 mod linkage;
+mod package_manager;
 mod packages;
 mod plans;
 mod portable;

@@ -145,7 +145,7 @@ const LAYERS: [&[&str]; 4] = [
         "fingerprint",
     ],
     &[
-        "fetch", "install", "repos", "pip", "prune", "relocate", "scripts", "report", "archive",
+        "fetch", "install", "repos", "pip", "prune", "relocate", "packages", "report", "archive",
         "verify", "publish", "resolve", "bytecode",
     ],
     &["plan", "runner"],

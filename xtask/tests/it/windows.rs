@@ -1,6 +1,6 @@
 //! Windows, for real where it runs here: pip's own launcher stubs rewritten to find their python
 //! relative to themselves (checked byte by byte on every host, then run under Wine from a folder
-//! with a space and an "é"), the helper script through Wine's cmd, and the tool itself built for
+//! with a space and an "é"), the package scripts through Wine's cmd, and the tool itself built for
 //! Windows running `archive` and `prune` under Wine.
 
 use std::path::{Path, PathBuf};
@@ -206,11 +206,9 @@ fn unpacked_windows_tree(dir: &Path) -> PathBuf {
     let unrewritten = std::fs::read(built.join("python/Scripts/tool.exe")).unwrap();
     stand_in_python(&built.join("python/python.exe"), false);
     stand_in_python(&built.join("python/pythonw.exe"), true);
-    write_file(
-        &built,
-        "install_package.bat",
-        xtask::scripts::helper_script(Platform::WindowsX86_64),
-    );
+    for (name, text) in xtask::packages::scripts(Platform::WindowsX86_64) {
+        write_file(&built, name, text);
+    }
     relocate_windows(&built);
     write_file(&built, "python/Scripts/unrewritten.exe", unrewritten);
     let zip = dir.join("anymatix.zip");
@@ -275,23 +273,56 @@ fn rewritten_launchers_run_under_wine_wherever_the_zip_is_unpacked() {
 }
 
 #[test]
-fn the_helper_script_runs_through_wines_cmd() {
+fn the_package_scripts_run_through_wines_cmd() {
     if let Some(reason) = windows::wine_missing() {
         eprintln!("{reason}");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let root = unpacked_windows_tree(dir.path());
-    let script = wine_path(&root.join("install_package.bat"));
-    // From another folder, as a user would run it.
-    let out = wine(Path::new("cmd"), &["/c", &script, "--help"], dir.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ran = recorded_run(&root.join("python/python.exe")).expect("the script started python");
-    assert_eq!(ran[1..], ["-s", "-m", "pip", "install", "--help"]);
+    let tool = wine_path(&root.join("tools/packages.py"));
+    // From another folder, as a user would run them, with an argument that holds a space and
+    // an "é" (quoted on the command line).
+    for (script, args, expected) in [
+        (
+            "packages.bat",
+            vec!["list"],
+            vec!["-s", tool.as_str(), "list"],
+        ),
+        (
+            "install_package.bat",
+            vec!["numpy~=1.26", "-r", "C:\\my nodes é\\requirements.txt"],
+            vec![
+                "-s",
+                tool.as_str(),
+                "install",
+                "numpy~=1.26",
+                "-r",
+                "C:\\my nodes é\\requirements.txt",
+            ],
+        ),
+    ] {
+        let python = root.join("python/python.exe");
+        let _ = std::fs::remove_file(python.with_file_name("ran-python.exe.txt"));
+        let path = wine_path(&root.join(script));
+        // `call` first: cmd /c drops the first and last quote of a line that starts with one.
+        let mut cmd_args = vec!["/c", "call", path.as_str()];
+        cmd_args.extend(args.iter().copied());
+        let out = wine(Path::new("cmd"), &cmd_args, dir.path());
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ran = recorded_run(&python).unwrap_or_else(|| {
+            panic!(
+                "{script} did not start python: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(ran[1..], expected, "{script}");
+    }
 }
 
 /// The tool itself, built for Windows (`cargo build --target x86_64-pc-windows-gnu`, as .ci/run
@@ -503,11 +534,9 @@ fn a_windows_prefix_of_real_wheels_prunes_relocates_and_zips() {
         "conda-meta/history",
         format!("# cmd: Miniforge3.exe /S /D={BUILD}\\python\n"),
     );
-    write_file(
-        &root,
-        "install_package.bat",
-        xtask::scripts::helper_script(Platform::WindowsX86_64),
-    );
+    for (name, text) in xtask::packages::scripts(Platform::WindowsX86_64) {
+        write_file(&root, name, text);
+    }
     let mut scripts = 0;
     for spec in ["pillow==13.0.0", "numpy==2.4.6", "torch==2.11.0"] {
         let wheel = windows_wheel(dir.path(), spec);

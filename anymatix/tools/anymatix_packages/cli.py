@@ -1,0 +1,311 @@
+"""The command line of packages.sh / packages.bat."""
+
+import os
+import subprocess
+import sys
+
+from . import states
+from .changes import Session
+from .check import run_check
+from .environment import Environment, PackagesError, canonical
+from .history import History, describe_changes
+
+USAGE = """usage: {script} COMMAND [ARGUMENTS]
+
+Adds and removes Python packages in this portable anymatix environment without breaking it:
+the packages ComfyUI depends on are protected, every change is recorded, and undo brings back
+the exact state before a change, offline.
+
+commands:
+  install ARGS...     install with pip: any `pip install` arguments, e.g.
+                        {script} install opencv-python
+                        {script} install -r ComfyUI/custom_nodes/SomeNode/requirements.txt
+                      --unprotect NAME lets this one install change the protected package NAME
+  uninstall NAME...   remove packages (protected ones only with --unprotect NAME)
+  list                the protected packages, then what was added since the zip was made
+  history             every change, newest first
+  undo [N]            back to the state before the last N changes (default 1)
+  check               pip check and the zip's own import checks: exit status 0 when all pass
+  keep [N]            how many changes undo can go back through (default 5; 0 keeps none)
+
+The protection holds for every pip this environment's python runs (ComfyUI-Manager's too):
+a request for another version of a protected package is refused, and nothing changes.
+"""
+
+
+def main(argv):
+    env_script = "packages.bat" if os.name == "nt" else "packages.sh"
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE.format(script=env_script))
+        return 0 if argv else 2
+    command, args = argv[0], argv[1:]
+    handlers = {
+        "install": install,
+        "uninstall": uninstall,
+        "list": list_packages,
+        "history": show_history,
+        "undo": undo,
+        "check": check,
+        "keep": keep,
+    }
+    if command not in handlers:
+        sys.stderr.write(
+            "error: unknown command `%s`: the commands are %s (see `%s --help`)\n"
+            % (command, ", ".join(handlers), env_script)
+        )
+        return 2
+    try:
+        return handlers[command](Environment(), args)
+    except PackagesError as e:
+        sys.stderr.write("error: %s\n" % e)
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # `packages.sh history | head`: the reader has what it wanted.
+        sys.stdout = open(os.devnull, "w")
+        return 0
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def take_unprotect(args):
+    """Splits `--unprotect NAME` (or --unprotect=NAME, any number) from the other arguments."""
+    names, rest = [], []
+    it = iter(args)
+    for arg in it:
+        if arg == "--unprotect":
+            name = next(it, None)
+            if name is None:
+                raise PackagesError("--unprotect needs a package name")
+            names.append(name)
+        elif arg.startswith("--unprotect="):
+            names.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return names, rest
+
+
+def install(env, args):
+    if any(a in ("-h", "--help") for a in args):
+        say("usage: %s install [--unprotect NAME] PIP-INSTALL-ARGUMENTS...\n" % env.script())
+        return subprocess.call([env.python, "-s", "-m", "pip", "install", "--help"])
+    unprotect, pip_args = take_unprotect(args)
+    if not pip_args:
+        raise PackagesError("install what? e.g. `%s install opencv-python`" % env.script())
+    with Session(env, say) as session:
+        status, refusal = session.change(
+            "install", ["install"] + pip_args, ["install"] + pip_args, unprotect, say
+        )
+    if refusal:
+        sys.stderr.write(refusal + "\n")
+    return status
+
+
+def uninstall(env, args):
+    unprotect, names = take_unprotect(args)
+    if not names or any(n.startswith("-") for n in names):
+        raise PackagesError("uninstall takes package names, e.g. `%s uninstall opencv-python`" % env.script())
+    protected = env.protected_names()
+    lifted = {canonical(n) for n in unprotect}
+    refused = [protected[canonical(n)] for n in names if canonical(n) in protected and canonical(n) not in lifted]
+    if refused:
+        raise PackagesError(
+            "refused: %s %s protected (the environment's ComfyUI depends on %s). Nothing was "
+            "changed. To remove it deliberately (`%s undo` brings it back): %s uninstall %s %s"
+            % (", ".join(refused), "is" if len(refused) == 1 else "are",
+               "it" if len(refused) == 1 else "them", env.script(), env.script(),
+               " ".join("--unprotect %s" % n for n in refused), " ".join(names))
+        )
+    with Session(env, say) as session:
+        status, _ = session.change(
+            "uninstall", ["uninstall", "-y"] + names, ["uninstall"] + names, unprotect, say
+        )
+    return status
+
+
+def settle(env):
+    """Opens a session and closes it: a change made outside this tool since its last run is
+    recorded now. Where the folder cannot be written, the history is shown as it is."""
+    try:
+        with Session(env, say):
+            pass
+    except PackagesError as e:
+        if "cannot write in" not in str(e):
+            raise
+
+
+def list_packages(env, args):
+    no_arguments("list", args)
+    settle(env)
+    installed = env.installed()
+    shipped = env.shipped()
+    protected = env.protected()
+    say("Protected (what the environment's ComfyUI depends on; see `%s --help`):" % env.script())
+    for name, version, why in protected:
+        found = installed.get(canonical(name))
+        now = found[1] if found else "not installed"
+        note = "" if now == version else "  (the zip has %s: run `%s check`)" % (version, env.script())
+        say("  %-32s %-20s protected%s" % (name, now, note))
+    if not protected:
+        say("  (none)")
+    added_when = added_dates(env)
+    added = [v for k, v in sorted(installed.items()) if k not in shipped]
+    changed = [
+        (v[0], shipped[k], v[1])
+        for k, v in sorted(installed.items())
+        if k in shipped and shipped[k] != v[1] and k not in env.protected_names()
+    ]
+    removed = [k for k in sorted(shipped) if k not in installed]
+    say("")
+    say("Added since the zip was made:")
+    for name, version in added:
+        say("  %-32s %-20s %s" % (name, version, added_when.get(canonical(name), "")))
+    if not added:
+        say("  (nothing)")
+    if changed:
+        say("Changed since the zip was made:")
+        for name, was, now in changed:
+            say("  %-32s %-20s (the zip had %s)" % (name, now, was))
+    if removed:
+        say("Removed since the zip was made: %s" % ", ".join(removed))
+    say("")
+    say(states_summary(env))
+    return 0
+
+
+def added_dates(env):
+    """{canonical name: when it was last added or changed}, from the history."""
+    when = {}
+    for entry in read_history(env).entries:
+        if entry.get("undone_by"):
+            continue
+        for kind in ("added", "upgraded", "downgraded"):
+            for item in entry.get("changes", {}).get(kind, []):
+                when[canonical(item[0])] = "%s (#%d)" % (entry["when"][:16].replace("T", " "), entry["id"])
+    return when
+
+
+def read_history(env):
+    """The history as it is on disk, without taking the lock (reading never changes anything)."""
+    id_file = os.path.join(env.prefix, "anymatix-environment-id")
+    try:
+        with open(id_file, encoding="ascii") as f:
+            environment_id = f.read().strip()
+    except FileNotFoundError:
+        environment_id = None
+    return History(env.state_dir, environment_id)
+
+
+def states_summary(env):
+    history = read_history(env)
+    folder = os.path.join(env.state_dir, "states")
+    kept = [os.path.join(folder, str(s)) for s in sorted(history.states) if os.path.isdir(os.path.join(folder, str(s)))]
+    keep = 5 if history.keep is None else history.keep
+    if not kept:
+        return "No states kept yet (one is kept at the first change; undo goes back through the last %d changes)." % keep
+    held = states.held_bytes(kept, states.walk(env.prefix))
+    return (
+        "States kept for undo: %d, holding %s of disk beyond the environment itself; undo goes "
+        "back through the last %d changes (`%s keep N` changes that)."
+        % (len(kept), human(held), keep, env.script())
+    )
+
+
+def human(count):
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return ("%d %s" if unit == "bytes" else "%.1f %s") % (count, unit)
+        count /= 1000.0
+
+
+def show_history(env, args):
+    no_arguments("history", args)
+    settle(env)
+    history = read_history(env)
+    shown = 0
+    for entry in reversed(history.entries):
+        if entry["kind"] == "outside" and not entry.get("changed"):
+            continue
+        shown += 1
+        say(history_line(entry))
+        for part in describe_changes(entry.get("changes", {})):
+            say("      " + part)
+        if entry["kind"] == "outside" and entry.get("changed") and not entry.get("changes"):
+            files = entry.get("files", [])
+            say("      files changed: %s%s" % (", ".join(files[:5]), " ..." if len(files) > 5 else ""))
+    if not shown:
+        say("No changes yet.")
+    return 0
+
+
+def history_line(entry):
+    when = entry["when"][:16].replace("T", " ")
+    kind = entry["kind"]
+    if kind == "found":
+        what = "the environment as %s first found it" % ("packages.sh" if os.name != "nt" else "packages.bat")
+    elif kind == "outside":
+        what = "changed outside this tool (ComfyUI-Manager, or pip run by hand)"
+    elif kind == "undo":
+        what = "undo %s (back to before #%s)" % (
+            entry["asked"][1] if len(entry.get("asked", [])) > 1 else "1",
+            min(entry.get("undoes", [0])),
+        )
+    else:
+        what = " ".join(entry.get("asked", []))
+        if entry.get("unprotected"):
+            what += "  (unprotected: %s)" % ", ".join(entry["unprotected"])
+    status = entry.get("status", "")
+    notes = [status] if status not in ("done",) else []
+    if entry.get("undone_by"):
+        notes.append("undone by #%d" % entry["undone_by"])
+    if kind in ("install", "uninstall") and not entry.get("changed") and status == "done":
+        notes.append("nothing changed")
+    return "#%-3d %s  %s%s" % (entry["id"], when, what, ("  [%s]" % ", ".join(notes)) if notes else "")
+
+
+def undo(env, args):
+    if len(args) > 1 or (args and not args[0].isdigit()):
+        raise PackagesError("undo takes one number, the changes to undo (default 1), e.g. `%s undo 2`" % env.script())
+    steps = int(args[0]) if args else 1
+    with Session(env, say) as session:
+        entry, elapsed = session.undo(steps)
+    say("Undid %s in %.1f s." % (", ".join("#%d" % i for i in entry["undoes"]), elapsed))
+    for part in describe_changes(entry.get("changes", {})):
+        say("  " + part)
+    return 0
+
+
+def check(env, args):
+    no_arguments("check", args)
+    failures = run_check(env, say)
+    say("")
+    if failures:
+        say("%d problem%s:" % (len(failures), "" if len(failures) == 1 else "s"))
+        for failure in failures:
+            say("  " + failure)
+        say("`%s history` shows what changed; `%s undo` goes back one change." % (env.script(), env.script()))
+        return 1
+    say("The environment is healthy.")
+    return 0
+
+
+def keep(env, args):
+    if len(args) > 1 or (args and not args[0].isdigit()):
+        raise PackagesError("keep takes one number, e.g. `%s keep 10`" % env.script())
+    if not args:
+        history = read_history(env)
+        say("undo goes back through the last %d changes" % (5 if history.keep is None else history.keep))
+        return 0
+    with Session(env, say) as session:
+        session.set_keep(int(args[0]))
+    say("undo now goes back through the last %s changes" % args[0])
+    return 0
+
+
+def no_arguments(command, args):
+    if args:
+        raise PackagesError("%s takes no arguments (got %s)" % (command, " ".join(args)))

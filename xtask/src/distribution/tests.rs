@@ -1,0 +1,271 @@
+//! Unit tests of distribution.yml: parsing, merging per platform, and the errors that name
+//! their key.
+use super::*;
+
+fn parse(text: &str) -> Result<Distribution> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("distribution.yml");
+    fs_err::write(&path, text).unwrap();
+    Distribution::load(&path)
+}
+
+#[test]
+fn minimal_manifest_takes_defaults() {
+    let m = parse("python_packages: [pillow]\n").unwrap();
+    assert_eq!(m.installer.release, Release::Latest);
+    assert_eq!(m.installer.base_url, DEFAULT_MINIFORGE_BASE_URL);
+    assert_eq!(m.python_packages_for(Platform::LinuxX86_64), ["pillow"]);
+}
+
+#[test]
+fn unknown_key_names_file_and_line() {
+    let err = parse("python_packages: [pillow]\nrepos: []\npip:\n  index: x\n").unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("distribution.yml"), "{msg}");
+    assert!(msg.contains("unknown field `index`"), "{msg}");
+    assert!(msg.contains("line 4"), "{msg}");
+}
+
+#[test]
+fn unknown_platform_key_names_line_and_lists_valid_ones() {
+    let err = parse("platforms:\n  linux-x86_64: {}\n  beos-x86: {}\n").unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("beos-x86"), "{msg}");
+    assert!(msg.contains("windows-x86_64"), "{msg}");
+    assert!(msg.contains("line 3"), "{msg}");
+}
+
+#[test]
+fn bad_yaml_names_the_line() {
+    let err = parse("python_packages: [pillow\nrepos: []\n").unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("distribution.yml") && msg.contains("line"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_file_is_named() {
+    let err = Distribution::load(Path::new("/nonexistent/distribution.yml")).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("manifest not found: /nonexistent/distribution.yml"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn repo_paths_must_stay_inside() {
+    let text = "repos:\n  - {name: a, url: u, rev: main, path: ../evil}\n";
+    let msg = format!("{:#}", parse(text).unwrap_err());
+    assert!(msg.contains("repo `a`: bad path `../evil`"), "{msg}");
+}
+
+#[test]
+fn platform_sections_add_to_shared_lists() {
+    let m = parse(
+        "python_packages: [pillow]\nconda_packages: [zlib]\nplatforms:\n  macos-x86_64:\n    python_packages: [torch==2.2.2]\n    conda_packages: [python=3.12]\n    pip_args: [--prefer-binary]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        m.python_packages_for(Platform::MacosX86_64),
+        ["pillow", "torch==2.2.2"]
+    );
+    assert_eq!(
+        m.conda_packages_for(Platform::MacosX86_64),
+        ["zlib", "python=3.12"]
+    );
+    assert_eq!(m.pip_args_for(Platform::MacosX86_64), ["--prefer-binary"]);
+    assert_eq!(m.python_packages_for(Platform::LinuxX86_64), ["pillow"]);
+}
+
+#[test]
+fn relative_find_links_resolve_beside_the_manifest() {
+    let m = parse("pip:\n  find_links: [wheels, 'https://example.invalid/w']\n").unwrap();
+    assert!(
+        m.pip.find_links[0].ends_with("/wheels"),
+        "{:?}",
+        m.pip.find_links
+    );
+    assert!(Path::new(&m.pip.find_links[0]).is_absolute());
+    assert_eq!(m.pip.find_links[1], "https://example.invalid/w");
+}
+
+#[test]
+fn release_is_latest_or_a_tag() {
+    let m = parse("installer:\n  release: 26.3.2-3\n").unwrap();
+    assert_eq!(m.installer.release, Release::Tag("26.3.2-3".into()));
+    assert!(parse("installer:\n  release: 'a b'\n").is_err());
+}
+
+#[test]
+fn anything_that_would_reach_a_program_as_an_option_is_refused() {
+    for (text, key) in [
+        (
+            "python_packages: ['--index-url=https://evil.example/simple']\n",
+            "python_packages",
+        ),
+        (
+            "platforms: {macos-arm64: {python_packages: [' -e.']}}\n",
+            "platforms.macos-arm64.python_packages",
+        ),
+        ("conda_packages: [--override-channels]\n", "conda_packages"),
+        (
+            "pip: {extra_index_urls: ['--trusted-host=x']}\n",
+            "pip.extra_index_urls",
+        ),
+        (
+            "repos: [{name: a, url: '--upload-pack=touch /tmp/x', rev: main, path: a}]\n",
+            "repos `a`: url",
+        ),
+        (
+            "repos: [{name: a, url: 'file:///r', rev: '--output=x', path: a}]\n",
+            "repos `a`: rev",
+        ),
+    ] {
+        let msg = format!("{:#}", parse(text).unwrap_err());
+        assert!(
+            msg.contains(key) && msg.contains("starts with `-`"),
+            "{text}: {msg}"
+        );
+    }
+    // pip_args are options on purpose.
+    assert!(parse("platforms: {linux-x86_64: {pip_args: [--prefer-binary]}}\n").is_ok());
+}
+
+#[test]
+fn smoke_checks_and_commands_are_read_and_checked() {
+    let m = parse(
+        "smoke:\n  imports: [torch]\n  checks:\n    - {name: sees torch, code: 'assert True'}\n  commands:\n    - name: starts\n      run: ['{python}', '-s', main.py, --quick-test-for-ci]\n      cwd: ComfyUI\n      fail_on: [IMPORT FAILED]\n",
+    )
+    .unwrap();
+    assert_eq!(m.smoke.checks[0].name, "sees torch");
+    let command = &m.smoke.commands[0];
+    assert_eq!(command.run[0], "{python}");
+    assert_eq!(
+        command.timeout, 600,
+        "a default that a slow first start fits in"
+    );
+    assert_eq!(command.fail_on, ["IMPORT FAILED"]);
+    for bad in [
+        "smoke: {commands: [{name: x, run: []}]}\n",
+        "smoke: {commands: [{name: x, run: [a], cwd: ../out}]}\n",
+        "smoke: {commands: [{name: x, run: [a], timeout: 0}]}\n",
+        "smoke: {checks: [{name: x, code: ''}]}\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_ceiling_names_only_what_its_platform_has() {
+    let m = parse("platforms: {linux-x86_64: {requires_at_most: {glibc: '2.28'}}}\n").unwrap();
+    assert_eq!(
+        m.requires_at_most(Platform::LinuxX86_64).glibc,
+        Some("2.28".parse().unwrap())
+    );
+    assert!(m.requires_at_most(Platform::MacosArm64).glibc.is_none());
+    let msg = format!(
+        "{:#}",
+        parse("platforms: {macos-arm64: {requires_at_most: {glibc: '2.28'}}}\n").unwrap_err()
+    );
+    assert!(
+        msg.contains("`glibc` does not apply to macos-arm64"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn leave_out_takes_names_or_names_with_reasons_per_platform() {
+    let m = parse(
+        "leave_out:\n  - Foo_Bar\n  - {name: baz.media, reason: 'only previews'}\n\
+         platforms:\n  linux-x86_64:\n    leave_out: [qux]\n",
+    )
+    .unwrap();
+    let linux = m.leave_out_for(Platform::LinuxX86_64);
+    let names: Vec<(&str, &str, Option<&str>)> = linux
+        .iter()
+        .map(|l| {
+            (
+                l.key.as_str(),
+                l.entry.name.as_str(),
+                l.entry.reason.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("leave_out", "Foo_Bar", None),
+            ("leave_out", "baz.media", Some("only previews")),
+            ("platforms.linux-x86_64.leave_out", "qux", None),
+        ]
+    );
+    assert_eq!(m.leave_out_for(Platform::MacosArm64).len(), 2);
+    assert_eq!(normalise_package_name("Foo__Bar.baz"), "foo-bar-baz");
+
+    for (bad, says) in [
+        (
+            "leave_out: ['torch==2.0']\n",
+            "leave_out: `torch==2.0` is not a package name",
+        ),
+        (
+            "leave_out: [{name: a, why: b}]\n",
+            "a package name, or {name: NAME",
+        ),
+        (
+            "leave_out: [foo]\nplatforms: {macos-arm64: {leave_out: [FOO]}}\n",
+            "platforms.macos-arm64.leave_out: `FOO` is already left out under leave_out",
+        ),
+    ] {
+        let msg = format!("{:#}", parse(bad).unwrap_err());
+        assert!(msg.contains(says), "{bad}: {msg}");
+    }
+}
+
+#[test]
+fn versions_must_be_file_name_safe() {
+    assert!(check_version("0.1.0").is_ok());
+    assert!(check_version("1.0.0-rc.1+build5").is_ok());
+    assert!(check_version("1.0/evil").is_err());
+    assert!(check_version("").is_err());
+}
+
+#[test]
+fn protected_merges_the_shared_names_with_the_platforms() {
+    let m = parse(
+        "protected: [torch, torchvision]\nplatforms:\n  windows-x86_64:\n    protected: [Triton_Windows]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        m.protected_for(Platform::WindowsX86_64),
+        [
+            ("protected".to_string(), "torch".to_string()),
+            ("protected".to_string(), "torchvision".to_string()),
+            (
+                "platforms.windows-x86_64.protected".to_string(),
+                "Triton_Windows".to_string()
+            ),
+        ]
+    );
+    assert_eq!(m.protected_for(Platform::LinuxAarch64).len(), 2);
+
+    for (bad, says) in [
+        (
+            "protected: ['torch==2.11.0']\n",
+            "protected: `torch==2.11.0` is not a package name",
+        ),
+        (
+            "protected: [torch]\nplatforms: {macos-arm64: {protected: [Torch]}}\n",
+            "platforms.macos-arm64.protected: `Torch` is already protected under protected",
+        ),
+        (
+            "protected: [torch]\nplatforms: {linux-x86_64: {leave_out: [torch]}}\n",
+            "protected: `torch` is protected, yet platforms.linux-x86_64.leave_out leaves it out",
+        ),
+    ] {
+        let error = format!("{:#}", parse(bad).unwrap_err());
+        assert!(error.contains(says), "{bad}: {error}");
+    }
+}

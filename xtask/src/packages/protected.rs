@@ -1,0 +1,148 @@
+//! The protected core of a zip: the packages `protected` names, and every package one of them
+//! pins with `==` (torch pins its CUDA libraries and triton, for one), each at the exact version
+//! installed in the zip's tree, as the tree's own python reads the metadata (markers evaluated as
+//! pip evaluates them). A protected name that is not installed is an error naming its key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use xshell::cmd;
+
+use crate::tools::Tools;
+
+/// One protected package, for manifest.json and the zip's tools.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtectedPackage {
+    pub name: String,
+    pub version: String,
+    /// `named in protected`, or which protected package pins it.
+    pub why: String,
+}
+
+/// Given argv[1], a JSON list of [key, name], prints the protected packages (with the files of
+/// each that the tree holds, and their sizes) and the site dir.
+const CLOSURE: &str = r#"import json, os, re, sys, sysconfig
+from importlib.metadata import distributions
+try:
+    from pip._vendor.packaging.requirements import Requirement
+except ImportError:
+    from packaging.requirements import Requirement
+
+def canon(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+installed = {}
+for dist in distributions():
+    if dist.metadata["Name"]:
+        installed.setdefault(canon(dist.metadata["Name"]), dist)
+queue = [(canon(name), "named in " + key, key, name) for key, name in json.loads(sys.argv[1])]
+seen, protected, missing = set(), [], []
+while queue:
+    key, why, given_under, given = queue.pop(0)
+    if key in seen:
+        continue
+    seen.add(key)
+    dist = installed.get(key)
+    if dist is None:
+        missing.append([given_under, given])
+        continue
+    name, version = dist.metadata["Name"], dist.version
+    files = []
+    for file in dist.files or []:
+        path = file.locate()
+        if "__pycache__" not in file.parts and os.path.isfile(path):
+            files.append([file.as_posix(), os.path.getsize(path)])
+    protected.append([name, version, why, files])
+    for text in dist.requires or []:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        pinned = any(s.operator in ("==", "===") and "*" not in s.version for s in req.specifier)
+        if pinned and canon(req.name) in installed:
+            queue.append((canon(req.name), "%s %s pins it" % (name, version), "", req.name))
+print(json.dumps({"site": sysconfig.get_paths()["purelib"], "protected": protected,
+                  "missing": missing}))
+"#;
+
+/// A package's files, as its RECORD names them, with their sizes.
+type HeldFiles = Vec<(String, u64)>;
+
+#[derive(Debug, Deserialize)]
+struct Closure {
+    site: PathBuf,
+    /// (name, version, why, files held with their sizes)
+    protected: Vec<(String, String, String, HeldFiles)>,
+    /// (key, name) of the names that are not installed.
+    missing: Vec<(String, String)>,
+}
+
+/// The protected core of the tree whose python is `python`.
+pub fn protected_closure(
+    tools: &Tools,
+    python: &Path,
+    named: &[(String, String)],
+    platform: impl std::fmt::Display,
+) -> Result<ProtectedCore> {
+    let named_json = serde_json::to_string(named)?;
+    let sh = &tools.sh;
+    let out = cmd!(sh, "{python} -s -c {CLOSURE} {named_json}")
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env("PYTHONNOUSERSITE", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .quiet()
+        .read()
+        .with_context(|| format!("cannot ask {} what is installed", python.display()))?;
+    let found: Closure = serde_json::from_str(&out)
+        .with_context(|| format!("the protected packages, as python told them: {out}"))?;
+    let missing: Vec<String> = found
+        .missing
+        .iter()
+        .filter(|(key, _)| !key.is_empty())
+        .map(|(key, name)| format!("{key}: `{name}` is not installed for {platform}"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "cannot protect packages the zip does not hold:\n  {}\n(protect only what \
+             python_packages installs on that platform)",
+            missing.join("\n  ")
+        );
+    }
+    let mut protected = Vec::new();
+    let mut files = BTreeMap::new();
+    for (name, version, why, held) in found.protected {
+        files.insert(name.clone(), held);
+        protected.push(ProtectedPackage { name, version, why });
+    }
+    protected.sort_by_key(|p| p.name.to_lowercase());
+    Ok(ProtectedCore {
+        site: found.site,
+        protected,
+        files,
+    })
+}
+
+/// The protected core of a tree.
+pub struct ProtectedCore {
+    /// The tree's site-packages.
+    pub site: PathBuf,
+    pub protected: Vec<ProtectedPackage>,
+    /// Name → the files of it the zip holds (as its RECORD names them, from site-packages) and
+    /// their sizes: what `packages.sh check` finds again.
+    pub files: BTreeMap<String, HeldFiles>,
+}
+
+/// `tools/protected.txt`: a pip constraints file.
+pub fn constraints(protected: &[ProtectedPackage]) -> String {
+    let mut text = String::from(
+        "# The protected core of this anymatix environment, written by the build: every pip that\n\
+         # this environment's python runs keeps these packages at these versions (see\n\
+         # `packages.sh --help` or `packages.bat --help` to change one deliberately).\n",
+    );
+    for p in protected {
+        text.push_str(&format!("{}=={}\n", p.name, p.version));
+    }
+    text
+}

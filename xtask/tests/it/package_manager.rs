@@ -1,0 +1,769 @@
+//! Package management in the unpacked zip, through its real entry points (`packages.sh`,
+//! `install_package.sh`, `python -m pip`, a pip started by a python as ComfyUI-Manager starts
+//! it): the protected core refused at another version however pip is run, `--unprotect`, exact
+//! undo (file by file, after a kill, after a move), `check`, `list` and `history`, the user's
+//! own site-packages kept out, and one change at a time. One stand-in build per test binary;
+//! each test unpacks its own copy into a folder with a space and an "é".
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_yaml_ng::Value;
+use support::wheels::{build_wheel, WheelSpec};
+use support::{host_platform, stderr, world};
+
+struct Built {
+    _dir: tempfile::TempDir,
+    zip: PathBuf,
+    /// Wheels for installs after the build: other versions of the protected packages, a
+    /// package that needs an older one, and packages nobody protects.
+    wheels: PathBuf,
+    /// The world's wheelhouse, with what the zip was built from.
+    world_wheels: PathBuf,
+}
+
+fn spec<'a>(name: &'a str, version: &'a str, requires: &'a [&'a str]) -> WheelSpec<'a> {
+    WheelSpec {
+        name,
+        version,
+        requires,
+        files: &[],
+        console_scripts: &[],
+    }
+}
+
+fn module_wheel(dir: &Path, name: &str, version: &str, requires: &[&str]) {
+    let module = name.replace('-', "_");
+    let init = format!("{module}/__init__.py");
+    let text = format!("VERSION = '{version}'\n");
+    build_wheel(
+        dir,
+        &WheelSpec {
+            files: &[(init.as_str(), text.as_bytes())],
+            ..spec(name, version, requires)
+        },
+    );
+}
+
+/// A stand-in zip that protects anyfix-native and anyfix-core (which pins anyfix-pin).
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let w = world();
+        let dir = tempfile::tempdir().unwrap();
+        let (server, manifest, copies) = w.private_sources(dir.path());
+        let wheelhouse = copies.join("wheelhouse");
+        module_wheel(&wheelhouse, "anyfix-core", "1.0.0", &["anyfix-pin==1.0.0"]);
+        module_wheel(&wheelhouse, "anyfix-pin", "1.0.0", &[]);
+        let mut doc: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        doc["python_packages"]
+            .as_sequence_mut()
+            .unwrap()
+            .push(Value::from("anyfix-core"));
+        doc["protected"] = serde_yaml_ng::from_str("[anyfix-native, anyfix_core]").unwrap();
+        std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+        let out = dir.path().join("out");
+        let built = support::portable(&manifest, &out, "0.0.0-test", &[]);
+        assert!(built.status.success(), "{}", stderr(&built));
+        drop(server);
+        let zip = out.join(format!(
+            "anymatix-0.0.0-test-{}.zip",
+            host_platform().name()
+        ));
+
+        let wheels = dir.path().join("later wheels");
+        std::fs::create_dir_all(&wheels).unwrap();
+        module_wheel(&wheels, "anyfix-native", "0.9.0", &[]);
+        module_wheel(&wheels, "anyfix-pin", "0.5.0", &[]);
+        module_wheel(&wheels, "needs-old", "1.0", &["anyfix-native<1"]);
+        module_wheel(&wheels, "addon", "1.0", &[]);
+        module_wheel(&wheels, "addon", "2.0", &[]);
+        module_wheel(&wheels, "addon-friend", "1.0", &["addon>=2"]);
+        // Big enough that a kill lands while pip is still writing it.
+        let bulk: Vec<(String, Vec<u8>)> = (0..3000)
+            .map(|i| (format!("bulky/part{i:04}.py"), support::noise(2048, i)))
+            .collect();
+        let files: Vec<(&str, &[u8])> = bulk
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_slice()))
+            .collect();
+        build_wheel(
+            &wheels,
+            &WheelSpec {
+                files: &files,
+                ..spec("bulky", "1.0", &[])
+            },
+        );
+        Built {
+            zip,
+            wheels,
+            world_wheels: wheelhouse,
+            _dir: dir,
+        }
+    })
+}
+
+/// The zip unpacked into `dir/unpacked é x/`; returns its `anymatix/`.
+fn unpack(dir: &Path) -> PathBuf {
+    let home = dir.join("unpacked é x");
+    xtask::archive::extract::extract(&built().zip, &home, 2).unwrap();
+    home.join("anymatix")
+}
+
+/// Runs a program of the unpacked zip as a user would: from another folder, HOME of its own,
+/// no PIP_* or PYTHON* variables of this machine, packages from the test's wheelhouses only.
+fn run(program: &Path, args: &[&str], home: &Path) -> Output {
+    let mut cmd = command(program, args, home);
+    cmd.output().unwrap()
+}
+
+fn command(program: &Path, args: &[&str], home: &Path) -> Command {
+    let b = built();
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(home);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("PIP_") || key.starts_with("PYTHON") || key == "VIRTUAL_ENV" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("HOME", home)
+        .env("PIP_NO_INDEX", "1")
+        .env(
+            "PIP_FIND_LINKS",
+            format!("{} {}", url(&b.wheels), url(&b.world_wheels)),
+        )
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
+    cmd
+}
+
+/// A folder as pip's space-separated variables take it.
+fn url(path: &Path) -> String {
+    format!("file://{}", path.display()).replace(' ', "%20")
+}
+
+fn packages(root: &Path, args: &[&str], home: &Path) -> Output {
+    run(&root.join("packages.sh"), args, home)
+}
+
+fn python(root: &Path) -> PathBuf {
+    root.join("python/bin/python3")
+}
+
+/// Every file and link of python/ with its sha256 (bytecode aside: Python writes it as it
+/// imports), and what pip freeze says.
+fn fingerprint(root: &Path, home: &Path) -> (BTreeMap<String, String>, String) {
+    let prefix = root.join("python");
+    let mut files = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(&prefix) {
+        let entry = entry.unwrap();
+        let rel = entry
+            .path()
+            .strip_prefix(&prefix)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.contains("__pycache__") || rel == "anymatix-environment-id" {
+            continue;
+        }
+        let kind = if entry.path_is_symlink() {
+            format!(
+                "link {}",
+                std::fs::read_link(entry.path()).unwrap().display()
+            )
+        } else if entry.file_type().is_file() {
+            support::sha256_hex(&std::fs::read(entry.path()).unwrap())
+        } else {
+            "dir".into()
+        };
+        files.insert(rel, kind);
+    }
+    let freeze = run(&python(root), &["-m", "pip", "freeze", "--all"], home);
+    assert!(freeze.status.success(), "{}", stderr(&freeze));
+    (files, String::from_utf8_lossy(&freeze.stdout).into_owned())
+}
+
+fn text(out: &Output) -> String {
+    stderr(out)
+}
+
+#[test]
+fn the_zip_carries_the_protected_core_at_the_versions_the_build_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap())
+            .unwrap();
+    let protected: Vec<(String, String, String)> = manifest["protected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+                p["why"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        protected,
+        [
+            (
+                "anyfix-core".into(),
+                "1.0.0".into(),
+                "named in protected".into()
+            ),
+            (
+                "anyfix-native".into(),
+                "1.0.0".into(),
+                "named in protected".into()
+            ),
+            (
+                "anyfix-pin".into(),
+                "1.0.0".into(),
+                "anyfix-core 1.0.0 pins it".into()
+            ),
+        ]
+    );
+    let constraints = std::fs::read_to_string(root.join("tools/protected.txt")).unwrap();
+    let pins: Vec<&str> = constraints
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        pins,
+        [
+            "anyfix-core==1.0.0",
+            "anyfix-native==1.0.0",
+            "anyfix-pin==1.0.0"
+        ]
+    );
+    // Indexes: the stand-in build used only a local wheelhouse, which means nothing elsewhere.
+    assert!(!root.join("python/pip.conf").exists());
+
+    let listed = packages(&root, &["list"], dir.path());
+    assert!(listed.status.success(), "{}", text(&listed));
+    let listed = text(&listed);
+    for name in ["anyfix-core", "anyfix-native", "anyfix-pin"] {
+        let line = listed
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} not listed: {listed}"));
+        assert!(
+            line.contains("1.0.0") && line.ends_with("protected"),
+            "{line}"
+        );
+    }
+    assert!(
+        listed.contains("Added since the zip was made:\n  (nothing)"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn a_protected_package_at_another_version_is_refused_however_pip_is_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let before = fingerprint(&root, home);
+    let python = python(&root);
+    let manager_like = "import subprocess, sys; \
+        sys.exit(subprocess.run([sys.executable, '-m', 'pip', 'install', 'needs-old']).returncode)";
+    let attempts: Vec<(String, Output)> = vec![
+        (
+            "packages.sh, directly".into(),
+            packages(&root, &["install", "anyfix-native==0.9.0"], home),
+        ),
+        (
+            "packages.sh, through a dependency".into(),
+            packages(&root, &["install", "needs-old"], home),
+        ),
+        (
+            "install_package.sh".into(),
+            run(
+                &root.join("install_package.sh"),
+                &["anyfix-pin==0.5.0"],
+                home,
+            ),
+        ),
+        (
+            "python -m pip".into(),
+            run(
+                &python,
+                &["-m", "pip", "install", "anyfix-native==0.9.0"],
+                home,
+            ),
+        ),
+        (
+            "bin/pip".into(),
+            run(
+                &root.join("python/bin/pip"),
+                &["install", "needs-old"],
+                home,
+            ),
+        ),
+        (
+            "a pip started as ComfyUI-Manager starts it".into(),
+            run(&python, &["-c", manager_like], home),
+        ),
+    ];
+    for (how, out) in &attempts {
+        let said = text(out);
+        assert!(!out.status.success(), "{how}: {said}");
+        assert!(
+            said.contains("The user requested (constraint) anyfix-native==1.0.0")
+                || said.contains("The user requested (constraint) anyfix-pin==1.0.0"),
+            "{how}: pip names the protected version: {said}"
+        );
+        assert_eq!(
+            fingerprint(&root, home),
+            before,
+            "{how} changed the environment"
+        );
+    }
+    // A pip run by hand adds a word after pip's own message.
+    let by_hand = text(&attempts[3].1);
+    assert!(
+        by_hand.contains("This environment protects anyfix-native (anyfix-native==1.0.0)")
+            && by_hand.contains("packages.sh install --unprotect anyfix-native ..."),
+        "{by_hand}"
+    );
+    // packages.sh says it in words: which package, what asked, what stays, how to change it.
+    let said = text(&attempts[1].1);
+    assert!(
+        said.contains(
+            "anyfix-native: `needs-old 1.0 depends on anyfix-native<1` asks for another version; \
+             the environment keeps anyfix-native 1.0.0."
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("packages.sh install --unprotect anyfix-native needs-old"),
+        "{said}"
+    );
+    assert!(text(&attempts[2].1).contains("anyfix-pin: `The user requested anyfix-pin==0.5.0`"));
+    // Reinstalling the protected version itself is a repair, and allowed.
+    let repair = packages(
+        &root,
+        &[
+            "install",
+            "--force-reinstall",
+            "--no-deps",
+            "anyfix-native==1.0.0",
+        ],
+        home,
+    );
+    assert!(repair.status.success(), "{}", text(&repair));
+    let history = text(&packages(&root, &["history"], home));
+    assert!(
+        history.contains("install needs-old  [refused]"),
+        "{history}"
+    );
+}
+
+#[test]
+fn unprotect_changes_it_deliberately_and_check_and_undo_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let before = fingerprint(&root, home);
+    let healthy = packages(&root, &["check"], home);
+    assert!(healthy.status.success(), "{}", text(&healthy));
+    assert!(
+        text(&healthy).contains("ok     import anyfix_native"),
+        "{}",
+        text(&healthy)
+    );
+
+    let unknown = packages(&root, &["install", "--unprotect", "addon", "addon"], home);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown).contains("--unprotect addon: not a protected package"));
+
+    let lifted = packages(
+        &root,
+        &["install", "--unprotect", "anyfix-native", "needs-old"],
+        home,
+    );
+    assert!(lifted.status.success(), "{}", text(&lifted));
+    let history = text(&packages(&root, &["history"], home));
+    assert!(
+        history.contains("install needs-old  (unprotected: anyfix-native)"),
+        "{history}"
+    );
+    assert!(
+        history.contains("downgraded anyfix-native 1.0.0 -> 0.9.0"),
+        "{history}"
+    );
+    assert!(history.contains("added needs-old 1.0"), "{history}");
+    // The protection is back for the next pip.
+    let again = run(
+        &python(&root),
+        &[
+            "-m",
+            "pip",
+            "install",
+            "anyfix-native==0.9.0",
+            "--force-reinstall",
+        ],
+        home,
+    );
+    assert!(!again.status.success(), "{}", text(&again));
+
+    let unhealthy = packages(&root, &["check"], home);
+    assert_eq!(unhealthy.status.code(), Some(1), "{}", text(&unhealthy));
+    assert!(
+        text(&unhealthy).contains("anyfix-native (protected) is 0.9.0: the zip has 1.0.0"),
+        "{}",
+        text(&unhealthy)
+    );
+
+    let undone = packages(&root, &["undo"], home);
+    assert!(undone.status.success(), "{}", text(&undone));
+    assert_eq!(fingerprint(&root, home), before);
+    assert!(packages(&root, &["check"], home).status.success());
+}
+
+#[test]
+fn check_names_a_broken_protected_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let site = site_packages(&root);
+    std::fs::write(
+        site.join("anyfix_native/__init__.py"),
+        "raise ImportError('broken on purpose')\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(site.join("anyfix_pin")).unwrap();
+    let out = packages(&root, &["check"], home);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAILED import anyfix_native"), "{said}");
+    assert!(said.contains("ImportError: broken on purpose"), "{said}");
+    // The checks after a failure still run, each named.
+    assert!(said.contains("ok     import json"), "{said}");
+    // The files the zip gave each protected package, by their size: a deleted module is named.
+    assert!(
+        said.contains("anyfix-pin (protected): 1 of its ")
+            && said.contains("files missing or changed: anyfix_pin/__init__.py (missing)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("anyfix_native/__init__.py (changed)"),
+        "{said}"
+    );
+    assert!(said.contains("3 problems:"), "{said}");
+}
+
+fn site_packages(root: &Path) -> PathBuf {
+    root.join(format!(
+        "python/lib/python{}/site-packages",
+        world().host.version
+    ))
+}
+
+#[test]
+fn install_then_undo_gives_back_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let start = fingerprint(&root, home);
+
+    let first = packages(&root, &["install", "addon==1.0"], home);
+    assert!(first.status.success(), "{}", text(&first));
+    let after_first = fingerprint(&root, home);
+    let second = packages(&root, &["install", "addon-friend"], home);
+    assert!(second.status.success(), "{}", text(&second));
+    assert_ne!(fingerprint(&root, home), after_first);
+
+    let listed = text(&packages(&root, &["list"], home));
+    assert!(listed.contains("addon-friend"), "{listed}");
+    assert!(listed.contains("States kept for undo: "), "{listed}");
+    let history = text(&packages(&root, &["history"], home));
+    let newest_first: Vec<&str> = history.lines().filter(|l| l.starts_with('#')).collect();
+    assert!(
+        newest_first[0].contains("install addon-friend"),
+        "{history}"
+    );
+    assert!(newest_first[1].contains("install addon==1.0"), "{history}");
+    assert!(history.contains("upgraded addon 1.0 -> 2.0"), "{history}");
+
+    let one = packages(&root, &["undo"], home);
+    assert!(one.status.success(), "{}", text(&one));
+    assert_eq!(fingerprint(&root, home), after_first);
+    // Undo goes back through changes, not undos: the next one takes the first install away.
+    let two = packages(&root, &["undo"], home);
+    assert!(two.status.success(), "{}", text(&two));
+    assert_eq!(fingerprint(&root, home), start);
+
+    // Two at once.
+    for spec in ["addon==1.0", "addon-friend"] {
+        assert!(packages(&root, &["install", spec], home).status.success());
+    }
+    let both = packages(&root, &["undo", "2"], home);
+    assert!(both.status.success(), "{}", text(&both));
+    assert_eq!(fingerprint(&root, home), start);
+
+    let nothing = packages(&root, &["undo"], home);
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(
+        text(&nothing).contains("there is nothing to undo"),
+        "{}",
+        text(&nothing)
+    );
+}
+
+#[test]
+fn undo_works_after_the_folder_was_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let start = fingerprint(&root, home);
+    assert!(packages(&root, &["install", "addon-friend"], home)
+        .status
+        .success());
+    let moved_home = dir.path().join("moved here ü");
+    std::fs::rename(root.parent().unwrap(), &moved_home).unwrap();
+    let root = moved_home.join("anymatix");
+    let undone = packages(&root, &["undo"], home);
+    assert!(undone.status.success(), "{}", text(&undone));
+    assert_eq!(fingerprint(&root, home), start);
+}
+
+#[cfg(unix)]
+#[test]
+fn an_install_killed_midway_is_undone_by_the_next_undo() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    // One change first, so the state before the killed one is not the first state.
+    assert!(packages(&root, &["install", "addon==1.0"], home)
+        .status
+        .success());
+    let before = fingerprint(&root, home);
+
+    let mut cmd = command(&root.join("packages.sh"), &["install", "bulky"], home);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().unwrap();
+    let bulky = site_packages(&root).join("bulky");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bulky.exists() {
+        assert!(Instant::now() < deadline, "pip never started writing bulky");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The helper and its pip, at once, as a closed console kills them.
+    let group = child.id() as i32;
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let _ = child.wait();
+    assert_ne!(
+        fingerprint(&root, home),
+        before,
+        "the kill came after the change was whole"
+    );
+
+    // The next run finds the change it never finished.
+    let history = text(&packages(&root, &["history"], home));
+    assert!(
+        history.contains("install bulky  [interrupted]"),
+        "{history}"
+    );
+    let undone = packages(&root, &["undo"], home);
+    assert!(undone.status.success(), "{}", text(&undone));
+    assert_eq!(fingerprint(&root, home), before);
+    let history = text(&packages(&root, &["history"], home));
+    assert!(
+        history.contains("install bulky  [interrupted, undone by"),
+        "{history}"
+    );
+}
+
+#[test]
+fn the_users_own_site_packages_stay_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path().join("home");
+    let user_site = home.join(format!(
+        ".local/lib/python{}/site-packages",
+        world().host.version
+    ));
+    // The same package as the zip will get, newer, in the user's own site folder.
+    support::write_file(
+        &user_site,
+        "addon/__init__.py",
+        "VERSION = 'from the user site'\n",
+    );
+    support::write_file(
+        &user_site,
+        "addon-9.0.dist-info/METADATA",
+        "Metadata-Version: 2.1\nName: addon\nVersion: 9.0\n",
+    );
+    support::write_file(&user_site, "addon-9.0.dist-info/RECORD", "");
+    // The host python (no rules of ours) does see it: the test would prove nothing otherwise.
+    let host = Command::new(&world().host.executable)
+        .args(["-c", "import addon; print(addon.VERSION)"])
+        .env("HOME", &home)
+        .env_remove("PYTHONNOUSERSITE")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&host.stdout).trim(),
+        "from the user site"
+    );
+
+    let installed = packages(&root, &["install", "addon==2.0"], &home);
+    assert!(installed.status.success(), "{}", text(&installed));
+    assert!(
+        !text(&installed).contains("already satisfied"),
+        "{}",
+        text(&installed)
+    );
+    assert!(site_packages(&root).join("addon/__init__.py").is_file());
+    // Without -s, as ComfyUI-Manager's pip and the anymatix application start python.
+    let imported = run(
+        &python(&root),
+        &[
+            "-c",
+            "import addon, sys; print(addon.VERSION); print(any('.local' in p for p in sys.path))",
+        ],
+        &home,
+    );
+    assert_eq!(text(&imported).trim(), "2.0\nFalse", "{}", text(&imported));
+}
+
+#[test]
+fn bad_input_is_named_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let unknown = packages(&root, &["instal", "addon"], home);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown).contains("unknown command `instal`: the commands are install"));
+
+    assert!(packages(&root, &["install", "addon==1.0"], home)
+        .status
+        .success());
+    let too_many = packages(&root, &["undo", "3"], home);
+    assert_eq!(too_many.status.code(), Some(2));
+    assert!(
+        text(&too_many).contains("cannot undo 3 changes: 1 can be undone"),
+        "{}",
+        text(&too_many)
+    );
+    let protected = packages(&root, &["uninstall", "anyfix-native"], home);
+    assert_eq!(protected.status.code(), Some(2));
+    assert!(
+        text(&protected).contains("refused: anyfix-native is protected"),
+        "{}",
+        text(&protected)
+    );
+    let before = fingerprint(&root, home);
+
+    // A damaged history: named, with what to do; nothing changes.
+    let history = root.join(".packages/history.json");
+    let good = std::fs::read(&history).unwrap();
+    std::fs::write(&history, b"{\"format\": 1, \"entr").unwrap();
+    let damaged = packages(&root, &["install", "addon==2.0"], home);
+    assert_eq!(damaged.status.code(), Some(2));
+    let said = text(&damaged);
+    assert!(said.contains("history.json is damaged"), "{said}");
+    assert!(said.contains("Move the folder"), "{said}");
+    assert_eq!(fingerprint(&root, home), before);
+    std::fs::write(&history, &good).unwrap();
+
+    // A .packages folder from another unpack of the same zip.
+    let other = tempfile::tempdir().unwrap();
+    let other_root = unpack(other.path());
+    assert!(packages(&other_root, &["install", "addon==2.0"], home)
+        .status
+        .success());
+    std::fs::remove_dir_all(root.join(".packages")).unwrap();
+    support::copy_tree(&other_root.join(".packages"), &root.join(".packages"));
+    let foreign = packages(&root, &["undo"], home);
+    assert_eq!(foreign.status.code(), Some(2));
+    assert!(
+        text(&foreign).contains("belongs to another environment"),
+        "{}",
+        text(&foreign)
+    );
+    assert_eq!(fingerprint(&root, home), before);
+}
+
+#[test]
+fn one_change_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    assert!(packages(&root, &["list"], home).status.success());
+    assert!(packages(&root, &["install", "addon==1.0"], home)
+        .status
+        .success());
+    let before = fingerprint(&root, home);
+    // Something holds the lock, as a helper mid-change does.
+    let lock = root.join(".packages/lock");
+    let mut holder = Command::new(python(&root))
+        .args([
+            "-c",
+            "import sys, time, _anymatix_site; f = open(sys.argv[1], 'a+b'); \
+             _anymatix_site.lock(f, True); print('held', flush=True); time.sleep(60)",
+        ])
+        .arg(&lock)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    let waiting: Vec<std::process::Child> = [
+        command(&root.join("packages.sh"), &["install", "addon==2.0"], home),
+        command(
+            &python(&root),
+            &["-m", "pip", "install", "addon-friend"],
+            home,
+        ),
+    ]
+    .into_iter()
+    .map(|mut c| {
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    })
+    .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        fingerprint(&root, home),
+        before,
+        "nothing changes while the lock is held"
+    );
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    let outputs: Vec<Output> = waiting
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for out in &outputs {
+        assert!(out.status.success(), "{}", text(out));
+        assert!(
+            text(out).contains("Waiting for another change of this environment's packages"),
+            "{}",
+            text(out)
+        );
+    }
+    // The pip run by hand is noticed at the helper's next run, and can be undone.
+    let history = text(&packages(&root, &["history"], home));
+    assert!(history.contains("changed outside this tool"), "{history}");
+}
