@@ -28,6 +28,16 @@ pub fn build_wheel(dir: &Path, spec: &WheelSpec) -> PathBuf {
         "Metadata-Version: 2.1\nName: {}\nVersion: {}\n",
         spec.name, spec.version
     );
+    // As real wheels do: pip takes an extra's requirements only from a wheel that declares it.
+    let mut extras: Vec<&str> = spec
+        .requires
+        .iter()
+        .filter_map(|req| req.split("extra == '").nth(1)?.split('\'').next())
+        .collect();
+    extras.dedup();
+    for extra in extras {
+        metadata.push_str(&format!("Provides-Extra: {extra}\n"));
+    }
     for req in spec.requires {
         metadata.push_str(&format!("Requires-Dist: {req}\n"));
     }

@@ -258,7 +258,10 @@ class Session:
         )
         self.history.save()
         started = time.monotonic()
-        states.restore(self.state_path(target), self.env.prefix)
+        try:
+            states.restore(self.state_path(target), self.env.prefix)
+        except OSError as e:
+            self._roll_back(entry, e)
         elapsed = time.monotonic() - started
         now = {k: list(v) for k, v in self.env.installed().items()}
         entry["status"] = "done"
@@ -272,6 +275,30 @@ class Session:
         self._tidy()
         self.history.save()
         return entry, elapsed
+
+    def _roll_back(self, entry, error):
+        """A file could not be replaced (on Windows, one a running ComfyUI has open): back to
+        where the undo started, so the environment is whole, and say what to do."""
+        what = "%s: %s" % (getattr(error, "filename", None) or "a file", error.strerror or error)
+        try:
+            if self.base is not None:
+                states.restore(self.state_path(self.base), self.env.prefix)
+        except OSError:
+            # Left "running": the next run finds it interrupted, and `undo` goes back.
+            raise PackagesError(
+                "undo stopped half way (%s), and going back failed too. Close every program that "
+                "uses this environment (ComfyUI), then run `%s undo` to return to where it was "
+                "before this undo" % (what, self.env.script())
+            ) from None
+        entry["status"] = "failed"
+        entry.pop("pid", None)
+        entry["changed"] = False
+        entry["after"] = self.base
+        self.history.save()
+        raise PackagesError(
+            "undo could not replace %s; nothing was changed. Close every program that uses this "
+            "environment (ComfyUI, a console running its python) and run it again" % what
+        ) from None
 
     def set_keep(self, count):
         self.history.keep = count

@@ -15,6 +15,7 @@ Windows, where the inode costs a system call each, its size and modification tim
 import os
 import shutil
 import stat
+import sys
 import time
 
 from .environment import PackagesError
@@ -144,12 +145,27 @@ def _unlink(path):
 
 def _remove_folder(path):
     # Whatever is left inside is not in the state either (bytecode written since, for example).
-    shutil.rmtree(path, onerror=_retry_writable)
+    _rmtree(path)
+
+
+def _rmtree(path, handler=None):
+    handler = handler or _retry_writable
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=handler)
+    else:
+        shutil.rmtree(path, onerror=handler)
 
 
 def _retry_writable(function, path, _):
     os.chmod(path, stat.S_IWRITE)
     function(path)
+
+
+def _skip_busy(function, path, error):
+    try:
+        _retry_writable(function, path, error)
+    except OSError:
+        pass
 
 
 def held_bytes(states, current):
@@ -167,12 +183,14 @@ def held_bytes(states, current):
 
 
 def remove(path):
-    """Removes a kept state (renamed out of the way first, so a half-removed one is never read)."""
+    """Removes a kept state (renamed out of the way first, so a half-removed one is never read).
+    On Windows a link to a library some program has loaded (the running python's own DLLs, or
+    torch's in a running ComfyUI) cannot be deleted: what is left is removed by a later run."""
     if not os.path.exists(path):
         return
     doomed = "%s.removing-%d" % (path, int(time.time() * 1000))
     os.replace(path, doomed)
-    shutil.rmtree(doomed, onerror=_retry_writable)
+    _rmtree(doomed, _skip_busy)
 
 
 def check_writable(folder):

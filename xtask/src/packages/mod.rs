@@ -7,6 +7,7 @@
 
 pub mod protected;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,7 @@ use crate::step::{Describe, Stage};
 use crate::tools::Tools;
 use crate::verify::{smoke_steps, SmokeStep};
 
-pub use protected::ProtectedPackage;
+pub use protected::{HeldFiles, ProtectedPackage};
 
 /// The tool, by its place under `anymatix/`.
 const TOOL_FILES: &[(&str, &str)] = &[
@@ -182,59 +183,91 @@ pub struct PackageTools {
 
 impl PackageTools {
     pub fn run(&self, tools: &Tools) -> Result<Vec<ProtectedPackage>> {
-        let prefix = self.tree.join("python");
-        let python = prefix.join(self.platform.python_in_prefix());
+        let python = self
+            .tree
+            .join("python")
+            .join(self.platform.python_in_prefix());
         let core = protected::protected_closure(tools, &python, &self.protected, self.platform)?;
-        let (site, protected) = (&core.site, core.protected);
-        for (name, text) in SITE_FILES {
-            fs_err::write(site.join(name), text)?;
-        }
-        for (rel, text) in TOOL_FILES {
-            let path = self.tree.join(rel);
-            fs_err::create_dir_all(path.parent().expect("a file in a folder"))?;
-            fs_err::write(path, text)?;
-        }
-        fs_err::write(
-            self.tree.join("tools/protected.txt"),
-            protected::constraints(&protected),
-        )?;
-        fs_err::write(
-            self.tree.join("tools/protected-files.json"),
-            serde_json::to_string(&core.files)? + "\n",
-        )?;
-        let setup = Setup {
+        lay_out(&Shipped {
             version: &self.version,
             platform: self.platform,
-            protected: &protected,
-            smoke: smoke_steps(&self.smoke, Path::new("{scratch}")),
+            tree: &self.tree,
+            site: &core.site,
+            protected: &core.protected,
+            files: &core.files,
+            smoke: &self.smoke,
             indexes: &self.indexes,
-        };
-        fs_err::write(
-            self.tree.join("tools/environment.json"),
-            serde_json::to_string_pretty(&setup)? + "\n",
-        )?;
-        if let Some(config) = pip_config(&self.indexes) {
-            let name = if self.platform.is_windows() {
-                "pip.ini"
-            } else {
-                "pip.conf"
-            };
-            fs_err::write(prefix.join(name), config)?;
-        }
-        for (name, text) in scripts(self.platform) {
-            write_executable(&self.tree.join(name), &text)?;
-        }
+        })?;
         tools.reporter.note(format!(
             "protected {} packages: {}",
-            protected.len(),
-            protected
+            core.protected.len(),
+            core.protected
                 .iter()
                 .map(|p| format!("{} {}", p.name, p.version))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        Ok(protected)
+        Ok(core.protected)
     }
+}
+
+/// Everything the package tools are written from.
+pub struct Shipped<'a> {
+    pub version: &'a str,
+    pub platform: Platform,
+    /// `anymatix/`
+    pub tree: &'a Path,
+    /// Its python's site-packages.
+    pub site: &'a Path,
+    pub protected: &'a [ProtectedPackage],
+    pub files: &'a BTreeMap<String, HeldFiles>,
+    pub smoke: &'a Smoke,
+    pub indexes: &'a [(String, String)],
+}
+
+/// Writes the package tools into a tree (the Windows tests lay them into a real Windows
+/// CPython's folder with this).
+pub fn lay_out(shipped: &Shipped) -> Result<()> {
+    let tree = shipped.tree;
+    for (name, text) in SITE_FILES {
+        fs_err::write(shipped.site.join(name), text)?;
+    }
+    for (rel, text) in TOOL_FILES {
+        let path = tree.join(rel);
+        fs_err::create_dir_all(path.parent().expect("a file in a folder"))?;
+        fs_err::write(path, text)?;
+    }
+    fs_err::write(
+        tree.join("tools/protected.txt"),
+        protected::constraints(shipped.protected),
+    )?;
+    fs_err::write(
+        tree.join("tools/protected-files.json"),
+        serde_json::to_string(shipped.files)? + "\n",
+    )?;
+    let setup = Setup {
+        version: shipped.version,
+        platform: shipped.platform,
+        protected: shipped.protected,
+        smoke: smoke_steps(shipped.smoke, Path::new("{scratch}")),
+        indexes: shipped.indexes,
+    };
+    fs_err::write(
+        tree.join("tools/environment.json"),
+        serde_json::to_string_pretty(&setup)? + "\n",
+    )?;
+    if let Some(config) = pip_config(shipped.indexes) {
+        let name = if shipped.platform.is_windows() {
+            "pip.ini"
+        } else {
+            "pip.conf"
+        };
+        fs_err::write(tree.join("python").join(name), config)?;
+    }
+    for (name, text) in scripts(shipped.platform) {
+        write_executable(&tree.join(name), &text)?;
+    }
+    Ok(())
 }
 
 fn write_executable(path: &Path, text: &str) -> Result<()> {

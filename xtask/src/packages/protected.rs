@@ -1,5 +1,6 @@
 //! The protected core of a zip: the packages `protected` names, and every package one of them
-//! pins with `==` (torch pins its CUDA libraries and triton, for one), each at the exact version
+//! pins with `==` (torch pins triton, cuDNN and `cuda-toolkit[cublas,…]`, which pins the CUDA
+//! libraries of those extras: the extras asked for are followed), each at the exact version
 //! installed in the zip's tree, as the tree's own python reads the metadata (markers evaluated as
 //! pip evaluates them). A protected name that is not installed is an error naming its key.
 
@@ -37,37 +38,45 @@ installed = {}
 for dist in distributions():
     if dist.metadata["Name"]:
         installed.setdefault(canon(dist.metadata["Name"]), dist)
-queue = [(canon(name), "named in " + key, key, name) for key, name in json.loads(sys.argv[1])]
-seen, protected, missing = set(), [], []
+queue = [(canon(name), "named in " + key, key, name, [])
+         for key, name in json.loads(sys.argv[1])]
+# A package is protected once; its requirements are read again for each extra asked of it
+# (torch pins cuda-toolkit[cublas,cudnn,...], whose pins are behind those extras).
+done_extras, protected, missing = {}, [], []
 while queue:
-    key, why, given_under, given = queue.pop(0)
-    if key in seen:
-        continue
-    seen.add(key)
+    key, why, given_under, given, extras = queue.pop(0)
     dist = installed.get(key)
     if dist is None:
         missing.append([given_under, given])
         continue
     name, version = dist.metadata["Name"], dist.version
-    files = []
-    for file in dist.files or []:
-        path = file.locate()
-        if "__pycache__" not in file.parts and os.path.isfile(path):
-            files.append([file.as_posix(), os.path.getsize(path)])
-    protected.append([name, version, why, files])
+    if key not in done_extras:
+        done_extras[key] = set()
+        files = []
+        for file in dist.files or []:
+            path = file.locate()
+            if "__pycache__" not in file.parts and os.path.isfile(path):
+                files.append([file.as_posix(), os.path.getsize(path)])
+        protected.append([name, version, why, files])
+    new = [e for e in [""] + list(extras) if e not in done_extras[key]]
+    done_extras[key].update(new)
+    if not new:
+        continue
     for text in dist.requires or []:
         req = Requirement(text)
-        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+        if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in new):
             continue
-        pinned = any(s.operator in ("==", "===") and "*" not in s.version for s in req.specifier)
+        # `==13.1.0.3.*` (cuda-toolkit's way) pins as surely as `==13.1.0.3`.
+        pinned = any(s.operator in ("==", "===") for s in req.specifier)
         if pinned and canon(req.name) in installed:
-            queue.append((canon(req.name), "%s %s pins it" % (name, version), "", req.name))
+            queue.append((canon(req.name), "%s %s pins it" % (name, version), "", req.name,
+                          sorted(req.extras)))
 print(json.dumps({"site": sysconfig.get_paths()["purelib"], "protected": protected,
                   "missing": missing}))
 "#;
 
 /// A package's files, as its RECORD names them, with their sizes.
-type HeldFiles = Vec<(String, u64)>;
+pub type HeldFiles = Vec<(String, u64)>;
 
 #[derive(Debug, Deserialize)]
 struct Closure {

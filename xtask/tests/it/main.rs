@@ -24,4 +24,5 @@ mod rebuild;
 mod resolve_cli;
 mod tidy;
 mod windows;
+mod windows_packages;
 mod workflows;

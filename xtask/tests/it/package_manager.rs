@@ -56,8 +56,25 @@ fn built() -> &'static Built {
         let dir = tempfile::tempdir().unwrap();
         let (server, manifest, copies) = w.private_sources(dir.path());
         let wheelhouse = copies.join("wheelhouse");
-        module_wheel(&wheelhouse, "anyfix-core", "1.0.0", &["anyfix-pin==1.0.0"]);
+        // anyfix-core pins anyfix-pin, and anyfix-kit with an extra whose pin (a wildcard one,
+        // as cuda-toolkit's) reaches anyfix-gpu-lib: all protected with it.
+        module_wheel(
+            &wheelhouse,
+            "anyfix-core",
+            "1.0.0",
+            &["anyfix-pin==1.0.0", "anyfix-kit[gpu]==1.0.0"],
+        );
         module_wheel(&wheelhouse, "anyfix-pin", "1.0.0", &[]);
+        module_wheel(
+            &wheelhouse,
+            "anyfix-kit",
+            "1.0.0",
+            &[
+                "anyfix-gpu-lib==2.0.*; extra == 'gpu'",
+                "anyfix-extra==0.5.0; extra == 'all'",
+            ],
+        );
+        module_wheel(&wheelhouse, "anyfix-gpu-lib", "2.0.1", &[]);
         let mut doc: Value =
             serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
         doc["python_packages"]
@@ -198,36 +215,27 @@ fn the_zip_carries_the_protected_core_at_the_versions_the_build_installed() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap())
             .unwrap();
-    let protected: Vec<(String, String, String)> = manifest["protected"]
+    let protected: Vec<String> = manifest["protected"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_string(),
-                p["version"].as_str().unwrap().to_string(),
-                p["why"].as_str().unwrap().to_string(),
+            format!(
+                "{} {} ({})",
+                p["name"].as_str().unwrap(),
+                p["version"].as_str().unwrap(),
+                p["why"].as_str().unwrap()
             )
         })
         .collect();
     assert_eq!(
         protected,
         [
-            (
-                "anyfix-core".into(),
-                "1.0.0".into(),
-                "named in protected".into()
-            ),
-            (
-                "anyfix-native".into(),
-                "1.0.0".into(),
-                "named in protected".into()
-            ),
-            (
-                "anyfix-pin".into(),
-                "1.0.0".into(),
-                "anyfix-core 1.0.0 pins it".into()
-            ),
+            "anyfix-core 1.0.0 (named in protected)",
+            "anyfix-gpu-lib 2.0.1 (anyfix-kit 1.0.0 pins it)",
+            "anyfix-kit 1.0.0 (anyfix-core 1.0.0 pins it)",
+            "anyfix-native 1.0.0 (named in protected)",
+            "anyfix-pin 1.0.0 (anyfix-core 1.0.0 pins it)",
         ]
     );
     let constraints = std::fs::read_to_string(root.join("tools/protected.txt")).unwrap();
@@ -239,6 +247,8 @@ fn the_zip_carries_the_protected_core_at_the_versions_the_build_installed() {
         pins,
         [
             "anyfix-core==1.0.0",
+            "anyfix-gpu-lib==2.0.1",
+            "anyfix-kit==1.0.0",
             "anyfix-native==1.0.0",
             "anyfix-pin==1.0.0"
         ]
@@ -249,15 +259,18 @@ fn the_zip_carries_the_protected_core_at_the_versions_the_build_installed() {
     let listed = packages(&root, &["list"], dir.path());
     assert!(listed.status.success(), "{}", text(&listed));
     let listed = text(&listed);
-    for name in ["anyfix-core", "anyfix-native", "anyfix-pin"] {
+    for name in [
+        "anyfix-core",
+        "anyfix-gpu-lib",
+        "anyfix-kit",
+        "anyfix-native",
+        "anyfix-pin",
+    ] {
         let line = listed
             .lines()
             .find(|l| l.trim_start().starts_with(name))
             .unwrap_or_else(|| panic!("{name} not listed: {listed}"));
-        assert!(
-            line.contains("1.0.0") && line.ends_with("protected"),
-            "{line}"
-        );
+        assert!(line.ends_with(" protected"), "{line}");
     }
     assert!(
         listed.contains("Added since the zip was made:\n  (nothing)"),
@@ -766,4 +779,107 @@ fn one_change_at_a_time() {
     // The pip run by hand is noticed at the helper's next run, and can be undone.
     let history = text(&packages(&root, &["history"], home));
     assert!(history.contains("changed outside this tool"), "{history}");
+}
+
+/// A stand-in zip with numpy from PyPI and a protected stand-in torch that requires it.
+fn built_with_numpy() -> &'static (tempfile::TempDir, PathBuf) {
+    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let w = world();
+        let dir = tempfile::tempdir().unwrap();
+        let (server, manifest, copies) = w.private_sources(dir.path());
+        let wheelhouse = copies.join("wheelhouse");
+        let python = w.host.version.replace('.', "");
+        support::pip_download(
+            &wheelhouse,
+            &["numpy==2.2.6"],
+            &["manylinux_2_17_x86_64", "manylinux2014_x86_64"],
+            &python,
+        );
+        module_wheel(&wheelhouse, "torch", "2.11.0", &["numpy"]);
+        let mut doc: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        for name in ["numpy==2.2.6", "torch"] {
+            doc["python_packages"]
+                .as_sequence_mut()
+                .unwrap()
+                .push(Value::from(name));
+        }
+        doc["protected"] = serde_yaml_ng::from_str("[torch]").unwrap();
+        std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+        let out = dir.path().join("out");
+        let built = support::portable(&manifest, &out, "0.0.0-test", &[]);
+        assert!(built.status.success(), "{}", stderr(&built));
+        drop(server);
+        let zip = out.join(format!(
+            "anymatix-0.0.0-test-{}.zip",
+            host_platform().name()
+        ));
+        (dir, zip)
+    })
+}
+
+/// Runs a program of the unpacked zip with PyPI as its index (and the machine's transport
+/// settings), from another folder, with a HOME of its own.
+fn from_pypi(program: &Path, args: &[&str], home: &Path) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(home).env("HOME", home);
+    support::pypi_env(&mut cmd);
+    cmd.env_remove("PIP_CONFIG_FILE");
+    cmd.output().unwrap()
+}
+
+/// Requirement lines real custom nodes carry, from PyPI, in an unpacked zip: `numpy<2` (swaps
+/// numpy, recorded, undone exactly), a pinned older torch (refused before anything downloads),
+/// `opencv-python` and `onnxruntime` (installed, imported, undone).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+#[ignore = "needs PyPI"]
+fn custom_nodes_requirements_from_pypi() {
+    let (_, zip) = built_with_numpy();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("unpacked é x");
+    xtask::archive::extract::extract(zip, &home, 2).unwrap();
+    let root = home.join("anymatix");
+    let packages = |args: &[&str]| from_pypi(&root.join("packages.sh"), args, dir.path());
+    let hashes = |root: &Path| fingerprint(root, dir.path());
+    let start = hashes(&root);
+
+    let older = packages(&["install", "numpy<2"]);
+    assert!(older.status.success(), "{}", text(&older));
+    let history = text(&packages(&["history"]));
+    assert!(
+        history.contains("downgraded numpy 2.2.6 -> 1."),
+        "{history}"
+    );
+    let checked = packages(&["check"]);
+    assert!(checked.status.success(), "{}", text(&checked));
+
+    let torch = packages(&["install", "torch==2.5.1"]);
+    let said = text(&torch);
+    assert!(!torch.status.success(), "{said}");
+    assert!(
+        said.contains("torch: `The user requested torch==2.5.1` asks for another version; the environment keeps torch 2.11.0."),
+        "{said}"
+    );
+    assert!(
+        !said.contains("Downloading torch"),
+        "refused before downloading: {said}"
+    );
+
+    let nodes = packages(&["install", "opencv-python", "onnxruntime"]);
+    assert!(nodes.status.success(), "{}", text(&nodes));
+    let imported = from_pypi(
+        &root.join("python/bin/python3"),
+        &[
+            "-c",
+            "import cv2, onnxruntime, numpy; print(numpy.__version__)",
+        ],
+        dir.path(),
+    );
+    assert!(imported.status.success(), "{}", text(&imported));
+
+    let undone = packages(&["undo", "2"]);
+    assert!(undone.status.success(), "{}", text(&undone));
+    assert_eq!(hashes(&root), start);
 }

@@ -133,8 +133,11 @@ fn comfyui_snapshot(version: &str) -> &'static str {
     }
 }
 
-/// Runs ComfyUI's own start-up check from the unpacked copy; returns how long it took.
-fn quick_test(python: &Path, comfy: &Path) -> Duration {
+mod packages;
+
+/// Runs ComfyUI's own start-up check from the unpacked copy; returns how long it took and what
+/// it printed.
+fn quick_test(python: &Path, comfy: &Path) -> (Duration, String) {
     let started = Instant::now();
     let out = Command::new(python)
         .args(["-s", "main.py", "--cpu", "--quick-test-for-ci"])
@@ -156,7 +159,7 @@ fn quick_test(python: &Path, comfy: &Path) -> Duration {
         text.contains("ComfyUI-Manager"),
         "the custom node loaded: {text}"
     );
-    elapsed
+    (elapsed, text)
 }
 
 /// Proven on linux-x86_64, the one platform that builds here.
@@ -328,9 +331,9 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
             .count()
     };
     let shipped_pyc = count_pyc();
-    let first = quick_test(&python, &comfy_dir);
+    let (first, _) = quick_test(&python, &comfy_dir);
     let written_by_first = count_pyc() - shipped_pyc;
-    let second = quick_test(&python, &comfy_dir);
+    let (second, _) = quick_test(&python, &comfy_dir);
 
     // The headers kept are enough to build a C extension against the unpacked copy.
     support::build_c_extension_against(&python, &root, &dir.join("extension"));
@@ -434,6 +437,9 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
         String::from_utf8_lossy(&check.stderr)
     );
 
+    // Package management on the real thing, with PyPI.
+    let measured = packages::check(&root, || quick_test(&python, &comfy_dir).1);
+
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     eprintln!(
         "\nThe real product (linux-x86_64, ComfyUI {comfy_version}, Python {}, {} packages):\n\
@@ -445,7 +451,9 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
          missing libraries: {} expected by the policy, {} unexplained\n\
          bytecode shipped: {} modules, {:.1} MiB; the first start wrote {written_by_first} more .pyc\n\
          ComfyUI from the unpacked copy: first start {:.1} s, second {:.1} s; \
-         served {node_types} node types; the workflow wrote {image} (64x48, every pixel 0,255,255)",
+         served {node_types} node types; the workflow wrote {image} (64x48, every pixel 0,255,255)\n\
+         packages.sh: {} protected packages; a state kept in {} s; a custom node's requirements \
+         installed from PyPI in {:.1} s; undo 2 in {:.1} s, every file as before",
         manifest_json["python"].as_str().unwrap_or("?"),
         manifest_json["packages"].as_array().map_or(0, Vec::len),
         fetch_time.as_secs_f64() / 60.0,
@@ -477,6 +485,15 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
         manifest_json["bytecode"]["bytes"].as_u64().unwrap_or(0) as f64 / (1u64 << 20) as f64,
         first.as_secs_f64(),
         second.as_secs_f64(),
+        measured.protected,
+        measured
+            .keep_seconds
+            .iter()
+            .map(|s| format!("{s:.1}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        measured.node_install_seconds,
+        measured.undo_seconds,
     );
     if keep.is_none() {
         drop(temp);

@@ -1,0 +1,173 @@
+//! `packages.sh` on the unpacked real product: the protected PyTorch set (with its CUDA
+//! libraries) listed and kept (a request for another torch is refused, nothing changes), a custom
+//! node's requirements installed from PyPI and the node loaded at ComfyUI's start, the
+//! "numpy<2" a widely used node asks for recorded, and `undo` back to the exact files; with the
+//! times of keeping a state and of undo.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Instant;
+
+/// Figures for the summary.
+pub struct Measured {
+    pub protected: usize,
+    pub keep_seconds: Vec<f64>,
+    pub undo_seconds: f64,
+    pub node_install_seconds: f64,
+}
+
+fn packages(root: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(root.join("packages.sh"));
+    cmd.args(args).current_dir(root.parent().unwrap());
+    support::pypi_env(&mut cmd);
+    cmd.env_remove("PYTHONDONTWRITEBYTECODE");
+    cmd.output().unwrap()
+}
+
+fn said(out: &Output) -> String {
+    support::stderr(out)
+}
+
+/// Every file of python/ (bytecode aside) with its sha256: the environment, byte for byte.
+fn hashes(root: &Path) -> BTreeMap<String, String> {
+    let prefix = root.join("python");
+    walkdir::WalkDir::new(&prefix)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| !e.path().to_string_lossy().contains("__pycache__"))
+        .filter(|e| e.file_name() != "anymatix-environment-id")
+        .map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(&prefix)
+                .unwrap()
+                .display()
+                .to_string();
+            let kind = if e.path_is_symlink() {
+                format!("-> {}", std::fs::read_link(e.path()).unwrap().display())
+            } else if e.file_type().is_file() {
+                support::sha256_hex(&std::fs::read(e.path()).unwrap())
+            } else {
+                "dir".into()
+            };
+            (rel, kind)
+        })
+        .collect()
+}
+
+/// The seconds in "… (N files, X s)." and "Undid … in X s." lines.
+fn seconds(text: &str, prefix: &str) -> Vec<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| {
+            let before_s = l
+                .trim_end_matches('.')
+                .trim_end_matches(')')
+                .trim_end_matches(" s");
+            before_s.rsplit([' ', '(']).next()?.parse().ok()
+        })
+        .collect()
+}
+
+const NODE: &str = r#"import cv2, imageio_ffmpeg, piexif
+
+class AnymatixProbe:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    CATEGORY = "anymatix"
+    def run(self):
+        return ()
+
+print("anymatix-probe-node loaded: opencv", cv2.__version__)
+NODE_CLASS_MAPPINGS = {"AnymatixProbe": AnymatixProbe}
+"#;
+
+pub fn check(root: &Path, quick_test: impl Fn() -> String) -> Measured {
+    let listed = packages(root, &["list"]);
+    assert!(listed.status.success(), "{}", said(&listed));
+    let listed = said(&listed);
+    let protected: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.ends_with(" protected"))
+        .collect();
+    for name in [
+        "torch ",
+        "torchvision ",
+        "torchaudio ",
+        "triton ",
+        "nvidia-",
+    ] {
+        assert!(
+            protected.iter().any(|l| l.trim_start().starts_with(name)),
+            "{name} is not listed as protected:\n{listed}"
+        );
+    }
+    let mut keep_seconds = seconds(&listed, "Kept the environment's state");
+
+    let before = hashes(root);
+    let refused = packages(root, &["install", "torch==2.10.0"]);
+    let text = said(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("torch: `The user requested torch==2.10.0` asks for another version; the environment keeps torch 2.11.0"),
+        "{text}"
+    );
+    assert_eq!(
+        hashes(root),
+        before,
+        "a refused install changed the environment"
+    );
+
+    // A custom node with the requirement lines of a widely used one (VideoHelperSuite's opencv
+    // and imageio-ffmpeg, a metadata library), installed as its README says, from PyPI.
+    let node = root.join("ComfyUI/custom_nodes/anymatix-probe-node");
+    support::write_file(&node, "__init__.py", NODE);
+    support::write_file(
+        &node,
+        "requirements.txt",
+        "opencv-python-headless\nimageio-ffmpeg\npiexif\n",
+    );
+    let started = Instant::now();
+    let installed = packages(
+        root,
+        &[
+            "install",
+            "-r",
+            node.join("requirements.txt").to_str().unwrap(),
+        ],
+    );
+    let node_install_seconds = started.elapsed().as_secs_f64();
+    let text = said(&installed);
+    assert!(installed.status.success(), "{text}");
+    keep_seconds.extend(seconds(&text, "Kept the environment's state"));
+    let log = quick_test();
+    assert!(log.contains("anymatix-probe-node loaded: opencv"), "{log}");
+
+    // What the issue saw replace numpy without a word: now recorded, and undone.
+    let downgraded = packages(root, &["install", "numpy<2"]);
+    let text = said(&downgraded);
+    assert!(downgraded.status.success(), "{text}");
+    keep_seconds.extend(seconds(&text, "Kept the environment's state"));
+    let history = said(&packages(root, &["history"]));
+    assert!(history.contains("downgraded numpy 2."), "{history}");
+
+    let undone = packages(root, &["undo", "2"]);
+    let text = said(&undone);
+    assert!(undone.status.success(), "{text}");
+    let undo_seconds = seconds(&text, "Undid ")[0];
+    assert_eq!(hashes(root), before, "undo 2 did not give back every file");
+    let checked = packages(root, &["check"]);
+    assert!(checked.status.success(), "{}", said(&checked));
+    std::fs::remove_dir_all(&node).unwrap();
+
+    Measured {
+        protected: protected.len(),
+        keep_seconds,
+        undo_seconds,
+        node_install_seconds,
+    }
+}
