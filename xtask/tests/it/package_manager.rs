@@ -883,3 +883,93 @@ fn custom_nodes_requirements_from_pypi() {
     assert!(undone.status.success(), "{}", text(&undone));
     assert_eq!(hashes(&root), start);
 }
+
+/// Unpacked where its user cannot write (as another account, since root writes anywhere): every
+/// change is refused with the folder named and what to do; reading still works; nothing changes.
+#[cfg(unix)]
+#[test]
+fn a_read_only_unpack_folder_is_named() {
+    let setpriv = Path::new("/usr/bin/setpriv");
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root || !setpriv.exists() {
+        eprintln!("skipped: needs root and setpriv to run as an account that cannot write there");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path().join("nobody's home");
+    std::fs::create_dir_all(&home).unwrap();
+    let open_up = |mode: &str| {
+        let status = Command::new("chmod")
+            .args(["-R", mode])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    open_up("a+rX");
+    open_up("a-w");
+    let status = Command::new("chmod")
+        .arg("a+w")
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = fingerprint(&root, dir.path());
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = command(setpriv, &[], &home);
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(root.join("packages.sh"))
+            .args(args);
+        cmd.output().unwrap()
+    };
+    let refused = as_nobody(&["install", "addon==1.0"]);
+    let said = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("cannot write in {}", root.display()))
+            && said.contains("Unpack the zip in a folder of your own"),
+        "{said}"
+    );
+    let listed = as_nobody(&["list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    assert!(text(&listed).contains("anyfix-native"), "{}", text(&listed));
+    open_up("u+w");
+    assert_eq!(fingerprint(&root, dir.path()), before);
+}
+
+/// A pip run by hand (as ComfyUI-Manager runs one) between two runs of the tool: the next run
+/// records it as a change made outside, and undo goes back through it, then past it.
+#[test]
+fn a_change_made_outside_is_recorded_and_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let start = fingerprint(&root, home);
+    assert!(packages(&root, &["install", "addon==1.0"], home)
+        .status
+        .success());
+    let after_helper = fingerprint(&root, home);
+    let by_hand = run(
+        &python(&root),
+        &["-m", "pip", "install", "addon-friend"],
+        home,
+    );
+    assert!(by_hand.status.success(), "{}", text(&by_hand));
+
+    let history = text(&packages(&root, &["history"], home));
+    let newest = history.lines().find(|l| l.starts_with('#')).unwrap();
+    assert!(newest.contains("changed outside this tool"), "{history}");
+    assert!(history.contains("added addon-friend 1.0"), "{history}");
+    assert!(history.contains("upgraded addon 1.0 -> 2.0"), "{history}");
+
+    let outside = packages(&root, &["undo"], home);
+    assert!(outside.status.success(), "{}", text(&outside));
+    assert_eq!(fingerprint(&root, home), after_helper);
+    let past = packages(&root, &["undo"], home);
+    assert!(past.status.success(), "{}", text(&past));
+    assert_eq!(fingerprint(&root, home), start);
+}

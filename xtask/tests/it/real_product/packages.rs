@@ -99,7 +99,9 @@ pub fn check(root: &Path, quick_test: impl Fn() -> String) -> Measured {
         "torchvision ",
         "torchaudio ",
         "triton ",
-        "nvidia-",
+        "nvidia-cudnn-cu13 ",
+        // Pinned by torch through cuda-toolkit[cublas,…]: the extras were followed.
+        "nvidia-cublas ",
     ] {
         assert!(
             protected.iter().any(|l| l.trim_start().starts_with(name)),
