@@ -66,6 +66,15 @@ pub fn write_file(root: &Path, rel: &str, contents: impl AsRef<[u8]>) {
     std::fs::write(path, contents).unwrap();
 }
 
+/// The entry of `dir` whose name starts with `starts` (a downloaded archive, an unpacked folder).
+pub fn entry_starting_with(dir: &Path, starts: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(starts))
+        .unwrap_or_else(|| panic!("no {starts}* in {}", dir.display()))
+}
+
 /// `cp -a`: the tree as it is, links and modes included.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();

@@ -71,3 +71,20 @@ pub fn build_wheel(dir: &Path, spec: &WheelSpec) -> PathBuf {
     zip.finish().unwrap();
     path
 }
+
+/// A wheel of one module, `name` with dashes as underscores, whose `VERSION` is `version`.
+pub fn module_wheel(dir: &Path, name: &str, version: &str, requires: &[&str]) -> PathBuf {
+    let module = name.replace('-', "_");
+    let init = format!("{module}/__init__.py");
+    let text = format!("VERSION = '{version}'\n");
+    build_wheel(
+        dir,
+        &WheelSpec {
+            name,
+            version,
+            requires,
+            files: &[(init.as_str(), text.as_bytes())],
+            console_scripts: &[],
+        },
+    )
+}

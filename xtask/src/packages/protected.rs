@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use xshell::cmd;
 
 use crate::tools::Tools;
 
@@ -95,15 +94,7 @@ pub fn protected_closure(
     platform: impl std::fmt::Display,
 ) -> Result<ProtectedCore> {
     let named_json = serde_json::to_string(named)?;
-    let sh = &tools.sh;
-    let out = cmd!(sh, "{python} -s -c {CLOSURE} {named_json}")
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONHOME")
-        .env("PYTHONNOUSERSITE", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .quiet()
-        .read()
-        .with_context(|| format!("cannot ask {} what is installed", python.display()))?;
+    let out = crate::pip::ask_python(&tools.sh, python, CLOSURE, &named_json)?;
     let found: Closure = serde_json::from_str(&out)
         .with_context(|| format!("the protected packages, as python told them: {out}"))?;
     let missing: Vec<String> = found

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use xshell::cmd;
 
 use crate::distribution::{normalise_package_name, LeftOutEntry};
 use crate::fingerprint::Inputs;
@@ -97,20 +96,7 @@ impl LeaveOutPackages {
             .map(|e| normalise_package_name(&e.entry.name))
             .collect();
         let names_json = serde_json::to_string(&names)?;
-        let sh = &tools.sh;
-        let out = cmd!(sh, "{python} -s -c {REQUIREMENTS} {names_json}")
-            .env_remove("PYTHONPATH")
-            .env_remove("PYTHONHOME")
-            .env("PYTHONNOUSERSITE", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .quiet()
-            .read()
-            .with_context(|| {
-                format!(
-                    "cannot ask {} which packages are installed",
-                    python.display()
-                )
-            })?;
+        let out = super::ask_python(&tools.sh, &python, REQUIREMENTS, &names_json)?;
         let found: Installed = serde_json::from_str(&out)
             .with_context(|| format!("the installed packages, as python told them: {out}"))?;
         let plan = check(&self.entries, &found, self.platform)?;

@@ -333,6 +333,20 @@ pub fn python_version(sh: &Shell, python: &Path) -> Result<String> {
     Ok(out.trim().to_string())
 }
 
+/// Runs `code` (with `arg` as its argv[1]) with a tree's or an environment's own python, away
+/// from this machine's Python settings and the user site, writing no bytecode; returns what it
+/// printed. How the stages ask a python what is installed (`leave_out`, the protected core).
+pub fn ask_python(sh: &Shell, python: &Path, code: &str, arg: &str) -> Result<String> {
+    cmd!(sh, "{python} -s -c {code} {arg}")
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env("PYTHONNOUSERSITE", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .quiet()
+        .read()
+        .with_context(|| format!("cannot ask {} what is installed", python.display()))
+}
+
 /// Every installed distribution, sorted by name: read before pruning, from pip's own view.
 pub fn installed_packages(sh: &Shell, python: &Path) -> Result<Vec<Package>> {
     let out = cmd!(

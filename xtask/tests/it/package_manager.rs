@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_yaml_ng::Value;
-use support::wheels::{build_wheel, WheelSpec};
+use support::wheels::{build_wheel, module_wheel, WheelSpec};
 use support::{host_platform, stderr, world};
 
 struct Built {
@@ -33,19 +33,6 @@ fn spec<'a>(name: &'a str, version: &'a str, requires: &'a [&'a str]) -> WheelSp
         files: &[],
         console_scripts: &[],
     }
-}
-
-fn module_wheel(dir: &Path, name: &str, version: &str, requires: &[&str]) {
-    let module = name.replace('-', "_");
-    let init = format!("{module}/__init__.py");
-    let text = format!("VERSION = '{version}'\n");
-    build_wheel(
-        dir,
-        &WheelSpec {
-            files: &[(init.as_str(), text.as_bytes())],
-            ..spec(name, version, requires)
-        },
-    );
 }
 
 /// A stand-in zip that protects anyfix-native and anyfix-core (which pins anyfix-pin).

@@ -61,14 +61,6 @@ fn snapshot_repo(tarball: &Path, folder: &str, into: &Path, tag: Option<&str>) -
     repo
 }
 
-fn find(dir: &Path, starts: &str) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(starts))
-        .unwrap_or_else(|| panic!("no {starts}* in {}", dir.display()))
-}
-
 /// One HTTP/1.1 exchange on loopback: (status, body).
 fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
@@ -180,13 +172,13 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
     let comfy_version = comfyui_version();
     let comfy_tag = format!("v{comfy_version}");
     let comfy = snapshot_repo(
-        &find(&product, comfyui_snapshot(&comfy_version)),
+        &support::entry_starting_with(&product, comfyui_snapshot(&comfy_version)),
         "ComfyUI",
         &repos,
         Some(&comfy_tag),
     );
     let manager = snapshot_repo(
-        &find(&product, "ComfyUI-Manager-"),
+        &support::entry_starting_with(&product, "ComfyUI-Manager-"),
         "ComfyUI-Manager",
         &repos,
         None,

