@@ -10,7 +10,8 @@ site module runs the `import` lines of .pth files, with or without -s). It does 
 2. pip (or uv) started by this python obeys the protected core: the moment pip is imported, its
    PIP_CONSTRAINT gets `tools/protected.txt` (uv: UV_CONSTRAINT), the exact versions the build
    installed. The path is found from sys.prefix at that moment, so it holds wherever the zip was
-   unpacked or moved; a pip.conf could only name one fixed path.
+   unpacked or moved; a pip.conf could only name one fixed path. Constraints do not apply to
+   uninstalling, so `pip uninstall` of a protected package is refused here.
 3. A pip that installs or uninstalls waits while `packages.sh` (or another such pip) is changing
    the environment, so two never change it at once.
 
@@ -181,11 +182,63 @@ def explain_refusals():
     atexit.register(explain)
 
 
+def protected_names():
+    """{canonical name: name==version} from the constraints file pip obeys."""
+    import re
+
+    found = {}
+    with open(constraint_file(), encoding="utf-8") as f:
+        for line in f:
+            pin = line.split("#", 1)[0].strip()
+            if "==" in pin:
+                found[re.sub(r"[-_.]+", "-", pin.split("==")[0].strip()).lower()] = pin
+    return found
+
+
+def protected_uninstall_refusal():
+    """`pip uninstall torch` by hand: constraints do not apply to uninstalling, so it is refused
+    here, before pip changes anything. Returns what to say, or None."""
+    import re
+
+    argv = getattr(sys, "orig_argv", sys.argv)
+    words = argv[argv.index("-m") + 2 :] if "-m" in argv else argv[2:]
+    if "uninstall" not in words or not os.path.isfile(constraint_file()):
+        return None
+    names, skip = [], False
+    for word in words[words.index("uninstall") + 1 :]:
+        if skip:
+            skip = False
+        elif word in ("-r", "--requirement", "--log", "--root-user-action", "--cache-dir"):
+            skip = True
+        elif not word.startswith("-"):
+            names.append(re.sub(r"[-_.]+", "-", word).lower())
+    protected = protected_names()
+    refused = sorted({protected[n].split("==")[0] for n in names if n in protected})
+    if not refused:
+        return None
+    script = os.path.join(ROOT, "packages.bat" if os.name == "nt" else "packages.sh")
+    return (
+        "This environment protects %s: what ComfyUI here depends on is not uninstalled, and "
+        "nothing was changed. To remove it deliberately (undo brings it back): %s uninstall "
+        "%s %s\n"
+        % (", ".join(refused), script, " ".join("--unprotect " + n for n in refused),
+           " ".join(refused))
+    )
+
+
 class InstallerWatch:
     """The first of sys.meta_path: sees pip (or uv) imported, makes it obey, and steps aside."""
 
     @staticmethod
     def find_spec(name, path=None, target=None):
+        if path is None and name == "pip" and not RUN_BY_HELPER and pip_changes_packages():
+            try:
+                refusal = protected_uninstall_refusal()
+            except Exception:
+                refusal = None
+            if refusal:
+                sys.stderr.write(refusal)
+                raise SystemExit(1)
         if path is None and name in ("pip", "uv"):
             try:
                 obey_protection(name)

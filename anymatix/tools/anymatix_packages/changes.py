@@ -88,7 +88,8 @@ class Session:
                 entry["status"] = "interrupted"
                 entry["after"] = kept
                 entry["changed"] = True
-                entry["changes"] = package_changes(self._packages_of(entry.get("before")), now_packages)
+                before = self._packages_of(entry.get("before"))
+                entry["changes"] = package_changes(before, now_packages) if before else {}
         elif not history.entries:
             shipped = {k: [now.get(k, (k,))[0], v] for k, v in self.env.shipped().items()}
             history.add(
@@ -100,7 +101,7 @@ class Session:
                 changed=False,
                 changes=package_changes(shipped, now_packages),
             )
-        else:
+        elif kept is not None:
             previous = self._packages_of(current)
             changes = package_changes(previous, now_packages) if previous is not None else {}
             files = self._files_changed(current, listing)

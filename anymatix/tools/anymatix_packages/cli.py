@@ -34,6 +34,12 @@ a request for another version of a protected package is refused, and nothing cha
 
 
 def main(argv):
+    # Piped on Windows, stdout has the ANSI code page: a name it lacks is replaced, not fatal.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError):
+            pass
     env_script = "packages.bat" if os.name == "nt" else "packages.sh"
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(script=env_script))

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_yaml_ng::Value;
 use support::wheels::{build_wheel, module_wheel, WheelSpec};
@@ -347,6 +347,23 @@ fn a_protected_package_at_another_version_is_refused_however_pip_is_run() {
         "{said}"
     );
     assert!(text(&attempts[2].1).contains("anyfix-pin: `The user requested anyfix-pin==0.5.0`"));
+    // Constraints do not cover uninstalling: pip by hand is refused before it starts.
+    let removed = run(
+        &python,
+        &["-m", "pip", "uninstall", "-y", "anyfix_native"],
+        home,
+    );
+    assert_eq!(removed.status.code(), Some(1), "{}", text(&removed));
+    assert!(
+        text(&removed).contains("This environment protects anyfix-native: what ComfyUI here depends on is not uninstalled"),
+        "{}",
+        text(&removed)
+    );
+    assert_eq!(
+        fingerprint(&root, home),
+        before,
+        "pip uninstall changed the environment"
+    );
     // Reinstalling the protected version itself is a repair, and allowed.
     let repair = packages(
         &root,
@@ -552,9 +569,12 @@ fn an_install_killed_midway_is_undone_by_the_next_undo() {
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().unwrap();
     let bulky = site_packages(&root).join("bulky");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !bulky.exists() {
-        assert!(Instant::now() < deadline, "pip never started writing bulky");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pip never started writing bulky"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     // The helper and its pip, at once, as a closed console kills them.
@@ -769,6 +789,7 @@ fn one_change_at_a_time() {
 }
 
 /// A stand-in zip with numpy from PyPI and a protected stand-in torch that requires it.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn built_with_numpy() -> &'static (tempfile::TempDir, PathBuf) {
     static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -808,6 +829,7 @@ fn built_with_numpy() -> &'static (tempfile::TempDir, PathBuf) {
 
 /// Runs a program of the unpacked zip with PyPI as its index (and the machine's transport
 /// settings), from another folder, with a HOME of its own.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn from_pypi(program: &Path, args: &[&str], home: &Path) -> Output {
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(home).env("HOME", home);
