@@ -4,11 +4,11 @@ import os
 import subprocess
 import sys
 
-from . import states
 from .changes import Session
 from .check import run_check
 from .environment import Environment, PackagesError, canonical
-from .history import History, describe_changes
+from .history import describe_changes
+from .views import history_view, human, packages_view, read_history, states_view
 
 USAGE = """usage: {script} COMMAND [ARGUMENTS]
 
@@ -27,6 +27,9 @@ commands:
   undo [N]            back to the state before the last N changes (default 1)
   check               pip check and the zip's own import checks: exit status 0 when all pass
   keep [N]            how many changes undo can go back through (default 5; 0 keeps none)
+  gui [--no-browser] [--port N]
+                      the same on a page in your browser, served by this python on 127.0.0.1;
+                      the first line printed is the page's address, with its one-time token
 
 The protection holds for every pip this environment's python runs (ComfyUI-Manager's too):
 a request for another version of a protected package is refused, and nothing changes.
@@ -53,6 +56,7 @@ def main(argv):
         "undo": undo,
         "check": check,
         "keep": keep,
+        "gui": gui,
     }
     if command not in handlers:
         sys.stderr.write(
@@ -147,130 +151,53 @@ def settle(env):
 def list_packages(env, args):
     no_arguments("list", args)
     settle(env)
-    installed = env.installed()
-    shipped = env.shipped()
-    protected = env.protected()
+    history = read_history(env)
+    view = packages_view(env, history)
     say("Protected (what the environment's ComfyUI depends on; see `%s --help`):" % env.script())
-    for name, version, why in protected:
-        found = installed.get(canonical(name))
-        now = found[1] if found else "not installed"
-        note = "" if now == version else "  (the zip has %s: run `%s check`)" % (version, env.script())
-        say("  %-32s %-20s protected%s" % (name, now, note))
-    if not protected:
+    for p in view["protected"]:
+        now = p["version"] or "not installed"
+        note = "" if now == p["zip_version"] else "  (the zip has %s: run `%s check`)" % (
+            p["zip_version"], env.script())
+        say("  %-32s %-20s protected%s" % (p["name"], now, note))
+    if not view["protected"]:
         say("  (none)")
-    added_when = added_dates(env)
-    added = [v for k, v in sorted(installed.items()) if k not in shipped]
-    changed = [
-        (v[0], shipped[k], v[1])
-        for k, v in sorted(installed.items())
-        if k in shipped and shipped[k] != v[1] and k not in env.protected_names()
-    ]
-    removed = [k for k in sorted(shipped) if k not in installed]
     say("")
     say("Added since the zip was made:")
-    for name, version in added:
-        say("  %-32s %-20s %s" % (name, version, added_when.get(canonical(name), "")))
-    if not added:
+    for p in view["added"]:
+        when = "%s (#%d)" % (p["when"], p["change"]) if p["when"] else ""
+        say("  %-32s %-20s %s" % (p["name"], p["version"], when))
+    if not view["added"]:
         say("  (nothing)")
-    if changed:
+    if view["changed"]:
         say("Changed since the zip was made:")
-        for name, was, now in changed:
-            say("  %-32s %-20s (the zip had %s)" % (name, now, was))
-    if removed:
-        say("Removed since the zip was made: %s" % ", ".join(removed))
+        for p in view["changed"]:
+            say("  %-32s %-20s (the zip had %s)" % (p["name"], p["version"], p["zip_version"]))
+    if view["removed"]:
+        say("Removed since the zip was made: %s" % ", ".join(view["removed"]))
     say("")
-    say(states_summary(env))
+    kept = states_view(env, history)
+    if not kept["kept"]:
+        say("No states kept yet (one is kept at the first change; undo goes back through the "
+            "last %d changes)." % kept["keep"])
+    else:
+        say("States kept for undo: %d, holding %s of disk beyond the environment itself; undo "
+            "goes back through the last %d changes (`%s keep N` changes that)."
+            % (kept["kept"], human(kept["held_bytes"]), kept["keep"], env.script()))
     return 0
-
-
-def added_dates(env):
-    """{canonical name: when it was last added or changed}, from the history."""
-    when = {}
-    for entry in read_history(env).entries:
-        if entry.get("undone_by"):
-            continue
-        for kind in ("added", "upgraded", "downgraded"):
-            for item in entry.get("changes", {}).get(kind, []):
-                when[canonical(item[0])] = "%s (#%d)" % (entry["when"][:16].replace("T", " "), entry["id"])
-    return when
-
-
-def read_history(env):
-    """The history as it is on disk, without taking the lock (reading never changes anything)."""
-    id_file = os.path.join(env.prefix, "anymatix-environment-id")
-    try:
-        with open(id_file, encoding="ascii") as f:
-            environment_id = f.read().strip()
-    except FileNotFoundError:
-        environment_id = None
-    return History(env.state_dir, environment_id)
-
-
-def states_summary(env):
-    history = read_history(env)
-    folder = os.path.join(env.state_dir, "states")
-    kept = [os.path.join(folder, str(s)) for s in sorted(history.states) if os.path.isdir(os.path.join(folder, str(s)))]
-    keep = 5 if history.keep is None else history.keep
-    if not kept:
-        return "No states kept yet (one is kept at the first change; undo goes back through the last %d changes)." % keep
-    held = states.held_bytes(kept, states.walk(env.prefix))
-    return (
-        "States kept for undo: %d, holding %s of disk beyond the environment itself; undo goes "
-        "back through the last %d changes (`%s keep N` changes that)."
-        % (len(kept), human(held), keep, env.script())
-    )
-
-
-def human(count):
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return ("%d %s" if unit == "bytes" else "%.1f %s") % (count, unit)
-        count /= 1000.0
 
 
 def show_history(env, args):
     no_arguments("history", args)
     settle(env)
-    history = read_history(env)
-    shown = 0
-    for entry in reversed(history.entries):
-        if entry["kind"] == "outside" and not entry.get("changed"):
-            continue
-        shown += 1
-        say(history_line(entry))
-        for part in describe_changes(entry.get("changes", {})):
-            say("      " + part)
-        if entry["kind"] == "outside" and entry.get("changed") and not entry.get("changes"):
-            files = entry.get("files", [])
-            say("      files changed: %s%s" % (", ".join(files[:5]), " ..." if len(files) > 5 else ""))
+    shown = history_view(env, read_history(env))
+    for entry in shown:
+        notes = ("  [%s]" % ", ".join(entry["notes"])) if entry["notes"] else ""
+        say("#%-3d %s  %s%s" % (entry["id"], entry["when"], entry["what"], notes))
+        for line in entry["changes"]:
+            say("      " + line)
     if not shown:
         say("No changes yet.")
     return 0
-
-
-def history_line(entry):
-    when = entry["when"][:16].replace("T", " ")
-    kind = entry["kind"]
-    if kind == "found":
-        what = "the environment as %s first found it" % ("packages.sh" if os.name != "nt" else "packages.bat")
-    elif kind == "outside":
-        what = "changed outside this tool (ComfyUI-Manager, or pip run by hand)"
-    elif kind == "undo":
-        what = "undo %s (back to before #%s)" % (
-            entry["asked"][1] if len(entry.get("asked", [])) > 1 else "1",
-            min(entry.get("undoes", [0])),
-        )
-    else:
-        what = " ".join(entry.get("asked", []))
-        if entry.get("unprotected"):
-            what += "  (unprotected: %s)" % ", ".join(entry["unprotected"])
-    status = entry.get("status", "")
-    notes = [status] if status not in ("done",) else []
-    if entry.get("undone_by"):
-        notes.append("undone by #%d" % entry["undone_by"])
-    if kind in ("install", "uninstall") and not entry.get("changed") and status == "done":
-        notes.append("nothing changed")
-    return "#%-3d %s  %s%s" % (entry["id"], when, what, ("  [%s]" % ", ".join(notes)) if notes else "")
 
 
 def undo(env, args):
@@ -303,13 +230,28 @@ def keep(env, args):
     if len(args) > 1 or (args and not args[0].isdigit()):
         raise PackagesError("keep takes one number, e.g. `%s keep 10`" % env.script())
     if not args:
-        history = read_history(env)
-        say("undo goes back through the last %d changes" % (5 if history.keep is None else history.keep))
+        kept = read_history(env).keep
+        say("undo goes back through the last %d changes" % (5 if kept is None else kept))
         return 0
     with Session(env, say) as session:
         session.set_keep(int(args[0]))
     say("undo now goes back through the last %s changes" % args[0])
     return 0
+
+
+def gui(env, args):
+    from .gui import serve
+
+    open_browser, port, rest = True, 0, list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--no-browser":
+            open_browser = False
+        elif arg == "--port" and rest and rest[0].isdigit() and int(rest[0]) < 65536:
+            port = int(rest.pop(0))
+        else:
+            raise PackagesError("gui takes --no-browser and --port N (got %s)" % arg)
+    return serve(env, port, open_browser)
 
 
 def no_arguments(command, args):

@@ -61,6 +61,26 @@ const TOOL_FILES: &[(&str, &str)] = &[
         "tools/anymatix_packages/states.py",
         include_str!("../../../anymatix/tools/anymatix_packages/states.py"),
     ),
+    (
+        "tools/anymatix_packages/views.py",
+        include_str!("../../../anymatix/tools/anymatix_packages/views.py"),
+    ),
+    (
+        "tools/anymatix_packages/gui.py",
+        include_str!("../../../anymatix/tools/anymatix_packages/gui.py"),
+    ),
+    (
+        "tools/anymatix_packages/page/index.html",
+        include_str!("../../../anymatix/tools/anymatix_packages/page/index.html"),
+    ),
+    (
+        "tools/anymatix_packages/page/page.css",
+        include_str!("../../../anymatix/tools/anymatix_packages/page/page.css"),
+    ),
+    (
+        "tools/anymatix_packages/page/page.js",
+        include_str!("../../../anymatix/tools/anymatix_packages/page/page.js"),
+    ),
     // The same runner the build's checks use, so `packages.sh check` runs them alike.
     (
         "tools/anymatix_packages/smoke_runner.py",

@@ -10,6 +10,7 @@
 mod archive_cli;
 mod linkage;
 mod package_manager;
+mod package_page;
 mod packages;
 mod plans;
 mod portable;

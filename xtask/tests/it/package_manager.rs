@@ -112,7 +112,7 @@ fn built() -> &'static Built {
 }
 
 /// The zip unpacked into `dir/unpacked é x/`; returns its `anymatix/`.
-fn unpack(dir: &Path) -> PathBuf {
+pub(crate) fn unpack(dir: &Path) -> PathBuf {
     let home = dir.join("unpacked é x");
     xtask::archive::extract::extract(&built().zip, &home, 2).unwrap();
     home.join("anymatix")
@@ -125,7 +125,7 @@ fn run(program: &Path, args: &[&str], home: &Path) -> Output {
     cmd.output().unwrap()
 }
 
-fn command(program: &Path, args: &[&str], home: &Path) -> Command {
+pub(crate) fn command(program: &Path, args: &[&str], home: &Path) -> Command {
     let b = built();
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(home);
@@ -150,7 +150,7 @@ fn url(path: &Path) -> String {
     format!("file://{}", path.display()).replace(' ', "%20")
 }
 
-fn packages(root: &Path, args: &[&str], home: &Path) -> Output {
+pub(crate) fn packages(root: &Path, args: &[&str], home: &Path) -> Output {
     run(&root.join("packages.sh"), args, home)
 }
 
@@ -160,7 +160,7 @@ fn python(root: &Path) -> PathBuf {
 
 /// Every file and link of python/ with its sha256 (bytecode aside: Python writes it as it
 /// imports), and what pip freeze says.
-fn fingerprint(root: &Path, home: &Path) -> (BTreeMap<String, String>, String) {
+pub(crate) fn fingerprint(root: &Path, home: &Path) -> (BTreeMap<String, String>, String) {
     let prefix = root.join("python");
     let mut files = BTreeMap::new();
     for entry in walkdir::WalkDir::new(&prefix) {
@@ -191,7 +191,7 @@ fn fingerprint(root: &Path, home: &Path) -> (BTreeMap<String, String>, String) {
     (files, String::from_utf8_lossy(&freeze.stdout).into_owned())
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     stderr(out)
 }
 

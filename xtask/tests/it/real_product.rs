@@ -15,8 +15,7 @@
 //! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build there (and its wheelhouse, so a second
 //! run downloads nothing new).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,51 +60,9 @@ fn snapshot_repo(tarball: &Path, folder: &str, into: &Path, tag: Option<&str>) -
     repo
 }
 
-/// One HTTP/1.1 exchange on loopback: (status, body).
+/// One HTTP/1.1 exchange with ComfyUI on loopback: (status, body).
 fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    // aiohttp answers chunked when it streams; these bodies are JSON or HTML either way.
-    Ok((status, dechunk(&text, body)))
-}
-
-fn dechunk(head: &str, body: String) -> String {
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return body;
-    }
-    let mut out = String::new();
-    let mut rest = body.as_str();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    out
+    support::http_exchange(port, method, path, &[], body)
 }
 
 /// Which ComfyUI snapshot to build: 0.33.0 (2026, the current one) unless

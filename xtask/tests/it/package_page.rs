@@ -1,0 +1,294 @@
+//! `packages.sh gui` on the unpacked stand-in zip: the first line is the page's loopback address
+//! with its token; the page renders in real headless Chromium with the packages on it; install,
+//! a refused install, undo and check through the JSON API change the environment as packages.sh
+//! would; no token, a foreign `Host` or a foreign `Origin` are refused and change nothing; a
+//! second change while one runs gets 409.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::package_manager::{fingerprint, packages, unpack};
+use support::http_exchange;
+
+struct Page {
+    child: Child,
+    port: u16,
+    token: String,
+    url: String,
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(root: &Path, home: &Path) -> Page {
+    let mut cmd =
+        super::package_manager::command(&root.join("packages.sh"), &["gui", "--no-browser"], home);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first.trim().to_string();
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("the first line is not a loopback address: {url:?}"));
+    let (port, token) = rest.split_once("/?token=").unwrap();
+    Page {
+        child,
+        port: port.parse().unwrap(),
+        token: token.to_string(),
+        url,
+    }
+}
+
+impl Page {
+    fn api(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let origin = format!("http://127.0.0.1:{}", self.port);
+        let (status, text) = http_exchange(
+            self.port,
+            method,
+            path,
+            &[("X-Token", &self.token), ("Origin", &origin)],
+            body,
+        )
+        .unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Starts a change and waits for it: its job as the API tells it at the end.
+    fn change(&self, path: &str, body: &str) -> serde_json::Value {
+        let (status, started) = self.api("POST", path, body);
+        assert_eq!(status, 202, "{path}: {started}");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, job) = self.api("GET", "/api/job", "");
+            let job = &job["job"];
+            if job["id"] == started["job"] && job["running"] == false {
+                return job.clone();
+            }
+            assert!(Instant::now() < deadline, "{path} did not finish: {job}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+#[test]
+fn the_page_is_only_for_whoever_has_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let page = serve(&root, home);
+    assert!(page.token.len() >= 22, "at least 128 bits: {}", page.url);
+    let before = fingerprint(&root, home);
+    let install = r#"{"args": ["addon==1.0"]}"#;
+    let port = page.port;
+    let origin = format!("http://127.0.0.1:{port}");
+    for (what, path) in [
+        ("the page without a token", "/"),
+        ("another path without a token", "/favicon.ico"),
+        ("the API without a token", "/api/state"),
+    ] {
+        let (status, _) = http_exchange(port, "GET", path, &[], "").unwrap();
+        assert_eq!(status, 403, "{what} ({path})");
+    }
+    let wrong = http_exchange(port, "GET", "/?token=AAAA", &[], "").unwrap();
+    assert_eq!(wrong.0, 403);
+    let rebinding = http_exchange(
+        port,
+        "GET",
+        &format!("/?token={}", page.token),
+        &[("Host", &format!("attacker.example:{port}"))],
+        "",
+    )
+    .unwrap();
+    assert_eq!(rebinding.0, 403, "a foreign Host");
+    for (what, headers) in [
+        ("no token", vec![("Origin", origin.as_str())]),
+        (
+            "a foreign Origin",
+            vec![
+                ("X-Token", page.token.as_str()),
+                ("Origin", "https://attacker.example"),
+            ],
+        ),
+        (
+            "a foreign Host",
+            vec![
+                ("X-Token", page.token.as_str()),
+                ("Host", "attacker.example"),
+            ],
+        ),
+    ] {
+        let (status, _) = http_exchange(port, "POST", "/api/install", &headers, install).unwrap();
+        assert_eq!(status, 403, "a POST with {what}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        fingerprint(&root, home),
+        before,
+        "a refused request changed the environment"
+    );
+    // The page itself, with its token: no CORS headers, and served whole.
+    let (status, html) =
+        http_exchange(port, "GET", &format!("/?token={}", page.token), &[], "").unwrap();
+    assert_eq!(status, 200);
+    assert!(html.contains("<title>anymatix · packages</title>"));
+}
+
+#[test]
+fn changes_through_the_api_are_those_of_packages_sh() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let start = fingerprint(&root, home);
+    let page = serve(&root, home);
+
+    let (status, state) = page.api("GET", "/api/state", "");
+    assert_eq!(status, 200);
+    let protected: Vec<&str> = state["packages"]["protected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(protected.contains(&"anyfix-native"), "{state}");
+
+    // One change at a time: a second, while the first runs, gets 409.
+    let (status, first) = page.api("POST", "/api/install", r#"{"args": ["bulky"]}"#);
+    assert_eq!(status, 202, "{first}");
+    let (second, body) = page.api("POST", "/api/check", "{}");
+    assert_eq!(second, 409, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while page.api("GET", "/api/job", "").1["job"]["running"] == true {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let done = page.api("GET", "/api/job", "").1;
+    assert_eq!(done["job"]["exit"], 0, "{done}");
+    assert!(done["job"]["output"]
+        .as_str()
+        .unwrap()
+        .contains("Successfully installed bulky-1.0"));
+
+    let refused = page.change("/api/install", r#"{"args": ["needs-old"]}"#);
+    assert_eq!(refused["exit"], 1, "{refused}");
+    assert!(
+        refused["refused"].as_str().unwrap_or_default().contains(
+            "anyfix-native: `needs-old 1.0 depends on anyfix-native<1` asks for another version"
+        ),
+        "{refused}"
+    );
+    let checked = page.change("/api/check", "{}");
+    assert_eq!(checked["exit"], 0, "{checked}");
+    let (_, state) = page.api("GET", "/api/state", "");
+    assert_eq!(state["last_check"]["ok"], true, "{state}");
+    let added: Vec<&str> = state["packages"]["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(added, ["bulky"]);
+    // The same history packages.sh shows.
+    let history = super::package_manager::text(&packages(&root, &["history"], home));
+    assert!(history.contains("install bulky"), "{history}");
+    assert!(
+        history.contains("install needs-old  [refused]"),
+        "{history}"
+    );
+
+    let undone = page.change("/api/undo", r#"{"steps": 1}"#);
+    assert_eq!(undone["exit"], 0, "{undone}");
+    assert_eq!(fingerprint(&root, home), start);
+    let (status, bad) = page.api("POST", "/api/undo", r#"{"steps": 0}"#);
+    assert_eq!(status, 400, "{bad}");
+}
+
+/// The page in real headless Chromium: after its scripts ran, the packages are on it; with
+/// ANYMATIX_PAGE_SHOTS=DIR, screenshots at 1280x800 and in a narrow window are kept there.
+#[test]
+fn the_page_renders_in_chromium_with_the_packages() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have chromium (.ci/run installs it)"
+        );
+        eprintln!("skipped: no chromium (apt-get install chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    assert!(packages(&root, &["install", "addon==1.0"], home)
+        .status
+        .success());
+    let page = serve(&root, home);
+    let headless = |args: &[&str]| {
+        Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.path().join("chromium").display()
+            ))
+            .args(["--virtual-time-budget=5000"])
+            .args(args)
+            .arg(&page.url)
+            .output()
+            .unwrap()
+    };
+    let dom = headless(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for shown in [
+        "<td>anyfix-native</td>",
+        "<td>addon</td>",
+        "install addon==1.0",
+        ">protected<",
+    ] {
+        assert!(dom.contains(shown), "{shown} is not on the page: {dom}");
+    }
+    if let Some(shots) = std::env::var_os("ANYMATIX_PAGE_SHOTS") {
+        let shots = PathBuf::from(shots);
+        std::fs::create_dir_all(&shots).unwrap();
+        for (name, size) in [
+            ("page-1280x800.png", "1280,800"),
+            ("page-narrow.png", "420,900"),
+        ] {
+            let out = headless(&[
+                &format!("--window-size={size}"),
+                &format!("--screenshot={}", shots.join(name).display()),
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
