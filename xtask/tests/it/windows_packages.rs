@@ -3,7 +3,7 @@
 //! (`python.exe`, `Lib\site-packages`, the user site under `%APPDATA%`), pip from its wheel, the
 //! tools laid as the build lays them, and `packages.bat` / `install_package.bat` run through
 //! Wine's cmd from another folder, into a folder with a space and an "é": protection, undo, the
-//! user site, and pip's site configuration naming PyTorch's index.
+//! user site, pip's site configuration naming PyTorch's index, and the page (`packages.bat gui`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -275,6 +275,40 @@ fn packages_bat_protects_and_undoes_on_windows_python_under_wine() {
     let checked = bat(&["check"]);
     assert!(checked.status.success(), "{}", said(&checked));
 
+    // The page, served by the Windows python: its first line is the address, the API answers.
+    let prefix = support::xtask_binary().parent().unwrap().join("wineprefix");
+    let mut gui = Command::new("wine");
+    gui.args(["cmd", "/c", "call", &packages_bat, "gui", "--no-browser"])
+        .current_dir(elsewhere)
+        .env("WINEPREFIX", &prefix)
+        .env("WINEDEBUG", "-all")
+        .env("DISPLAY", "")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut gui = gui.spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(gui.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let served = (|| {
+        let rest = first.trim().strip_prefix("http://127.0.0.1:")?;
+        let (port, token) = rest.split_once("/?token=")?;
+        let port: u16 = port.parse().ok()?;
+        support::http_exchange(port, "GET", "/api/state", &[("X-Token", token)], "").ok()
+    })();
+    // The python the page runs in is Wine's own process: stopped by the folder it runs from.
+    let _ = Command::new("pkill")
+        .args(["-f", &root.display().to_string()])
+        .status();
+    let _ = gui.kill();
+    let _ = gui.wait();
+    let (status, state) = served.unwrap_or_else(|| panic!("no page: {first:?}"));
+    assert_eq!(status, 200, "{state}");
+    assert!(state.contains("\"core-lib\""), "{state}");
+
     // The user's own site-packages (%APPDATA%\Python\Python312\site-packages) stays out.
     let user_site = wine(
         &exe,
@@ -285,7 +319,6 @@ fn packages_bat_protects_and_undoes_on_windows_python_under_wine() {
     let user_site = String::from_utf8_lossy(&user_site.stdout)
         .trim()
         .to_string();
-    let prefix = support::xtask_binary().parent().unwrap().join("wineprefix");
     let unix_site = prefix
         .join("drive_c")
         .join(user_site.trim_start_matches("C:\\").replace('\\', "/"));
