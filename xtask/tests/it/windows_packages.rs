@@ -299,10 +299,15 @@ fn packages_bat_protects_and_undoes_on_windows_python_under_wine() {
         let port: u16 = port.parse().ok()?;
         support::http_exchange(port, "GET", "/api/state", &[("X-Token", token)], "").ok()
     })();
-    // The python the page runs in is Wine's own process: stopped by the folder it runs from.
-    let _ = Command::new("pkill")
-        .args(["-f", &root.display().to_string()])
-        .status();
+    // The python the page runs in is a process of Wine's own (its command line holds the Windows
+    // path): stopped by the name of this test's temporary folder, which only it has.
+    let unique = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace('.', "\\.");
+    let _ = Command::new("pkill").args(["-f", &unique]).status();
     let _ = gui.kill();
     let _ = gui.wait();
     let (status, state) = served.unwrap_or_else(|| panic!("no page: {first:?}"));
