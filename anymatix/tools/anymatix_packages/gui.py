@@ -223,6 +223,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send(202, {"job": job["id"]})
 
 
+    def other_method(self):
+        """HEAD, PUT, DELETE, OPTIONS (a CORS preflight) …: 403 without the token, 405 with it,
+        and never a CORS header."""
+        if self.allowed(urlsplit(self.path).path.startswith("/api/")):
+            self.refuse(405, "the page reads with GET and changes with POST")
+
+    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = other_method
+
+
 def page(nonce):
     """The page, its style and its script in one answer (so the token guards all of it)."""
     parts = {}

@@ -113,6 +113,21 @@ fn the_page_is_only_for_whoever_has_its_token() {
         let (status, _) = http_exchange(port, "GET", path, &[], "").unwrap();
         assert_eq!(status, 403, "{what} ({path})");
     }
+    // A CORS preflight, as another site's script would send first: refused (no answer of this
+    // server carries a CORS header).
+    let (status, _) = http_exchange(
+        port,
+        "OPTIONS",
+        "/api/install",
+        &[
+            ("Origin", "https://attacker.example"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "x-token"),
+        ],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 403, "a preflight");
     let wrong = http_exchange(port, "GET", "/?token=AAAA", &[], "").unwrap();
     assert_eq!(wrong.0, 403);
     let rebinding = http_exchange(
