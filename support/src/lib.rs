@@ -6,6 +6,7 @@
 pub mod binaries;
 pub mod http;
 pub mod installer;
+pub mod package_page;
 pub mod wheels;
 pub mod windows;
 

@@ -4,82 +4,20 @@
 //! would; no token, a foreign `Host` or a foreign `Origin` are refused and change nothing; a
 //! second change while one runs gets 409.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::package_manager::{fingerprint, packages, unpack};
 use support::http_exchange;
-
-struct Page {
-    child: Child,
-    port: u16,
-    token: String,
-    url: String,
-}
-
-impl Drop for Page {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::package_page::Page;
 
 fn serve(root: &Path, home: &Path) -> Page {
-    let mut cmd =
-        super::package_manager::command(&root.join("packages.sh"), &["gui", "--no-browser"], home);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first.trim().to_string();
-    let rest = url
-        .strip_prefix("http://127.0.0.1:")
-        .unwrap_or_else(|| panic!("the first line is not a loopback address: {url:?}"));
-    let (port, token) = rest.split_once("/?token=").unwrap();
-    Page {
-        child,
-        port: port.parse().unwrap(),
-        token: token.to_string(),
-        url,
-    }
-}
-
-impl Page {
-    fn api(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let origin = format!("http://127.0.0.1:{}", self.port);
-        let (status, text) = http_exchange(
-            self.port,
-            method,
-            path,
-            &[("X-Token", &self.token), ("Origin", &origin)],
-            body,
-        )
-        .unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    /// Starts a change and waits for it: its job as the API tells it at the end.
-    fn change(&self, path: &str, body: &str) -> serde_json::Value {
-        let (status, started) = self.api("POST", path, body);
-        assert_eq!(status, 202, "{path}: {started}");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, job) = self.api("GET", "/api/job", "");
-            let job = &job["job"];
-            if job["id"] == started["job"] && job["running"] == false {
-                return job.clone();
-            }
-            assert!(Instant::now() < deadline, "{path} did not finish: {job}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    Page::serve(super::package_manager::command(
+        &root.join("packages.sh"),
+        &["gui", "--no-browser"],
+        home,
+    ))
 }
 
 fn chromium() -> Option<PathBuf> {

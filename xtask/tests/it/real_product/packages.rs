@@ -71,67 +71,6 @@ fn seconds(text: &str, prefix: &str) -> Vec<f64> {
         .collect()
 }
 
-/// `packages.sh gui --no-browser`, driven through its API.
-struct Page {
-    child: std::process::Child,
-    port: u16,
-    token: String,
-}
-
-impl Drop for Page {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Page {
-    fn serve(root: &Path) -> Page {
-        use std::io::BufRead;
-        let mut cmd = Command::new(root.join("packages.sh"));
-        cmd.args(["gui", "--no-browser"])
-            .current_dir(root.parent().unwrap())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        support::pypi_env(&mut cmd);
-        let mut child = cmd.spawn().unwrap();
-        let mut first = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let rest = first
-            .trim()
-            .strip_prefix("http://127.0.0.1:")
-            .unwrap_or_else(|| panic!("not the page's address: {first:?}"))
-            .to_string();
-        let (port, token) = rest.split_once("/?token=").unwrap();
-        Page {
-            child,
-            port: port.parse().unwrap(),
-            token: token.to_string(),
-        }
-    }
-
-    fn api(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let (status, text) =
-            support::http_exchange(self.port, method, path, &[("X-Token", &self.token)], body)
-                .unwrap();
-        (status, serde_json::from_str(&text).unwrap_or_default())
-    }
-
-    fn change(&self, path: &str, body: &str) -> serde_json::Value {
-        let (status, started) = self.api("POST", path, body);
-        assert_eq!(status, 202, "{started}");
-        loop {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let job = self.api("GET", "/api/job", "").1["job"].clone();
-            if job["id"] == started["job"] && job["running"] == false {
-                return job;
-            }
-        }
-    }
-}
-
 const NODE: &str = r#"import cv2, imageio_ffmpeg, piexif
 
 class AnymatixProbe:
@@ -196,7 +135,11 @@ pub fn check(root: &Path, quick_test: impl Fn() -> String) -> Measured {
         "opencv-python-headless\nimageio-ffmpeg\npiexif\n",
     );
     // Through the page (`packages.sh gui`), as a user who does not use a terminal would.
-    let page = Page::serve(root);
+    let mut gui = Command::new(root.join("packages.sh"));
+    gui.args(["gui", "--no-browser"])
+        .current_dir(root.parent().unwrap());
+    support::pypi_env(&mut gui);
+    let page = support::package_page::Page::serve(gui);
     let (status, state) = page.api("GET", "/api/state", "");
     assert_eq!(status, 200, "{state}");
     let shown: Vec<&str> = state["packages"]["protected"]
