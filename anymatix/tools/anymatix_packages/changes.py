@@ -210,7 +210,7 @@ class Session:
             "refused" if refused else "failed"))
         explanation = ""
         if refused and status != 0:
-            explanation = explain_refusal(self.env, refused, asked[1:], self.env.script())
+            explanation = explain_refusal(refused, asked[1:], self.env.script())
         return status, explanation
 
     def _finish(self, entry, status):

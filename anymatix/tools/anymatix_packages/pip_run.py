@@ -94,7 +94,7 @@ def _names(cause, key):
     return canonical(name) == key
 
 
-def explain_refusal(env, refused, args, script):
+def explain_refusal(refused, args, script):
     lines = [
         "",
         "Refused: this would change protected packages, which the environment's ComfyUI "
@@ -116,7 +116,3 @@ def _quote(arg):
     if arg and all(ch.isalnum() or ch in "-_.=<>/:@+~,[]" for ch in arg):
         return arg
     return '"%s"' % arg
-
-
-def pip_check(env, echo):
-    return run_pip(env, ["check"], env.protected_file, echo)
