@@ -1,14 +1,17 @@
-//! Where everything of one build lives under `--out`, for one platform: the cache, the installed
-//! environment, the tree that becomes the zip, the records of what each stage was made from.
+//! Where everything of one build lives under `--out`, for one platform's variant: the cache, the
+//! installed environment, the tree that becomes the zip, the records of what each stage was made from.
 //! The published files' names also carry the version: see [`Artifacts`].
 
 use std::path::{Path, PathBuf};
 
+use crate::distribution::Variant;
 use crate::platform::Platform;
 
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub platform: Platform,
+    /// Which of the platform's zips: its name is in every folder and file of this build.
+    pub variant: Variant,
     /// The output folder itself, where published files go.
     pub out: PathBuf,
     /// Downloads, kept across builds and trusted only with a matching sidecar digest; also the
@@ -43,7 +46,8 @@ pub struct Layout {
     pub dist_record: PathBuf,
     /// The tag `latest` meant when last resolved online, for `--offline`.
     pub latest_tag: PathBuf,
-    /// `fetch`'s wheels for this platform: `--offline` installs from here alone.
+    /// `fetch`'s wheels for this variant (each CUDA line has its own torch of one version):
+    /// `--offline` installs from here alone.
     pub wheelhouse: PathBuf,
     /// conda's package cache, shared by builds (and filled by `fetch`) for `--offline`.
     pub conda_pkgs: PathBuf,
@@ -53,15 +57,18 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(out: &Path, platform: Platform) -> Layout {
+    pub fn new(out: &Path, variant: &Variant) -> Layout {
+        let platform = variant.platform;
+        let id = variant.id();
         // Short names: the Windows installer checks the prefix's length.
-        let stage = out.join("stage").join(platform.name());
+        let stage = out.join("stage").join(&id);
         let env = stage.join("env");
         let env_tree = env.join("anymatix");
         let dist = stage.join("dist");
         let cache = out.join("cache");
         Layout {
             platform,
+            variant: variant.clone(),
             out: out.to_path_buf(),
             prefix: env_tree.join("python"),
             env_tree,
@@ -71,14 +78,11 @@ impl Layout {
             locked_requirements: env.join("locked-requirements.txt"),
             pip_policy: env.join("pip-policy"),
             bytecode_cache: env.join("bytecode-cache"),
-            unpack: out
-                .join("verify")
-                .join(platform.name())
-                .join("unpacked copy ü"),
+            unpack: out.join("verify").join(&id).join("unpacked copy ü"),
             env_record: stage.join("env.done.json"),
             dist_record: stage.join("dist.done.json"),
             latest_tag: cache.join(format!("miniforge-latest-{platform}.txt")),
-            wheelhouse: cache.join("wheels").join(platform.name()),
+            wheelhouse: cache.join("wheels").join(&id),
             conda_pkgs: cache.join("conda-pkgs").join(platform.name()),
             fetch_scratch: stage.join("fetch"),
             cache,
@@ -96,30 +100,27 @@ impl Layout {
         self.fetch_scratch.join("python")
     }
 
-    /// The published files of `version`, and where each is made first.
+    /// The published files of `version`, and where each is made first: all named
+    /// `anymatix-<version>-<platform>[-<variant>]`, the default variant without suffix.
     pub fn artifacts(&self, version: &str) -> Artifacts {
-        let platform = self.platform;
-        let zip = format!("anymatix-{version}-{platform}.zip");
-        let report = format!("anymatix-{version}-{platform}.prune.html");
+        let stem = format!("anymatix-{version}-{}", self.variant.id());
+        let zip = format!("{stem}.zip");
+        let report = format!("{stem}.prune.html");
         Artifacts {
             zip: self.out.join(&zip),
-            staged_zip: self
-                .dist
-                .join(format!("anymatix-{version}-{platform}.unverified.zip")),
+            staged_zip: self.dist.join(format!("{stem}.unverified.zip")),
             report: self.out.join(&report),
             staged_report: self.dist.join(&report),
-            build_report: self
-                .out
-                .join(format!("anymatix-{version}-{platform}.build.json")),
+            build_report: self.out.join(format!("{stem}.build.json")),
             zip_name: zip,
         }
     }
 }
 
-/// The files a build publishes, named by version and platform.
+/// The files a build publishes, named by version, platform and variant.
 #[derive(Debug, Clone)]
 pub struct Artifacts {
-    /// `anymatix-<version>-<platform>.zip`
+    /// `anymatix-<version>-<platform>[-<variant>].zip`
     pub zip_name: String,
     /// The finished zip, moved here only after it passed verify.
     pub zip: PathBuf,
@@ -131,4 +132,48 @@ pub struct Artifacts {
     pub staged_report: PathBuf,
     /// How the zip was built: each step's duration, written beside it when it is made.
     pub build_report: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_variant_other_than_the_default_carries_its_name_everywhere() {
+        let out = Path::new("/o");
+        let cpu = Variant {
+            platform: Platform::LinuxX86_64,
+            name: Some("cpu".into()),
+            default: false,
+        };
+        let layout = Layout::new(out, &cpu);
+        let artifacts = layout.artifacts("1.0");
+        assert_eq!(artifacts.zip_name, "anymatix-1.0-linux-x86_64-cpu.zip");
+        assert_eq!(
+            artifacts.report,
+            Path::new("/o/anymatix-1.0-linux-x86_64-cpu.prune.html")
+        );
+        assert_eq!(
+            artifacts.build_report,
+            Path::new("/o/anymatix-1.0-linux-x86_64-cpu.build.json")
+        );
+        assert_eq!(layout.env, Path::new("/o/stage/linux-x86_64-cpu/env"));
+        assert_eq!(
+            layout.wheelhouse,
+            Path::new("/o/cache/wheels/linux-x86_64-cpu")
+        );
+        assert!(layout.unpack.starts_with("/o/verify/linux-x86_64-cpu"));
+
+        let default = Variant {
+            name: Some("nvidia".into()),
+            default: true,
+            ..cpu
+        };
+        let layout = Layout::new(out, &default);
+        assert_eq!(
+            layout.artifacts("1.0").zip_name,
+            "anymatix-1.0-linux-x86_64.zip"
+        );
+        assert_eq!(layout.env, Path::new("/o/stage/linux-x86_64/env"));
+    }
 }

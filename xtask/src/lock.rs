@@ -1,4 +1,4 @@
-//! `anymatix/locks/<platform>.lock.yml`: what a build's moving parts resolved to (the Miniforge
+//! `anymatix/locks/<platform>[-<variant>].lock.yml`: what a build's moving parts resolved to (the Miniforge
 //! tag and digest `latest` meant, each repo's commit, each Python package's exact version and
 //! wheel digest), committed so reviewers see dependency changes as a diff, and read back by
 //! `--locked` to build exactly that again.
@@ -8,13 +8,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, Variant};
 use crate::platform::Platform;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lock {
     pub platform: Platform,
+    /// The platform's variant it was built as, when the platform has variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     pub miniforge: LockedInstaller,
     pub repos: Vec<LockedRepo>,
     pub python_packages: Vec<LockedPackage>,
@@ -52,13 +55,14 @@ const HEADER: &str = "\
 # a build without --locked (or with --update) refreshes it.
 ";
 
-/// Where the lock of `platform` lives: `locks/` beside the manifest.
-pub fn default_path(manifest: &Path, platform: Platform) -> PathBuf {
+/// Where the lock of `variant` lives: `locks/<platform>[-<variant>].lock.yml` beside the
+/// manifest (the default variant's without suffix).
+pub fn default_path(manifest: &Path, variant: &Variant) -> PathBuf {
     manifest
         .parent()
         .unwrap_or(Path::new("."))
         .join("locks")
-        .join(format!("{platform}.lock.yml"))
+        .join(format!("{}.lock.yml", variant.id()))
 }
 
 impl Lock {
@@ -91,18 +95,31 @@ impl Lock {
             .collect()
     }
 
-    /// `--locked` needs a lock made for this platform and these repos.
+    /// `--locked` needs a lock made for this platform, variant and repos.
     pub fn check_fits(
         &self,
         distribution: &Distribution,
-        platform: Platform,
+        variant: &Variant,
         path: &Path,
     ) -> Result<()> {
+        let platform = variant.platform;
         if self.platform != platform {
             bail!(
                 "{} is the lock of {}, not {platform}",
                 path.display(),
                 self.platform
+            );
+        }
+        if self.variant != variant.name {
+            let name = |v: &Option<String>| {
+                v.as_deref()
+                    .map_or("no variant".into(), |n| format!("variant `{n}`"))
+            };
+            bail!(
+                "{} is the lock of {platform}'s {}, not of its {}: pass the variant's own lock",
+                path.display(),
+                name(&self.variant),
+                name(&variant.name)
             );
         }
         let mut wanted: Vec<&str> = distribution.repos.iter().map(|r| r.name.as_str()).collect();
@@ -171,6 +188,7 @@ mod tests {
         let packages = packages_from_report(report).unwrap();
         let lock = Lock {
             platform: Platform::LinuxX86_64,
+            variant: None,
             miniforge: LockedInstaller {
                 tag: "t".into(),
                 sha256: "s".into(),
@@ -192,5 +210,47 @@ mod tests {
             err.to_string().contains("build once without --locked"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn each_variant_has_its_own_lock_and_takes_no_other() {
+        let distribution: Distribution = serde_yaml_ng::from_str(
+            "platforms:\n  linux-x86_64:\n    variants:\n      nvidia: {default: true}\n      cpu: {}\n",
+        )
+        .unwrap();
+        let linux = Platform::LinuxX86_64;
+        let nvidia = distribution.variant(linux, None).unwrap();
+        let cpu = distribution.variant(linux, Some("cpu")).unwrap();
+        let manifest = Path::new("/r/anymatix/distribution.yml");
+        assert_eq!(
+            default_path(manifest, &nvidia),
+            Path::new("/r/anymatix/locks/linux-x86_64.lock.yml")
+        );
+        assert_eq!(
+            default_path(manifest, &cpu),
+            Path::new("/r/anymatix/locks/linux-x86_64-cpu.lock.yml")
+        );
+        let lock = Lock {
+            platform: linux,
+            variant: Some("cpu".into()),
+            miniforge: LockedInstaller {
+                tag: "t".into(),
+                sha256: "s".into(),
+            },
+            repos: vec![],
+            python_packages: vec![],
+            left_out: vec![],
+        };
+        let path = Path::new("linux-x86_64-cpu.lock.yml");
+        lock.check_fits(&distribution, &cpu, path).unwrap();
+        let err = lock.check_fits(&distribution, &nvidia, path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "linux-x86_64-cpu.lock.yml is the lock of linux-x86_64's variant `cpu`, not of its \
+             variant `nvidia`: pass the variant's own lock"
+        );
+        assert!(serde_yaml_ng::to_string(&lock)
+            .unwrap()
+            .contains("variant: cpu"));
     }
 }

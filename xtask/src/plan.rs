@@ -17,7 +17,7 @@ use crate::lock::Lock;
 use crate::packages::{carried_indexes, PackageTools};
 use crate::pip::leave_out::LeaveOutPackages;
 use crate::pip::{self, PipInstall, PipRequest, Wanted, Wheelhouse, WriteFile};
-use crate::platform::Platform;
+use crate::platform::{Os, Platform};
 use crate::prune::{LinkTree, Policy, Prune};
 use crate::publish::Publish;
 use crate::relocate::Relocate;
@@ -196,7 +196,7 @@ pub fn plan(
     }));
     steps.push(Step::SmokeInstalled(SmokeInstalled {
         python,
-        smoke: distribution.smoke.clone(),
+        smoke: distribution.smoke_for(platform),
         bytecode_cache: layout.bytecode_cache.clone(),
     }));
 
@@ -232,13 +232,13 @@ pub fn plan(
         platform,
         tree: layout.tree.clone(),
         protected: distribution.protected_for(platform),
-        smoke: distribution.smoke.clone(),
+        smoke: distribution.smoke_for(platform),
         indexes: carried_indexes(distribution, platform),
     }));
     steps.push(Step::CompileImported(CompileImported {
         platform,
         tree: layout.tree.clone(),
-        smoke: distribution.smoke.clone(),
+        smoke: distribution.smoke_for(platform),
         mode: policy.policy.bytecode,
         listing: layout.dist.join("imported-modules.txt"),
         bytecode_cache: layout.bytecode_cache.clone(),
@@ -247,6 +247,7 @@ pub fn plan(
     steps.push(Step::WriteManifest(WriteManifest {
         version: version.to_string(),
         platform,
+        variant: distribution.variant_info(&layout.variant),
         tree: layout.tree.clone(),
         path: layout.tree.join("manifest.json"),
     }));
@@ -262,7 +263,7 @@ pub fn plan(
         zip: artifacts.staged_zip.clone(),
         unpack: layout.unpack.clone(),
         env: layout.env.clone(),
-        smoke: distribution.smoke.clone(),
+        smoke: distribution.smoke_for(platform),
     }));
     steps.push(Step::Publish(Publish {
         zip: (artifacts.staged_zip.clone(), artifacts.zip.clone()),
@@ -391,11 +392,21 @@ fn pip_request(
     offline_wheelhouse: Option<PathBuf>,
     steps: &mut Vec<Step>,
 ) -> PipRequest {
-    let policy = distribution.requires_at_most(platform).glibc.map(|glibc| {
+    let ceiling = distribution.requires_at_most(platform);
+    let policy_file = match platform.os() {
+        Os::Linux => ceiling
+            .glibc
+            .map(|glibc| ("_manylinux.py", pip::manylinux_policy(&glibc))),
+        Os::Macos => ceiling
+            .macos
+            .map(|macos| ("sitecustomize.py", pip::macos_policy(&macos))),
+        Os::Windows => None,
+    };
+    let policy = policy_file.map(|(name, contents)| {
         steps.push(Step::WriteFile(WriteFile {
             title: "Write pip's wheel policy".into(),
-            path: policy_dir.join("_manylinux.py"),
-            contents: pip::manylinux_policy(&glibc),
+            path: policy_dir.join(name),
+            contents,
         }));
         policy_dir.to_path_buf()
     });
@@ -427,6 +438,7 @@ fn pip_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distribution::Variant;
 
     fn manifest(text: &str) -> Distribution {
         serde_yaml_ng::from_str(text).unwrap()
@@ -508,6 +520,7 @@ mod tests {
         );
         let lock = Lock {
             platform: Platform::LinuxX86_64,
+            variant: None,
             miniforge: LockedInstaller {
                 tag: "26.3.2-3".into(),
                 sha256: "ab".into(),
@@ -524,7 +537,7 @@ mod tests {
             }],
             left_out: vec![],
         };
-        let layout = Layout::new(Path::new("/o"), Platform::LinuxX86_64);
+        let layout = Layout::new(Path::new("/o"), &Variant::plain(Platform::LinuxX86_64));
         let plan = plan(
             &m,
             Platform::LinuxX86_64,
@@ -569,7 +582,7 @@ mod tests {
              platforms: {macos-x86_64: {conda_packages: [python=3.12]}}\n\
              repos: [{name: ComfyUI, url: 'https://git.example/ComfyUI.git', rev: v1, path: ComfyUI, requirements: requirements.txt}]\n",
         );
-        let layout = Layout::new(Path::new("/o"), Platform::MacosX86_64);
+        let layout = Layout::new(Path::new("/o"), &Variant::plain(Platform::MacosX86_64));
         let offline = plan(
             &m,
             Platform::MacosX86_64,
@@ -744,7 +757,7 @@ mod tests {
     }
 
     fn plan_for(m: &Distribution, platform: Platform, tag: Option<&str>) -> Plan {
-        let layout = Layout::new(Path::new("/o"), platform);
+        let layout = Layout::new(Path::new("/o"), &Variant::plain(platform));
         plan(
             m,
             platform,

@@ -113,6 +113,19 @@ impl Platform {
         }
     }
 
+    /// The GitHub-hosted runner that builds this platform natively (runner-images, 2026):
+    /// `macos-14` is deprecated, so arm64 builds on `macos-15`; `macos-15-intel` is the last
+    /// x86_64 image announced (until August 2027).
+    pub fn github_runner(self) -> &'static str {
+        match self {
+            Platform::LinuxX86_64 => "ubuntu-latest",
+            Platform::LinuxAarch64 => "ubuntu-24.04-arm",
+            Platform::MacosArm64 => "macos-15",
+            Platform::MacosX86_64 => "macos-15-intel",
+            Platform::WindowsX86_64 => "windows-latest",
+        }
+    }
+
     /// The helper script that installs more packages, as named in the archive.
     pub fn helper_script_name(self) -> &'static str {
         if self.is_windows() {

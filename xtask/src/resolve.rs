@@ -154,6 +154,27 @@ pub fn compile_command(
     Ok(cmd)
 }
 
+/// The index of the platform's `pip_args` that uv's failure names, if any: a variant behind an
+/// index this machine cannot reach (PyTorch's own, from here) fails for that reason alone.
+pub fn unreached_index(
+    manifest: &Distribution,
+    platform: Platform,
+    stderr: &str,
+) -> Option<String> {
+    let args = manifest.pip_args_for(platform);
+    let mut urls = args.iter().enumerate().filter_map(|(i, arg)| {
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (arg.as_str(), None),
+        };
+        ["--index-url", "-i", "--extra-index-url"]
+            .contains(&name)
+            .then(|| inline.or_else(|| args.get(i + 1).cloned()))
+            .flatten()
+    });
+    urls.find(|url| stderr.contains(url.trim_end_matches('/')))
+}
+
 fn path_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -239,6 +260,34 @@ mod tests {
             uv_options(&["--prefer-binary".into(), "--pre".into()]).unwrap(),
             ["--pre"]
         );
+    }
+
+    #[test]
+    fn the_index_uv_could_not_reach_is_named() {
+        let m = manifest(
+            "platforms:\n  linux-x86_64:\n    pip_args: [--prefer-binary, --extra-index-url, 'https://download.pytorch.org/whl/cu126/']\n  macos-arm64:\n    pip_args: ['--index-url=https://mirror.example/simple']\n",
+        );
+        // As uv said it in this workplace, where download.pytorch.org cannot be reached.
+        let stderr = "  x Failed to download and build `torch==2.11.0+cu126`\n  \
+                      cause: Failed to fetch: https://download.pytorch.org/whl/cu126/torch/\n";
+        assert_eq!(
+            unreached_index(&m, Platform::LinuxX86_64, stderr).as_deref(),
+            Some("https://download.pytorch.org/whl/cu126/")
+        );
+        assert_eq!(
+            unreached_index(
+                &m,
+                Platform::MacosArm64,
+                "Failed to fetch: https://mirror.example/simple/numpy/"
+            )
+            .as_deref(),
+            Some("https://mirror.example/simple")
+        );
+        assert_eq!(
+            unreached_index(&m, Platform::LinuxX86_64, "No solution found"),
+            None
+        );
+        assert_eq!(unreached_index(&m, Platform::WindowsX86_64, stderr), None);
     }
 
     #[test]

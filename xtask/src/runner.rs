@@ -8,13 +8,13 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::bytecode::BytecodeSummary;
+use crate::distribution::Variant;
 use crate::fetch::Miniforge;
 use crate::lock::{self, Lock};
 use crate::packages::ProtectedPackage;
 use crate::pip;
 use crate::pip::leave_out::LeftOut;
 use crate::plan::{Stage, Step};
-use crate::platform::Platform;
 use crate::prune::PruneReport;
 use crate::relocate::RelocationReport;
 use crate::report::Findings;
@@ -32,13 +32,14 @@ pub struct Installed {
 
 impl Installed {
     /// What this build resolved to, for the lock file; `left_out` names what the zip leaves out.
-    pub fn lock(&self, platform: Platform, left_out: Vec<String>) -> Result<Lock> {
+    pub fn lock(&self, variant: &Variant, left_out: Vec<String>) -> Result<Lock> {
         let miniforge = self
             .miniforge
             .as_ref()
             .context("Miniforge was not fetched")?;
         Ok(Lock {
-            platform,
+            platform: variant.platform,
+            variant: variant.name.clone(),
             miniforge: lock::LockedInstaller {
                 tag: miniforge.tag.clone(),
                 sha256: miniforge.sha256.clone(),

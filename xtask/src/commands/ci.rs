@@ -1,5 +1,5 @@
 //! `cargo xtask ci`: what CI checks, runnable as is on a developer's machine: formatting, lints,
-//! the tests with snapshots checked, and the dry-run plan of every platform.
+//! the tests with snapshots checked, and the dry-run plan of every platform and variant.
 
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
@@ -46,13 +46,16 @@ impl CiArgs {
         cmd!(sh, "cargo fmt --all --check").run()?;
         step("lint");
         cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings").run()?;
-        step("plans: a dry run for every platform");
+        step("plans: a dry run for every platform and variant");
         for platform in Platform::ALL {
             let name = platform.name();
-            cmd!(sh, "cargo xtask portable --platform {name} --dry-run")
-                .quiet()
-                .ignore_stdout()
-                .run()?;
+            cmd!(
+                sh,
+                "cargo xtask portable --platform {name} --variant all --dry-run"
+            )
+            .quiet()
+            .ignore_stdout()
+            .run()?;
             println!("ok: {name}");
         }
         step("tests (snapshots checked: a changed one fails)");

@@ -1,12 +1,12 @@
 //! The flags that say what to build and where, shared by `portable`, `fetch` and `doctor`, and
-//! the one context they resolve into: the platform, the distribution, the layout, the lock, and
-//! the tools the steps use.
+//! the one context they resolve into: the platform and its variant, the distribution as that
+//! variant has it, the layout, the lock, and the tools the steps use.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, Variant};
 use crate::layout::Layout;
 use crate::lock::{self, Lock};
 use crate::platform::Platform;
@@ -21,6 +21,10 @@ pub struct Target {
     /// must); a dry run shows any platform anywhere.
     #[arg(long)]
     pub platform: Option<Platform>,
+    /// Which of the platform's zips, as distribution.yml names its variants (`nvidia`, `cpu`,
+    /// ...) [default: the platform's default]. `all` with --dry-run shows each one's plan.
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
     /// The distribution's definition.
     #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/distribution.yml"))]
     pub manifest: PathBuf,
@@ -40,7 +44,7 @@ pub struct LockFlags {
     /// not fit the manifest.
     #[arg(long)]
     pub locked: bool,
-    /// The lock file [default: locks/<platform>.lock.yml beside the manifest]
+    /// The lock file [default: locks/<platform>[-<variant>].lock.yml beside the manifest]
     #[arg(long, value_name = "FILE")]
     pub lock: Option<PathBuf>,
 }
@@ -48,6 +52,8 @@ pub struct LockFlags {
 /// What a command works with, resolved once from its flags.
 pub struct Context {
     pub platform: Platform,
+    pub variant: Variant,
+    /// The distribution as this variant has it: every `*_for(platform)` includes its additions.
     pub distribution: Distribution,
     pub distribution_path: PathBuf,
     pub layout: Layout,
@@ -58,32 +64,64 @@ pub struct Context {
     pub tools: Tools,
 }
 
+/// `--variant all`: every variant of the platform.
+pub const ALL_VARIANTS: &str = "all";
+
 impl Target {
     pub fn resolve(&self, lock: &LockFlags) -> Result<Context> {
+        if self.variant.as_deref() == Some(ALL_VARIANTS) {
+            bail!(
+                "--variant all is for plans (with --dry-run) and `cargo xtask resolve`: a build \
+                 makes one zip. Build each variant on its own (CI has a job for each: `cargo \
+                 xtask matrix`)"
+            );
+        }
+        let mut all = self.resolve_each(lock)?;
+        Ok(all.remove(0))
+    }
+
+    /// One context per variant `--variant` names: `all` gives each of the platform's.
+    pub fn resolve_each(&self, lock: &LockFlags) -> Result<Vec<Context>> {
         let distribution = Distribution::load(&self.manifest)?;
         let platform = Platform::chosen_or_host(self.platform)?;
+        let variants = match self.variant.as_deref() {
+            Some(ALL_VARIANTS) => {
+                if lock.lock.is_some() {
+                    bail!("--lock names one lock file, so it cannot go with --variant all");
+                }
+                distribution.variants_of(platform)
+            }
+            name => vec![distribution
+                .variant(platform, name)
+                .with_context(|| format!("bad --variant in {}", self.manifest.display()))?],
+        };
         let out = std::path::absolute(&self.out)
             .with_context(|| format!("bad --out {}", self.out.display()))?;
-        let lock_path = lock
-            .lock
-            .clone()
-            .unwrap_or_else(|| lock::default_path(&self.manifest, platform));
-        let locked = if lock.locked {
-            let found = Lock::load(&lock_path)?;
-            found.check_fits(&distribution, platform, &lock_path)?;
-            Some(found)
-        } else {
-            None
-        };
-        Ok(Context {
-            platform,
-            layout: Layout::new(&out, platform),
-            distribution,
-            distribution_path: self.manifest.clone(),
-            lock_path,
-            locked,
-            tools: Tools::new(self.verbose)?,
-        })
+        let mut contexts = Vec::new();
+        for variant in variants {
+            let lock_path = lock
+                .lock
+                .clone()
+                .unwrap_or_else(|| lock::default_path(&self.manifest, &variant));
+            let locked = if lock.locked {
+                let found = Lock::load(&lock_path)?;
+                found.check_fits(&distribution, &variant, &lock_path)?;
+                Some(found)
+            } else {
+                None
+            };
+            contexts.push(Context {
+                platform,
+                layout: Layout::new(&out, &variant),
+                distribution: distribution.for_variant(&variant),
+                variant,
+                distribution_path: self.manifest.clone(),
+                lock_path,
+                locked,
+                tools: Tools::new(self.verbose)?,
+            });
+        }
+        Ok(contexts)
     }
 }
 

@@ -32,6 +32,24 @@ pub struct FetchArgs {
 
 impl FetchArgs {
     pub fn run(self) -> Result<()> {
+        if self.dry_run {
+            for ctx in self.target.resolve_each(&self.lock)? {
+                let options = Options {
+                    locked: ctx.locked.as_ref(),
+                    ..Options::default()
+                };
+                println!(
+                    "Fetch for {} into {} (dry run: nothing is done)",
+                    ctx.variant,
+                    ctx.layout.cache.display()
+                );
+                let steps = plan::fetch_plan(&ctx.distribution, ctx.platform, &ctx.layout, options);
+                for (i, step) in steps.iter().enumerate() {
+                    println!("{:>2}. {step}", i + 1);
+                }
+            }
+            return Ok(());
+        }
         let ctx = self.target.resolve(&self.lock)?;
         let (platform, layout) = (ctx.platform, &ctx.layout);
         let options = Options {
@@ -39,21 +57,14 @@ impl FetchArgs {
             locked: ctx.locked.as_ref(),
             ..Options::default()
         };
-        if self.dry_run {
-            println!(
-                "Fetch for {platform} into {} (dry run: nothing is done)",
-                layout.cache.display()
-            );
-            let steps = plan::fetch_plan(&ctx.distribution, platform, layout, options);
-            for (i, step) in steps.iter().enumerate() {
-                println!("{:>2}. {step}", i + 1);
-            }
-            return Ok(());
-        }
         ctx.check_host()?;
 
         let started = std::time::Instant::now();
-        eprintln!("Fetching for {platform} into {}", layout.cache.display());
+        eprintln!(
+            "Fetching for {} into {}",
+            ctx.variant,
+            layout.cache.display()
+        );
         let installer = &ctx.distribution.installer;
         let tag = fetch::resolve_tag(
             &installer.release,

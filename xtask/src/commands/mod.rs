@@ -8,6 +8,7 @@ pub mod clean;
 pub mod context;
 pub mod doctor;
 pub mod fetch;
+pub mod matrix;
 pub mod portable;
 pub mod prune;
 pub mod release;
@@ -34,11 +35,13 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Build anymatix-<version>-<platform>.zip: fetch Miniforge, install, clone the repos,
-    /// pip install, prune, zip, then unpack it elsewhere and run the smoke checks.
+    /// Build anymatix-<version>-<platform>[-<variant>].zip: fetch Miniforge, install, clone the
+    /// repos, pip install, prune, zip, then unpack it elsewhere and run the smoke checks.
     #[command(after_help = "Examples:
   cargo xtask portable                                      build for this host
   cargo xtask portable --platform windows-x86_64 --dry-run  show the Windows plan, anywhere
+  cargo xtask portable --variant cpu                        this host's CPU-only zip
+  cargo xtask portable --dry-run --variant all              the plan of each of its variants
   cargo xtask portable --out /tmp/amx --version 0.2.0-rc1   another folder and version
   cargo xtask portable --verbose                            show every command line
   cargo xtask portable --update                             install the environment anew
@@ -60,8 +63,11 @@ pub enum Command {
     /// Attach the built zips (or, over GitHub's 2 GiB limit, their parts) to a tag's release.
     Release(release::ReleaseArgs),
     /// Run what CI checks: formatting, lints, the tests with snapshots checked, and the
-    /// dry-run plan of every platform.
+    /// dry-run plan of every platform and variant.
     Ci(ci::CiArgs),
+    /// Print the release workflow's build matrix (JSON): one job per platform and variant of
+    /// the distribution, each on its platform's native runner.
+    Matrix(matrix::MatrixArgs),
     /// Remove the build's working folders (stage/, verify/), and with --cache the downloads.
     Clean(clean::CleanArgs),
     /// Check that this machine can build: tools, disk space, path length, and every source the
@@ -80,6 +86,7 @@ impl Command {
             Command::Resolve(args) => args.run(),
             Command::Release(args) => args.run(),
             Command::Ci(args) => args.run(),
+            Command::Matrix(args) => args.run(),
             Command::Clean(args) => args.run(),
             Command::Doctor(args) => args.run(),
         }

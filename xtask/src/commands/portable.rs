@@ -64,11 +64,34 @@ pub struct PortableArgs {
 
 impl PortableArgs {
     pub fn run(self) -> Result<()> {
+        if self.dry_run {
+            let version = self.version()?;
+            let policy = self.policy_file()?;
+            for (i, ctx) in self.target.resolve_each(&self.lock)?.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                let options = Options {
+                    locked: ctx.locked.as_ref(),
+                    split_size: self.split_size,
+                    compression: self.compression,
+                    offline: self.offline,
+                    ..Options::default()
+                };
+                let plan = plan::plan(
+                    &ctx.distribution,
+                    ctx.platform,
+                    &version,
+                    &ctx.layout,
+                    &policy,
+                    options,
+                );
+                print_plan(&plan);
+            }
+            return Ok(());
+        }
         let ctx = self.target.resolve(&self.lock)?;
-        let policy = PolicyFile {
-            policy: Arc::new(Policy::load(&self.policy)?),
-            path: self.policy.clone(),
-        };
+        let policy = self.policy_file()?;
         let version = self.version()?;
         let options = Options {
             tag: Tag::Latest,
@@ -88,17 +111,14 @@ impl PortableArgs {
                 options,
             )
         };
-        if self.dry_run {
-            print_plan(&plan_with(options));
-            return Ok(());
-        }
         ctx.check_host()?;
 
         let started = std::time::Instant::now();
         let artifacts = layout.artifacts(&version);
         eprintln!(
-            "Building {} for {platform} in {}{}",
+            "Building {} for {} in {}{}",
             artifacts.zip_name,
+            ctx.variant,
             layout.out.display(),
             if self.offline { " (offline)" } else { "" }
         );
@@ -136,7 +156,9 @@ impl PortableArgs {
                 .iter()
                 .map(|l| distribution::normalise_package_name(&l.entry.name))
                 .collect();
-            installed.lock(platform, left_out)?.write(&ctx.lock_path)?;
+            installed
+                .lock(&ctx.variant, left_out)?
+                .write(&ctx.lock_path)?;
             eprintln!("Wrote {}", ctx.lock_path.display());
         }
         let zips = archive::zip_or_volumes(&artifacts.zip);
@@ -160,6 +182,7 @@ impl PortableArgs {
             let report = BuildReport {
                 version: version.clone(),
                 platform: platform.to_string(),
+                variant: ctx.variant.name.clone(),
                 environment: if reinstalled { "installed" } else { "reused" },
                 seconds: seconds(total),
                 zip_bytes: zip_size,
@@ -184,6 +207,13 @@ impl PortableArgs {
             human_duration(total)
         );
         Ok(())
+    }
+
+    fn policy_file(&self) -> Result<PolicyFile> {
+        Ok(PolicyFile {
+            policy: Arc::new(Policy::load(&self.policy)?),
+            path: self.policy.clone(),
+        })
     }
 
     /// `--version` without a leading `v`, or version.yml's.
@@ -212,6 +242,9 @@ fn env_inputs(plan: &Plan, ctx: &Context, offline: bool) -> Result<Inputs> {
     let mut inputs = Inputs::default();
     inputs.set("environment format", ENV_FORMAT);
     inputs.set("platform", plan.platform.name());
+    if let Some(variant) = &plan.layout.variant.name {
+        inputs.set("variant", variant.clone());
+    }
     let clones = plan
         .steps
         .iter()
@@ -392,6 +425,8 @@ fn dist_stage(
 struct BuildReport {
     version: String,
     platform: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<String>,
     /// `installed` by this build, or `reused` from an earlier one (its steps are then not listed).
     environment: &'static str,
     seconds: f64,
@@ -431,7 +466,7 @@ fn print_timings(timings: &[(String, std::time::Duration)]) {
 fn print_plan(plan: &Plan) {
     println!(
         "Plan for {} on {} (dry run: nothing is done)",
-        plan.artifacts.zip_name, plan.platform
+        plan.artifacts.zip_name, plan.layout.variant
     );
     let mut stage = None;
     for (i, step) in plan.steps.iter().enumerate() {

@@ -1,21 +1,24 @@
 //! `cargo xtask resolve`: shows that each platform's package set resolves, from this one machine
 //! and without building: the manifest's packages and the repos' requirements, with the same
 //! indexes, resolved by `uv pip compile` for each platform's wheel tags, markers, Python and
-//! system limits. The pinned sets are written to `<out>/resolved/<platform>.txt`.
+//! system limits. Each platform's variants are resolved as their builds would install them
+//! (`--variant`). The pinned sets are written to `<out>/resolved/<platform>[-<variant>].txt`.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, Variant};
 use crate::platform::Platform;
 use crate::progress::Reporter;
 use crate::{process, project_root, repos, resolve};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  cargo xtask resolve                                  every platform, the default distribution
+  cargo xtask resolve                                  every platform's default variant
+  cargo xtask resolve --variant all                    every variant of every platform
+  cargo xtask resolve --platform linux-x86_64 --variant cpu
   cargo xtask resolve --platform macos-x86_64          one platform
   cargo xtask resolve --manifest my.yml --out /tmp/r   another manifest; lists in /tmp/r/resolved/
 
@@ -24,6 +27,10 @@ pub struct ResolveArgs {
     /// A platform to resolve (repeat for several) [default: all five]
     #[arg(long = "platform", value_name = "PLATFORM")]
     pub platforms: Vec<Platform>,
+    /// Which variant of each platform, as distribution.yml names them, or `all` [default: each
+    /// platform's default]
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
     /// The distribution's definition.
     #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/distribution.yml"))]
     pub manifest: PathBuf,
@@ -47,6 +54,19 @@ impl ResolveArgs {
         } else {
             self.platforms.clone()
         };
+        let mut variants: Vec<Variant> = Vec::new();
+        for platform in platforms {
+            match self.variant.as_deref() {
+                Some(super::context::ALL_VARIANTS) => {
+                    variants.extend(manifest.variants_of(platform))
+                }
+                name => variants.push(
+                    manifest
+                        .variant(platform, name)
+                        .with_context(|| format!("bad --variant in {}", self.manifest.display()))?,
+                ),
+            }
+        }
         process::require_tool(
             "uv",
             "install uv, which resolves for other platforms than this one: `python3 -m pip install uv`",
@@ -80,18 +100,22 @@ impl ResolveArgs {
         }
 
         let mut failed = Vec::new();
-        for platform in platforms {
+        let tried = variants.len();
+        for variant in variants {
+            let platform = variant.platform;
+            let manifest = manifest.for_variant(&variant);
+            let id = variant.id();
             let python = resolve::python_version(&manifest, platform, &self.python_version);
             let stage = reporter.stage(format!(
-                "Resolve {platform} (Python {python}, {})",
+                "Resolve {variant} (Python {python}, {})",
                 resolve::uv_platform(&manifest, platform)
             ));
-            let packages = scratch.path().join(format!("{platform}-packages.txt"));
+            let packages = scratch.path().join(format!("{id}-packages.txt"));
             fs_err::write(
                 &packages,
                 manifest.python_packages_for(platform).join("\n") + "\n",
             )?;
-            let output = out.join(format!("{platform}.txt"));
+            let output = out.join(format!("{id}.txt"));
             let command = resolve::compile_command(
                 &manifest,
                 platform,
@@ -102,11 +126,17 @@ impl ResolveArgs {
             )?;
             let done = process::output(&sh, &reporter, &command)?;
             if !done.status.success() {
-                reporter.note(format!("FAILED: {platform} does not resolve:"));
-                for line in String::from_utf8_lossy(&done.stderr).lines() {
+                let stderr = String::from_utf8_lossy(&done.stderr);
+                reporter.note(format!("FAILED: {variant} does not resolve:"));
+                for line in stderr.lines() {
                     reporter.note(format!("  {line}"));
                 }
-                failed.push(platform);
+                failed.push(
+                    match resolve::unreached_index(&manifest, platform, &stderr) {
+                        Some(index) => format!("{id} (its index {index} was not reached)"),
+                        None => id,
+                    },
+                );
                 continue;
             }
             let pins = resolve::pinned(&fs_err::read_to_string(&output)?);
@@ -134,11 +164,10 @@ impl ResolveArgs {
             stage.finish();
         }
         if !failed.is_empty() {
-            let names: Vec<&str> = failed.iter().map(|p| p.name()).collect();
             bail!(
-                "{} of the platforms do not resolve: {} (uv's reasons above)",
-                names.len(),
-                names.join(", ")
+                "{} of {tried} do not resolve: {} (uv's reasons above)",
+                failed.len(),
+                failed.join(", ")
             );
         }
         Ok(())

@@ -13,6 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::platform::Platform;
 use crate::system::Ceiling;
 
+mod variants;
+pub use variants::{Variant, VariantInfo, VariantSection};
+
 pub const DEFAULT_MINIFORGE_BASE_URL: &str = "https://github.com/conda-forge/miniforge/releases";
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +154,12 @@ pub struct PlatformSection {
     pub leave_out: Vec<LeaveOut>,
     #[serde(default)]
     pub protected: Vec<String>,
+    /// The zips this platform is built as, each what it adds to this entry; one is the default.
+    #[serde(default)]
+    pub variants: variants::Variants,
+    /// The variant `*_for` follow, when not the default (see `Distribution::for_variant`).
+    #[serde(skip)]
+    chosen: Option<String>,
 }
 
 /// An installed package the zip leaves out: a name, or a name and why that is safe, which a
@@ -339,7 +348,28 @@ impl Distribution {
             }
         }
         self.refuse_options()?;
-        for platform in Platform::ALL {
+        self.check_variants()?;
+        for variant in self.all_variants() {
+            let view = self.for_variant(&variant);
+            view.check_left_out(variant.platform)?;
+            view.check_protected(variant.platform)?;
+        }
+        for (platform, section) in &self.platforms {
+            for (kind, _) in section.requires_at_most.limits() {
+                if kind.os() != platform.os() {
+                    bail!(
+                        "platforms.{platform}.requires_at_most: `{}` does not apply to {platform} \
+                         (glibc and glibcxx are for Linux, macos for macOS, windows for Windows)",
+                        kind.name()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_left_out(&self, platform: Platform) -> Result<()> {
+        {
             let mut seen = BTreeMap::new();
             for left in self.leave_out_for(platform) {
                 let name = normalise_package_name(&left.entry.name);
@@ -359,23 +389,11 @@ impl Distribution {
                 }
             }
         }
-        self.check_protected()?;
-        for (platform, section) in &self.platforms {
-            for (kind, _) in section.requires_at_most.limits() {
-                if kind.os() != platform.os() {
-                    bail!(
-                        "platforms.{platform}.requires_at_most: `{}` does not apply to {platform} \
-                         (glibc and glibcxx are for Linux, macos for macOS, windows for Windows)",
-                        kind.name()
-                    );
-                }
-            }
-        }
         Ok(())
     }
 
-    fn check_protected(&self) -> Result<()> {
-        for platform in Platform::ALL {
+    fn check_protected(&self, platform: Platform) -> Result<()> {
+        {
             let left_out: BTreeMap<String, String> = self
                 .leave_out_for(platform)
                 .into_iter()
@@ -423,6 +441,12 @@ impl Distribution {
                 format!("platforms.{platform}.conda_packages"),
                 &section.conda_packages,
             );
+            for (name, variant) in &section.variants {
+                add(
+                    format!("platforms.{platform}.variants.{name}.python_packages"),
+                    &variant.python_packages,
+                );
+            }
         }
         if let Some(index) = &self.pip.index_url {
             values.push(("pip.index_url".into(), index));
@@ -451,22 +475,44 @@ impl Distribution {
         if let Some(section) = self.platforms.get(&platform) {
             all.extend(section.python_packages.iter().cloned());
         }
+        if let Some((_, variant)) = self.chosen(platform) {
+            all.extend(variant.python_packages.iter().cloned());
+        }
         all
     }
 
+    /// pip's options for `platform`: the platform's, then its variant's.
     pub fn pip_args_for(&self, platform: Platform) -> Vec<String> {
-        self.platforms
+        let mut all = self
+            .platforms
             .get(&platform)
             .map(|s| s.pip_args.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some((_, variant)) = self.chosen(platform) {
+            all.extend(variant.pip_args.iter().cloned());
+        }
+        all
     }
 
-    /// The newest system `platform`'s zip may ask for.
+    /// The newest system `platform`'s zip may ask for: the platform's limits, with those its
+    /// variant names in their place.
     pub fn requires_at_most(&self, platform: Platform) -> Ceiling {
-        self.platforms
+        let own = self
+            .platforms
             .get(&platform)
             .map(|s| s.requires_at_most.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match self.chosen(platform) {
+            Some((_, variant)) => variants::merge_ceiling(&own, &variant.requires_at_most),
+            None => own,
+        }
+    }
+
+    /// What must work in `platform`'s zip: `smoke`, with the checks its variant adds.
+    pub fn smoke_for(&self, platform: Platform) -> Smoke {
+        let mut smoke = self.smoke.clone();
+        smoke.checks.extend(self.variant_checks(platform));
+        smoke
     }
 
     /// What `platform`'s zip leaves out: the shared entries, then the platform's, each with the
@@ -478,8 +524,14 @@ impl Distribution {
                 .iter()
                 .map(move |e| (format!("platforms.{platform}.leave_out"), e))
         });
+        let variant = self.chosen(platform).into_iter().flat_map(|(name, v)| {
+            v.leave_out
+                .iter()
+                .map(move |e| (format!("platforms.{platform}.variants.{name}.leave_out"), e))
+        });
         shared
             .chain(own)
+            .chain(variant)
             .map(|(key, entry)| LeftOutEntry {
                 key,
                 entry: entry.clone(),
@@ -499,7 +551,15 @@ impl Distribution {
                 .iter()
                 .map(move |name| (format!("platforms.{platform}.protected"), name.clone()))
         });
-        shared.chain(own).collect()
+        let variant = self.chosen(platform).into_iter().flat_map(|(variant, v)| {
+            v.protected.iter().map(move |name| {
+                (
+                    format!("platforms.{platform}.variants.{variant}.protected"),
+                    name.clone(),
+                )
+            })
+        });
+        shared.chain(own).chain(variant).collect()
     }
 
     pub fn conda_packages_for(&self, platform: Platform) -> Vec<String> {

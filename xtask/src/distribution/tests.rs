@@ -269,3 +269,260 @@ fn protected_merges_the_shared_names_with_the_platforms() {
         assert!(error.contains(says), "{bad}: {error}");
     }
 }
+
+const VARIANTS: &str = "\
+python_packages: [pillow]
+protected: [torch]
+platforms:
+  linux-x86_64:
+    python_packages: [shared-linux]
+    pip_args: [--prefer-binary]
+    requires_at_most: {glibc: '2.28', glibcxx: '3.4.25'}
+    variants:
+      nvidia:
+        default: true
+        about: current NVIDIA GPUs
+        python_packages: [torch==2.11.0]
+        cuda: '13.0'
+        cuda_architectures: [sm_75, sm_120]
+      cpu:
+        python_packages: [torch==2.11.0+cpu]
+        pip_args: [--extra-index-url, https://download.pytorch.org/whl/cpu]
+        requires_at_most: {glibc: '2.17'}
+        protected: [numpy]
+        leave_out: [triton]
+        checks: [{name: cpu only, code: 'import torch'}]
+        cuda: none
+";
+
+#[test]
+fn a_variant_adds_to_its_platform_and_the_default_is_chosen_without_asking() {
+    let m = parse(VARIANTS).unwrap();
+    let linux = Platform::LinuxX86_64;
+    // Loaded, the distribution is its default variants'.
+    assert_eq!(
+        m.python_packages_for(linux),
+        ["pillow", "shared-linux", "torch==2.11.0"]
+    );
+    assert_eq!(m.pip_args_for(linux), ["--prefer-binary"]);
+
+    let cpu = m.variant(linux, Some("cpu")).unwrap();
+    assert_eq!((cpu.id(), cpu.default), ("linux-x86_64-cpu".into(), false));
+    let v = m.for_variant(&cpu);
+    assert_eq!(
+        v.python_packages_for(linux),
+        ["pillow", "shared-linux", "torch==2.11.0+cpu"]
+    );
+    assert_eq!(
+        v.pip_args_for(linux),
+        [
+            "--prefer-binary",
+            "--extra-index-url",
+            "https://download.pytorch.org/whl/cpu"
+        ]
+    );
+    // The variant's glibc limit replaces the platform's; the platform's other limits stay.
+    let ceiling = v.requires_at_most(linux);
+    assert_eq!(ceiling.glibc.unwrap().to_string(), "2.17");
+    assert_eq!(ceiling.glibcxx.unwrap().to_string(), "3.4.25");
+    assert_eq!(
+        v.protected_for(linux),
+        [
+            ("protected".to_string(), "torch".to_string()),
+            (
+                "platforms.linux-x86_64.variants.cpu.protected".to_string(),
+                "numpy".to_string()
+            )
+        ]
+    );
+    let left = v.leave_out_for(linux);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].key, "platforms.linux-x86_64.variants.cpu.leave_out");
+    let checks: Vec<String> = v
+        .smoke_for(linux)
+        .checks
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(checks, ["cpu only", "PyTorch is the `cpu` build: no CUDA"]);
+    // Other platforms are untouched by a variant of this one.
+    assert_eq!(v.python_packages_for(Platform::MacosArm64), ["pillow"]);
+}
+
+#[test]
+fn the_cuda_check_reads_the_line_and_the_architectures() {
+    let m = parse(VARIANTS).unwrap();
+    let smoke = m.smoke_for(Platform::LinuxX86_64);
+    let check = smoke.checks.last().unwrap();
+    assert_eq!(
+        check.name,
+        "PyTorch is the `nvidia` build: CUDA 13.0 for sm_75 sm_120"
+    );
+    assert!(
+        check.code.contains("torch.version.cuda == \"13.0\""),
+        "{}",
+        check.code
+    );
+    assert!(
+        check.code.contains("[\"sm_75\", \"sm_120\"]"),
+        "{}",
+        check.code
+    );
+    assert!(
+        check.code.contains("torch._C._cuda_getArchFlags()"),
+        "{}",
+        check.code
+    );
+}
+
+#[test]
+fn variants_are_listed_default_first_and_named_by_id() {
+    let m = parse(VARIANTS).unwrap();
+    let ids: Vec<String> = m
+        .variants_of(Platform::LinuxX86_64)
+        .iter()
+        .map(Variant::id)
+        .collect();
+    assert_eq!(ids, ["linux-x86_64", "linux-x86_64-cpu"]);
+    let plain = m.variants_of(Platform::MacosArm64);
+    assert_eq!(plain, [Variant::plain(Platform::MacosArm64)]);
+    assert_eq!(plain[0].id(), "macos-arm64");
+    assert_eq!(m.all_variants().len(), 6);
+    let info = m
+        .variant_info(&m.variant(Platform::LinuxX86_64, None).unwrap())
+        .unwrap();
+    assert_eq!(
+        (info.name.as_str(), info.default, info.cuda.as_deref()),
+        ("nvidia", true, Some("13.0"))
+    );
+}
+
+#[test]
+fn an_unknown_variant_lists_the_platforms_variants() {
+    let m = parse(VARIANTS).unwrap();
+    let err = m
+        .variant(Platform::LinuxX86_64, Some("rocm"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "linux-x86_64 has no variant `rocm`; its variants are `nvidia` (current NVIDIA GPUs, \
+         the default), `cpu`"
+    );
+    let err = m
+        .variant(Platform::MacosArm64, Some("cpu"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("macos-arm64 has no variants"), "{err}");
+}
+
+#[test]
+fn bad_variants_are_named_by_their_key() {
+    let cases = [
+        (
+            VARIANTS.replace("        default: true\n", ""),
+            "platforms.linux-x86_64.variants: no variant is the default",
+        ),
+        (
+            VARIANTS.replace("      cpu:\n", "      cpu:\n        default: true\n"),
+            "`cpu`, `nvidia` are all marked `default: true`",
+        ),
+        (
+            VARIANTS.replace("      cpu:\n", "      CPU_only:\n"),
+            "platforms.linux-x86_64.variants.CPU_only: `CPU_only` is not a variant name",
+        ),
+        (
+            VARIANTS.replace("cuda: '13.0'", "cuda: cu130"),
+            "platforms.linux-x86_64.variants.nvidia.cuda: `cu130` is not a CUDA line",
+        ),
+        (
+            VARIANTS.replace("[sm_75, sm_120]", "[sm_75, '8.6']"),
+            "variants.nvidia.cuda_architectures: `8.6` is not a GPU architecture",
+        ),
+        (
+            VARIANTS.replace("        cuda: none\n", "        cuda: none\n        cuda_architectures: [sm_61]\n"),
+            "variants.cpu.cuda_architectures: a build without CUDA has no GPU architectures",
+        ),
+        (
+            VARIANTS.replace("protected: [numpy]", "protected: [triton]"),
+            "platforms.linux-x86_64.variants.cpu.protected: `triton` is protected, yet \
+             platforms.linux-x86_64.variants.cpu.leave_out leaves it out",
+        ),
+        (
+            VARIANTS.replace("protected: [numpy]", "protected: [Torch]"),
+            "variants.cpu.protected: `Torch` is already protected under protected",
+        ),
+        (
+            VARIANTS.replace("requires_at_most: {glibc: '2.17'}", "requires_at_most: {macos: '14.0'}"),
+            "platforms.linux-x86_64.variants.cpu.requires_at_most: `macos` does not apply",
+        ),
+        (
+            VARIANTS.replace("[torch==2.11.0+cpu]", "['--index-url=http://evil']"),
+            "platforms.linux-x86_64.variants.cpu.python_packages: `--index-url=http://evil` starts with `-`",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains(wanted), "wanted `{wanted}` in: {err}");
+    }
+}
+
+/// The generated checks run as they will in a build, against a stand-in `torch` that reports a
+/// CUDA line and architectures as the real one does.
+#[test]
+fn the_cuda_checks_pass_and_fail_as_python_runs_them() {
+    let m = parse(VARIANTS).unwrap();
+    let linux = Platform::LinuxX86_64;
+    let nvidia = m.smoke_for(linux).checks.pop().unwrap();
+    let cpu = m
+        .for_variant(&m.variant(linux, Some("cpu")).unwrap())
+        .smoke_for(linux)
+        .checks
+        .pop()
+        .unwrap();
+    let run = |check: &SmokeCheck, cuda: &str, arches: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let torch = dir.path().join("torch");
+        fs_err::create_dir_all(torch.join("_C")).unwrap();
+        fs_err::write(
+            torch.join("__init__.py"),
+            "__version__ = '2.11.0+test'\nfrom . import version, _C\n",
+        )
+        .unwrap();
+        fs_err::write(torch.join("version.py"), format!("cuda = {cuda}\n")).unwrap();
+        fs_err::write(
+            torch.join("_C/__init__.py"),
+            format!("def _cuda_getArchFlags():\n    return {arches:?}\n"),
+        )
+        .unwrap();
+        let out = std::process::Command::new("python3")
+            .args(["-s", "-c", &check.code])
+            .env("PYTHONPATH", dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        run(&nvidia, "'13.0'", "sm_75 sm_80 sm_120"),
+        (true, String::new())
+    );
+    let (ok, err) = run(&nvidia, "'13.0'", "sm_80 sm_90");
+    assert!(
+        !ok && err.contains("has no kernels for sm_75 sm_120 (it has sm_80 sm_90)"),
+        "{err}"
+    );
+    let (ok, err) = run(&nvidia, "'12.6'", "sm_75 sm_120");
+    assert!(
+        !ok && err.contains("is built for CUDA 12.6; the `nvidia` variant promises 13.0"),
+        "{err}"
+    );
+    assert!(run(&cpu, "None", "").0);
+    let (ok, err) = run(&cpu, "'13.0'", "sm_75");
+    assert!(
+        !ok && err.contains("is built for CUDA 13.0; the `cpu` variant has none"),
+        "{err}"
+    );
+}

@@ -41,7 +41,8 @@ pub struct PipRequest {
     /// The platform's own pip options.
     pub pip_args: Vec<String>,
     pub wanted: Wanted,
-    /// A folder holding pip's wheel policy (`_manylinux.py`), put on pip's `PYTHONPATH`.
+    /// A folder holding pip's wheel policy (`_manylinux.py` on Linux, `sitecustomize.py` on
+    /// macOS), put on pip's `PYTHONPATH`.
     pub policy: Option<PathBuf>,
 }
 
@@ -322,6 +323,17 @@ pub fn manylinux_policy(glibc: &crate::system::Version) -> String {
          def manylinux_compatible(tag_major, tag_minor, tag_arch):\n    \
          return (tag_major, tag_minor) <= ({major}, {minor})\n"
     )
+}
+
+/// `sitecustomize.py` for pip's `PYTHONPATH` on macOS: pip's view of the running macOS capped at
+/// `macos`, so a newer build machine's wheels (`macosx_15_0_*`) are not taken over those the
+/// ceiling allows. The code is `macos_ceiling.py`, a real Python file.
+pub fn macos_policy(macos: &crate::system::Version) -> String {
+    let (major, minor) = macos.major_minor();
+    let code = include_str!("macos_ceiling.py");
+    let placeholder = "CEILING = (0, 0)";
+    debug_assert!(code.contains(placeholder));
+    code.replacen(placeholder, &format!("CEILING = ({major}, {minor})"), 1)
 }
 
 pub fn python_version(sh: &Shell, python: &Path) -> Result<String> {

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::bytecode::BytecodeSummary;
-use crate::distribution::normalise_package_name;
+use crate::distribution::{normalise_package_name, VariantInfo};
 use crate::fetch::Miniforge;
 use crate::fingerprint::Inputs;
 use crate::packages::ProtectedPackage;
@@ -27,6 +27,9 @@ use crate::step::{Describe, Stage};
 pub struct BuildManifest {
     pub version: String,
     pub platform: Platform,
+    /// Which of the platform's zips this is (`variants` in distribution.yml), when it has several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<VariantInfo>,
     pub miniforge: Miniforge,
     pub python: String,
     /// Every Python distribution in the zip, as pip lists it, sorted by name.
@@ -70,6 +73,7 @@ pub struct Findings<'a> {
 pub struct WriteManifest {
     pub version: String,
     pub platform: Platform,
+    pub variant: Option<VariantInfo>,
     pub tree: PathBuf,
     pub path: PathBuf,
 }
@@ -80,6 +84,7 @@ impl WriteManifest {
         let built = BuildManifest {
             version: self.version.clone(),
             platform: self.platform,
+            variant: self.variant.clone(),
             miniforge: found.miniforge.clone(),
             python: found.pip.python.clone(),
             packages: found
@@ -122,6 +127,12 @@ impl Describe for WriteManifest {
 
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.set("version", self.version.clone());
+        if let Some(variant) = &self.variant {
+            inputs.set(
+                "variant",
+                serde_json::to_string(variant).unwrap_or_default(),
+            );
+        }
     }
 }
 

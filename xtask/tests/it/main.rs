@@ -17,6 +17,7 @@ mod portable;
 mod prune;
 mod prune_cli;
 mod prune_report;
+mod pypi_macos_ceiling;
 mod pypi_pillow;
 mod pypi_system_needs;
 #[cfg(feature = "real-product")]

@@ -1,16 +1,20 @@
-//! The dry-run plan of every platform, on any host: what a reviewer reads to see the Windows
-//! installer's command line or the macOS torch pins change without owning either machine.
+//! The dry-run plan of every platform and variant, on any host: what a reviewer reads to see the
+//! Windows installer's command line or the macOS torch pins change without owning either
+//! machine. One snapshot per zip, named as the zip is (`dry_run_plan@linux-x86_64-cpu.snap`).
 
 use std::path::Path;
 use std::process::Command;
 
-fn plan(platform: &str) -> String {
+/// Every variant's plan of `platform`, one after the other.
+fn plans(platform: &str) -> String {
     let out = tempfile::tempdir().unwrap();
     let result = Command::new(support::xtask_binary())
         .args([
             "portable",
             "--platform",
             platform,
+            "--variant",
+            "all",
             "--dry-run",
             "--version",
             "0.0.0-plan",
@@ -31,38 +35,98 @@ fn plan(platform: &str) -> String {
         .replace(&root.display().to_string(), "<repo>")
 }
 
-fn check(platform: &str) {
-    insta::with_settings!({
-        snapshot_path => "../../../snapshots",
-        prepend_module_to_snapshot => false,
-        snapshot_suffix => platform,
-        omit_expression => true,
-    }, {
-        insta::assert_snapshot!("dry_run_plan", plan(platform));
-    });
+/// Snapshots each of `platform`'s plans under its zip's `<platform>[-<variant>]`; returns those.
+fn check(platform: &str) -> Vec<String> {
+    let all = plans(platform);
+    let mut ids = Vec::new();
+    for plan in all
+        .split("\n\nPlan for ")
+        .map(|p| p.trim_start_matches("Plan for "))
+    {
+        let zip = plan.split_whitespace().next().unwrap();
+        let id = zip
+            .strip_prefix("anymatix-0.0.0-plan-")
+            .and_then(|rest| rest.strip_suffix(".zip"))
+            .unwrap_or_else(|| panic!("a plan of an unexpected zip: {zip}"))
+            .to_string();
+        insta::with_settings!({
+            snapshot_path => "../../../snapshots",
+            prepend_module_to_snapshot => false,
+            snapshot_suffix => id.clone(),
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!("dry_run_plan", format!("Plan for {}", plan.trim_end()));
+        });
+        ids.push(id);
+    }
+    ids
+}
+
+/// Each zip of the default distribution has its plan snapshotted: the ids `cargo xtask matrix`
+/// gives CI.
+#[test]
+fn every_variant_of_the_distribution_has_a_plan() {
+    let out = Command::new(support::xtask_binary())
+        .arg("matrix")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let matrix: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut wanted: Vec<String> = matrix["include"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| format!("dry_run_plan@{}.snap", job["id"].as_str().unwrap()))
+        .collect();
+    let snapshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots");
+    let mut found: Vec<String> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("dry_run_plan@") && n.ends_with(".snap"))
+        .collect();
+    wanted.sort();
+    found.sort();
+    assert_eq!(found, wanted, "one plan snapshot per zip, none left over");
 }
 
 #[test]
 fn plan_linux_x86_64() {
-    check("linux-x86_64");
+    assert_eq!(
+        check("linux-x86_64"),
+        [
+            "linux-x86_64",
+            "linux-x86_64-cpu",
+            "linux-x86_64-nvidia-cu126"
+        ]
+    );
 }
 
 #[test]
 fn plan_linux_aarch64() {
-    check("linux-aarch64");
+    assert_eq!(
+        check("linux-aarch64"),
+        ["linux-aarch64", "linux-aarch64-nvidia"]
+    );
 }
 
 #[test]
 fn plan_macos_arm64() {
-    check("macos-arm64");
+    assert_eq!(check("macos-arm64"), ["macos-arm64"]);
 }
 
 #[test]
 fn plan_macos_x86_64() {
-    check("macos-x86_64");
+    assert_eq!(check("macos-x86_64"), ["macos-x86_64"]);
 }
 
 #[test]
 fn plan_windows_x86_64() {
-    check("windows-x86_64");
+    assert_eq!(
+        check("windows-x86_64"),
+        [
+            "windows-x86_64",
+            "windows-x86_64-cpu",
+            "windows-x86_64-nvidia-cu126"
+        ]
+    );
 }

@@ -880,3 +880,117 @@ fn lock_round_trip_builds_the_same_zip() {
         stderr(&missing)
     );
 }
+
+/// A variant other than the default: its own zip, lock, reports and build folders, named with
+/// its suffix, holding what it adds to the platform (a package, a protected name, a check).
+#[test]
+fn a_variant_builds_its_own_suffixed_zip_and_lock() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = w.manifest(dir.path(), "latest", "");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let platform = host_platform();
+    let with_variants = text.replace(
+        "platforms:\n",
+        &format!(
+            "platforms:\n  {platform}:\n    variants:\n      full: {{default: true, about: everything}}\n      lite:\n        about: the small one\n        python_packages: [anyfix-extra]\n        protected: [anyfix-extra]\n        checks: [{{name: the lite package, code: 'import anyfix_extra'}}]\n"
+        ),
+    );
+    // The stand-in manifest names linux-x86_64 already; the host's entry must be the only one.
+    let with_variants = with_variants.replacen(
+        "  linux-x86_64:\n    conda_packages: [zlib=1.3.1]\n",
+        "",
+        usize::from(platform.name() == "linux-x86_64"),
+    );
+    std::fs::write(&manifest, &with_variants).unwrap();
+    let out = dir.path().join("out");
+
+    let unknown = build(&manifest, &out, &["--variant", "heavy"]);
+    let message = stderr(&unknown);
+    assert!(!unknown.status.success());
+    assert!(
+        message.contains(&format!(
+            "{platform} has no variant `heavy`; its variants are `full` (everything, the default), `lite` (the small one)"
+        )),
+        "{message}"
+    );
+
+    let built = build(&manifest, &out, &["--variant", "lite"]);
+    let message = stderr(&built);
+    assert!(built.status.success(), "{message}");
+    let stem = format!("anymatix-0.0.0-test-{platform}-lite");
+    for name in [
+        format!("{stem}.zip"),
+        format!("{stem}.zip.sha256"),
+        format!("{stem}.prune.html"),
+        format!("{stem}.build.json"),
+    ] {
+        assert!(out.join(&name).is_file(), "{name} missing: {message}");
+    }
+    assert!(
+        !out.join(format!("anymatix-0.0.0-test-{platform}.zip"))
+            .exists(),
+        "only the variant asked for is built"
+    );
+    assert!(out.join(format!("stage/{platform}-lite/env")).is_dir());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.build.json"))).unwrap())
+            .unwrap();
+    assert_eq!(report["variant"], "lite");
+
+    let lock = std::fs::read_to_string(dir.path().join(format!("locks/{platform}-lite.lock.yml")))
+        .unwrap();
+    assert!(lock.contains("variant: lite"), "{lock}");
+    assert!(lock.contains("name: anyfix-extra"), "{lock}");
+    assert!(!dir
+        .path()
+        .join(format!("locks/{platform}.lock.yml"))
+        .exists());
+
+    let zip = out.join(format!("{stem}.zip"));
+    let read = |entry: &str| {
+        let out = Command::new("unzip")
+            .arg("-p")
+            .arg(&zip)
+            .arg(entry)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{entry} is not in {}", zip.display());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let manifest_json: serde_json::Value =
+        serde_json::from_str(&read("anymatix/manifest.json")).unwrap();
+    assert_eq!(manifest_json["variant"]["name"], "lite");
+    assert_eq!(manifest_json["variant"]["default"], false);
+    assert_eq!(manifest_json["variant"]["about"], "the small one");
+    assert!(
+        read("anymatix/tools/protected.txt").contains("anyfix-extra==0.5.0"),
+        "the variant's protected names are in the zip's core"
+    );
+    assert!(
+        message.contains("the lite package"),
+        "the variant's check ran: {message}"
+    );
+
+    // Locked, the variant takes its own lock, and refuses the default's.
+    let locked = build(&manifest, &out, &["--variant", "lite", "--locked"]);
+    assert!(locked.status.success(), "{}", stderr(&locked));
+    let wrong = build(
+        &manifest,
+        &out,
+        &[
+            "--locked",
+            "--lock",
+            dir.path()
+                .join(format!("locks/{platform}-lite.lock.yml"))
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert!(
+        stderr(&wrong).contains("is the lock of")
+            && stderr(&wrong).contains("not of its variant `full`"),
+        "{}",
+        stderr(&wrong)
+    );
+}

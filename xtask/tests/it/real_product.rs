@@ -280,6 +280,31 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
             .count()
     };
     let shipped_pyc = count_pyc();
+    // The default variant is the CUDA 13.0 line, and says so: manifest.json names it, and the
+    // unpacked torch reads as its check promised (the build ran that check twice already).
+    let variant = &manifest_json["variant"];
+    assert_eq!(variant["name"], "nvidia", "{variant}");
+    assert_eq!(variant["cuda"], "13.0", "{variant}");
+    let built_for = Command::new(&python)
+        .args([
+            "-s",
+            "-c",
+            "import torch; print(torch.version.cuda, torch._C._cuda_getArchFlags())",
+        ])
+        .output()
+        .unwrap();
+    let built_for = String::from_utf8_lossy(&built_for.stdout)
+        .trim()
+        .to_string();
+    for wanted in variant["cuda_architectures"].as_array().unwrap() {
+        let wanted = wanted.as_str().unwrap();
+        assert!(
+            built_for.split_whitespace().any(|a| a == wanted),
+            "{wanted}: {built_for}"
+        );
+    }
+    assert!(built_for.starts_with("13.0 "), "{built_for}");
+
     let (first, _) = quick_test(&python, &comfy_dir);
     let written_by_first = count_pyc() - shipped_pyc;
     let (second, _) = quick_test(&python, &comfy_dir);
@@ -401,6 +426,7 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
          bytecode shipped: {} modules, {:.1} MiB; the first start wrote {written_by_first} more .pyc\n\
          ComfyUI from the unpacked copy: first start {:.1} s, second {:.1} s; \
          served {node_types} node types; the workflow wrote {image} (64x48, every pixel 0,255,255)\n\
+         variant: {} (torch.version.cuda and its architectures: {built_for})\n\
          packages.sh: {} protected packages; a state kept in {} s; a custom node's requirements \
          installed from PyPI in {:.1} s; undo 2 in {:.1} s, every file as before",
         manifest_json["python"].as_str().unwrap_or("?"),
@@ -434,6 +460,7 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
         manifest_json["bytecode"]["bytes"].as_u64().unwrap_or(0) as f64 / (1u64 << 20) as f64,
         first.as_secs_f64(),
         second.as_secs_f64(),
+        variant["name"].as_str().unwrap_or("?"),
         measured.protected,
         measured
             .keep_seconds

@@ -102,6 +102,7 @@ fn the_readme_names_every_key_of_the_distribution() {
         "pip: {bogus: 1}\n",
         "platforms: {linux-x86_64: {bogus: 1}}\n",
         "platforms: {linux-x86_64: {requires_at_most: {bogus: 1}}}\n",
+        "platforms: {linux-x86_64: {variants: {a: {bogus: 1}}}}\n",
         "repos: [{name: a, url: u, rev: r, path: p, bogus: 1}]\n",
         "smoke: {bogus: 1}\n",
         "smoke: {checks: [{name: a, code: b, bogus: 1}]}\n",

@@ -1,10 +1,12 @@
 //! The GitHub workflows cannot run here, so they are checked against the tool itself: the build
-//! matrix covers exactly the platforms `cargo xtask` knows, each on its native runner, and every
-//! `run:` step calls cargo (no build logic hidden in YAML).
+//! matrix is the one `cargo xtask matrix` derives from the distribution (every platform and
+//! variant, each on its native runner), and every `run:` step calls cargo (no build logic hidden
+//! in YAML).
 
 use std::path::Path;
 
 use serde_yaml_ng::Value;
+use xtask::distribution::Distribution;
 use xtask::platform::Platform;
 
 fn workflow(name: &str) -> Value {
@@ -39,33 +41,78 @@ fn runs(value: &Value) -> Vec<String> {
 }
 
 #[test]
-fn the_build_matrix_is_every_platform_on_its_own_runner() {
+fn the_build_matrix_is_every_variant_on_its_platforms_own_runner() {
     let portable = workflow("portable.yml");
-    let matrix = portable["jobs"]["build"]["strategy"]["matrix"]["include"]
-        .as_sequence()
-        .unwrap();
+    let plan = &portable["jobs"]["plan"];
+    assert!(
+        runs(plan).contains(&"cargo xtask matrix --github-output".to_string()),
+        "the plan job prints the matrix"
+    );
+    let build = &portable["jobs"]["build"];
+    assert_eq!(build["needs"].as_str(), Some("plan"));
+    assert_eq!(
+        build["strategy"]["matrix"].as_str(),
+        Some("${{ fromJSON(needs.plan.outputs.matrix) }}"),
+        "the matrix is the distribution's, not a second list"
+    );
+    assert_eq!(build["runs-on"].as_str(), Some("${{ matrix.runner }}"));
+    let build_run = runs(build)
+        .into_iter()
+        .find(|r| r.starts_with("cargo xtask portable"))
+        .expect("the build job runs portable");
+    assert!(
+        build_run.contains("--platform \"$PLATFORM\"")
+            && build_run.contains("--variant \"$VARIANT\""),
+        "{build_run}"
+    );
+    assert_eq!(
+        build["env"]["VARIANT"].as_str(),
+        Some("${{ matrix.variant }}")
+    );
+
+    // What `cargo xtask matrix` gives for the default distribution: each platform's variants,
+    // each on the platform's native runner.
+    let distribution = Distribution::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml"),
+    )
+    .unwrap();
+    let jobs = xtask::commands::matrix::matrix(&distribution).include;
     let mut platforms: Vec<String> = Vec::new();
-    for entry in matrix {
-        let platform = entry["platform"].as_str().unwrap();
-        let runner = entry["runner"].as_str().unwrap();
-        let native = match platform {
-            "linux-x86_64" => runner == "ubuntu-latest",
-            "linux-aarch64" => runner == "ubuntu-24.04-arm",
-            "macos-arm64" => ["macos-14", "macos-15", "macos-latest"].contains(&runner),
-            "macos-x86_64" => runner == "macos-15-intel",
-            "windows-x86_64" => runner == "windows-latest",
+    for job in &jobs {
+        let native = match job.platform.as_str() {
+            "linux-x86_64" => job.runner == "ubuntu-latest",
+            "linux-aarch64" => job.runner == "ubuntu-24.04-arm",
+            "macos-arm64" => {
+                ["macos-15", "macos-26", "macos-latest"].contains(&job.runner.as_str())
+            }
+            "macos-x86_64" => ["macos-15-intel", "macos-26-intel"].contains(&job.runner.as_str()),
+            "windows-x86_64" => job.runner == "windows-latest",
             other => panic!("the matrix names {other}, which the tool does not know"),
         };
-        assert!(native, "{platform} runs on {runner}, not its native runner");
-        platforms.push(platform.to_string());
+        assert!(
+            native,
+            "{} runs on {}, not its native runner",
+            job.id, job.runner
+        );
+        let suffix = if job.variant.is_empty()
+            || distribution
+                .variant(job.platform.parse().unwrap(), Some(&job.variant))
+                .unwrap()
+                .default
+        {
+            String::new()
+        } else {
+            format!("-{}", job.variant)
+        };
+        assert_eq!(job.id, format!("{}{suffix}", job.platform));
+        platforms.push(job.platform.clone());
     }
-    let mut known = known_platforms();
-    known.sort();
-    platforms.sort();
-    assert_eq!(platforms, known);
-    assert_eq!(
-        portable["jobs"]["build"]["runs-on"].as_str(),
-        Some("${{ matrix.runner }}")
+    platforms.dedup();
+    assert_eq!(platforms, known_platforms());
+    let variants = jobs.len();
+    assert!(
+        variants > 5,
+        "{variants} jobs: the default distribution has variants"
     );
 }
 
