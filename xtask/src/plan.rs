@@ -219,6 +219,7 @@ pub fn plan(
         policy_path: policy.path.clone(),
         report: artifacts.staged_report.clone(),
         zip_name: artifacts.zip_name.clone(),
+        variant: layout.variant.name.clone(),
         requires_at_most: distribution.requires_at_most(platform),
     }));
     steps.push(Step::Relocate(Relocate {

@@ -126,8 +126,21 @@ impl DoctorArgs {
             );
             indexes.extend(manifest.pip.extra_index_urls.iter().cloned());
         }
-        for index in indexes {
-            let url = format!("{}/pip/", index.trim_end_matches('/'));
+        let mut urls: Vec<String> = indexes
+            .iter()
+            .map(|index| format!("{}/pip/", index.trim_end_matches('/')))
+            .collect();
+        // The platform's and its variant's own indexes (PyTorch's CUDA lines): their root, since
+        // such an index holds only the packages it serves.
+        if !manifest.pip.no_index {
+            for (_, index) in crate::packages::carried_indexes(manifest, platform) {
+                let root = format!("{}/", index.trim_end_matches('/'));
+                if !indexes.contains(&index) && !urls.contains(&root) {
+                    urls.push(root);
+                }
+            }
+        }
+        for url in urls {
             match fetcher.probe(&url) {
                 Ok(status) => {
                     checks.report(status < 400, "pip index", format!("{url} answers {status}"))

@@ -72,7 +72,7 @@ impl PruneArgs {
             );
             report::html::write(
                 html,
-                &report::html::page_data(&name, platform, &report, &policy),
+                &report::html::page_data(&name, platform, None, &report, &policy),
             )?;
             println!("size report: {}", html.display());
         }

@@ -110,6 +110,8 @@ mod tests {
             "anymatix-1.0.0-linux-x86_64.part2.zip",
             "anymatix-1.0.0-linux-x86_64.part2.zip.sha256",
             "anymatix-1.0.0-linux-x86_64.prune.html",
+            "anymatix-1.0.0-linux-x86_64-cpu.zip",
+            "anymatix-1.0.0-linux-x86_64-cpu.zip.sha256",
             "anymatix-1.0.0-macos-arm64.zip",
             "anymatix-1.0.0-macos-arm64.zip.sha256",
             "unrelated.txt",
@@ -124,6 +126,8 @@ mod tests {
         assert_eq!(
             names,
             [
+                "anymatix-1.0.0-linux-x86_64-cpu.zip",
+                "anymatix-1.0.0-linux-x86_64-cpu.zip.sha256",
                 "anymatix-1.0.0-linux-x86_64.part1.zip",
                 "anymatix-1.0.0-linux-x86_64.part1.zip.sha256",
                 "anymatix-1.0.0-linux-x86_64.part2.zip",

@@ -406,8 +406,8 @@ fn an_unknown_variant_lists_the_platforms_variants() {
         .to_string();
     assert_eq!(
         err,
-        "linux-x86_64 has no variant `rocm`; its variants are `nvidia` (current NVIDIA GPUs, \
-         the default), `cpu`"
+        "linux-x86_64 has no variant `rocm`; its variants are `nvidia` (the default): current \
+         NVIDIA GPUs; `cpu`"
     );
     let err = m
         .variant(Platform::MacosArm64, Some("cpu"))

@@ -176,9 +176,9 @@ impl Distribution {
             .filter_map(|v| {
                 let about = self.variant_section(v).and_then(|s| s.about.clone());
                 let name = v.name.clone()?;
-                let default = if v.default { ", the default" } else { "" };
+                let default = if v.default { " (the default)" } else { "" };
                 Some(match about {
-                    Some(about) => format!("`{name}` ({about}{default})"),
+                    Some(about) => format!("`{name}`{default}: {about}"),
                     None => format!("`{name}`{default}"),
                 })
             })
@@ -188,7 +188,7 @@ impl Distribution {
         }
         bail!(
             "{platform} has no variant `{name}`; its variants are {}",
-            listed.join(", ")
+            listed.join("; ")
         )
     }
 

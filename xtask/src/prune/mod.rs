@@ -81,6 +81,8 @@ pub struct Prune {
     pub report: PathBuf,
     /// The zip's name, for the report's title.
     pub zip_name: String,
+    /// The platform's variant the zip is, named in the report.
+    pub variant: Option<String>,
     /// The newest system the kept binaries may ask for.
     pub requires_at_most: Ceiling,
 }
@@ -94,7 +96,13 @@ impl Prune {
         }
         crate::report::html::write(
             &self.report,
-            &crate::report::html::page_data(&self.zip_name, self.platform, &report, &self.policy),
+            &crate::report::html::page_data(
+                &self.zip_name,
+                self.platform,
+                self.variant.as_deref(),
+                &report,
+                &self.policy,
+            ),
         )?;
         reporter.note(format!("size report: {}", self.report.display()));
         report.linkage.check_ceiling(

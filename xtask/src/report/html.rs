@@ -20,6 +20,8 @@ const MAX_CHILDREN: usize = 40;
 pub struct PageData {
     pub name: String,
     pub platform: Platform,
+    /// The platform's variant the zip is, when it has variants.
+    pub variant: Option<String>,
     pub before: Totals,
     pub after: Totals,
     pub rules: Vec<RuleFigure>,
@@ -92,6 +94,7 @@ impl Folder {
 pub fn page_data(
     name: &str,
     platform: Platform,
+    variant: Option<&str>,
     report: &PruneReport,
     policy: &Policy,
 ) -> PageData {
@@ -103,6 +106,7 @@ pub fn page_data(
     PageData {
         name: name.to_string(),
         platform,
+        variant: variant.map(str::to_string),
         before: report.before,
         after: report.after,
         rules: report
@@ -260,6 +264,7 @@ mod tests {
         let data = PageData {
             name: "</script><script>alert(1)</script>".into(),
             platform: Platform::LinuxX86_64,
+            variant: Some("</script>".into()),
             before: Totals::default(),
             after: Totals::default(),
             rules: Vec::new(),

@@ -893,7 +893,7 @@ fn a_variant_builds_its_own_suffixed_zip_and_lock() {
     let with_variants = text.replace(
         "platforms:\n",
         &format!(
-            "platforms:\n  {platform}:\n    variants:\n      full: {{default: true, about: everything}}\n      lite:\n        about: the small one\n        python_packages: [anyfix-extra]\n        protected: [anyfix-extra]\n        checks: [{{name: the lite package, code: 'import anyfix_extra'}}]\n"
+            "platforms:\n  {platform}:\n    variants:\n      full: {{default: true, about: everything}}\n      lite:\n        about: the small one\n        python_packages: [anyfix-extra]\n        protected: [anyfix-extra]\n        pip_args: [--extra-index-url, 'https://download.example/whl/lite']\n        checks: [{{name: the lite package, code: 'import anyfix_extra'}}]\n"
         ),
     );
     // The stand-in manifest names linux-x86_64 already; the host's entry must be the only one.
@@ -910,7 +910,7 @@ fn a_variant_builds_its_own_suffixed_zip_and_lock() {
     assert!(!unknown.status.success());
     assert!(
         message.contains(&format!(
-            "{platform} has no variant `heavy`; its variants are `full` (everything, the default), `lite` (the small one)"
+            "{platform} has no variant `heavy`; its variants are `full` (the default): everything; `lite`: the small one"
         )),
         "{message}"
     );
@@ -937,6 +937,11 @@ fn a_variant_builds_its_own_suffixed_zip_and_lock() {
         serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.build.json"))).unwrap())
             .unwrap();
     assert_eq!(report["variant"], "lite");
+    let size_report = std::fs::read_to_string(out.join(format!("{stem}.prune.html"))).unwrap();
+    assert!(
+        size_report.contains("\"variant\":\"lite\""),
+        "the size report names the variant"
+    );
 
     let lock = std::fs::read_to_string(dir.path().join(format!("locks/{platform}-lite.lock.yml")))
         .unwrap();
@@ -966,6 +971,10 @@ fn a_variant_builds_its_own_suffixed_zip_and_lock() {
     assert!(
         read("anymatix/tools/protected.txt").contains("anyfix-extra==0.5.0"),
         "the variant's protected names are in the zip's core"
+    );
+    assert!(
+        read("anymatix/python/pip.conf").contains("https://download.example/whl/lite"),
+        "the zip's pip keeps the variant's index"
     );
     assert!(
         message.contains("the lite package"),
