@@ -48,6 +48,9 @@ pub struct VariantSection {
     pub cuda_architectures: Vec<String>,
 }
 
+/// A platform's `variants`, by name.
+pub type Variants = BTreeMap<String, VariantSection>;
+
 /// One zip of a platform: the platform and which of its variants.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Variant {
@@ -374,6 +377,3 @@ fn cuda_check(name: &str, section: &VariantSection) -> Option<SmokeCheck> {
         ),
     })
 }
-
-/// What `variants` holds per platform, as parsed.
-pub type Variants = BTreeMap<String, VariantSection>;
