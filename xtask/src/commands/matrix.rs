@@ -3,9 +3,8 @@
 //! `fromJSON`, so a variant added to distribution.yml is built and released with no second list
 //! to keep in step.
 
-use std::path::PathBuf;
-
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use serde::Serialize;

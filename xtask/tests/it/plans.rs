@@ -66,12 +66,21 @@ fn check(platform: &str) -> Vec<String> {
 /// gives CI.
 #[test]
 fn every_variant_of_the_distribution_has_a_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let github_output = dir.path().join("github-output");
+    std::fs::write(&github_output, "earlier=1\n").unwrap();
     let out = Command::new(support::xtask_binary())
-        .arg("matrix")
+        .args(["matrix", "--github-output"])
+        .env("GITHUB_OUTPUT", &github_output)
         .output()
         .unwrap();
     assert!(out.status.success());
     let matrix: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // As a workflow step's output: appended, one line.
+    assert_eq!(
+        std::fs::read_to_string(&github_output).unwrap(),
+        format!("earlier=1\nmatrix={}", String::from_utf8_lossy(&out.stdout))
+    );
     let mut wanted: Vec<String> = matrix["include"]
         .as_array()
         .unwrap()
