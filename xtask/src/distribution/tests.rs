@@ -358,21 +358,15 @@ fn the_cuda_check_reads_the_line_and_the_architectures() {
         check.name,
         "PyTorch is the `nvidia` build: CUDA 13.0 for sm_75 sm_120"
     );
+    // The real file, with the variant's values in place of its example ones.
     assert!(
-        check.code.contains("torch.version.cuda == \"13.0\""),
+        check.code.contains(
+            "\nVARIANT, CUDA, ARCHITECTURES = \"nvidia\", \"13.0\", [\"sm_75\", \"sm_120\"]\n"
+        ),
         "{}",
         check.code
     );
-    assert!(
-        check.code.contains("[\"sm_75\", \"sm_120\"]"),
-        "{}",
-        check.code
-    );
-    assert!(
-        check.code.contains("torch._C._cuda_getArchFlags()"),
-        "{}",
-        check.code
-    );
+    assert!(!check.code.contains("\"example\""), "{}", check.code);
 }
 
 #[test]
