@@ -369,51 +369,47 @@ impl Distribution {
     }
 
     fn check_left_out(&self, platform: Platform) -> Result<()> {
-        {
-            let mut seen = BTreeMap::new();
-            for left in self.leave_out_for(platform) {
-                let name = normalise_package_name(&left.entry.name);
-                if !is_package_name(&name) {
-                    bail!(
-                        "{}: `{}` is not a package name (names only: no versions, extras or paths)",
-                        left.key,
-                        left.entry.name
-                    );
-                }
-                if let Some(other) = seen.insert(name, left.key.clone()) {
-                    bail!(
-                        "{}: `{}` is already left out under {other}",
-                        left.key,
-                        left.entry.name
-                    );
-                }
+        let mut seen = BTreeMap::new();
+        for left in self.leave_out_for(platform) {
+            let name = normalise_package_name(&left.entry.name);
+            if !is_package_name(&name) {
+                bail!(
+                    "{}: `{}` is not a package name (names only: no versions, extras or paths)",
+                    left.key,
+                    left.entry.name
+                );
+            }
+            if let Some(other) = seen.insert(name, left.key.clone()) {
+                bail!(
+                    "{}: `{}` is already left out under {other}",
+                    left.key,
+                    left.entry.name
+                );
             }
         }
         Ok(())
     }
 
     fn check_protected(&self, platform: Platform) -> Result<()> {
-        {
-            let left_out: BTreeMap<String, String> = self
-                .leave_out_for(platform)
-                .into_iter()
-                .map(|l| (normalise_package_name(&l.entry.name), l.key))
-                .collect();
-            let mut seen = BTreeMap::new();
-            for (key, name) in self.protected_for(platform) {
-                let normal = normalise_package_name(&name);
-                if !is_package_name(&normal) {
-                    bail!(
-                        "{key}: `{name}` is not a package name (names only: the zip carries the \
-                         versions the build installed)"
-                    );
-                }
-                if let Some(other) = seen.insert(normal.clone(), key.clone()) {
-                    bail!("{key}: `{name}` is already protected under {other}");
-                }
-                if let Some(left) = left_out.get(&normal) {
-                    bail!("{key}: `{name}` is protected, yet {left} leaves it out of the zip");
-                }
+        let left_out: BTreeMap<String, String> = self
+            .leave_out_for(platform)
+            .into_iter()
+            .map(|l| (normalise_package_name(&l.entry.name), l.key))
+            .collect();
+        let mut seen = BTreeMap::new();
+        for (key, name) in self.protected_for(platform) {
+            let normal = normalise_package_name(&name);
+            if !is_package_name(&normal) {
+                bail!(
+                    "{key}: `{name}` is not a package name (names only: the zip carries the \
+                     versions the build installed)"
+                );
+            }
+            if let Some(other) = seen.insert(normal.clone(), key.clone()) {
+                bail!("{key}: `{name}` is already protected under {other}");
+            }
+            if let Some(left) = left_out.get(&normal) {
+                bail!("{key}: `{name}` is protected, yet {left} leaves it out of the zip");
             }
         }
         Ok(())
