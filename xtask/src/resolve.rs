@@ -154,25 +154,17 @@ pub fn compile_command(
     Ok(cmd)
 }
 
-/// The index of the platform's `pip_args` that uv's failure names, if any: a variant behind an
-/// index this machine cannot reach (PyTorch's own, from here) fails for that reason alone.
+/// The index (of `pip:` or the platform's `pip_args`) that uv's failure names, if any: a variant
+/// behind an index this machine cannot reach (PyTorch's own, from here) fails for that reason.
 pub fn unreached_index(
     manifest: &Distribution,
     platform: Platform,
     stderr: &str,
 ) -> Option<String> {
-    let args = manifest.pip_args_for(platform);
-    let mut urls = args.iter().enumerate().filter_map(|(i, arg)| {
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_string())),
-            None => (arg.as_str(), None),
-        };
-        ["--index-url", "-i", "--extra-index-url"]
-            .contains(&name)
-            .then(|| inline.or_else(|| args.get(i + 1).cloned()))
-            .flatten()
-    });
-    urls.find(|url| stderr.contains(url.trim_end_matches('/')))
+    crate::packages::carried_indexes(manifest, platform)
+        .into_iter()
+        .map(|(_, url)| url)
+        .find(|url| stderr.contains(url.trim_end_matches('/')))
 }
 
 fn path_arg(path: &Path) -> String {
