@@ -76,6 +76,18 @@ pub fn http_exchange(
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    http_exchange_with_head(port, method, path, headers, body)
+        .map(|(status, _, body)| (status, body))
+}
+
+/// As [`http_exchange`], with the answer's head (status line and headers) too.
+pub fn http_exchange_with_head(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
@@ -99,12 +111,9 @@ pub fn http_exchange(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     // aiohttp answers chunked when it streams; these bodies are JSON or HTML either way.
-    Ok((status, dechunk(&text, body)))
+    Ok((status, head.to_string(), dechunk(&text, body.to_string())))
 }
 
 fn dechunk(head: &str, body: String) -> String {

@@ -57,6 +57,24 @@ impl Page {
         (status, serde_json::from_str(&text).unwrap_or_default())
     }
 
+    /// Opens the page as a browser does with the printed address: the token is exchanged for a
+    /// session cookie and a redirect to `/` (nothing secret left in the address), whose answer
+    /// is returned.
+    pub fn open(&self) -> (u16, String) {
+        let (status, head, _) = crate::http_exchange_with_head(
+            self.port,
+            "GET",
+            &format!("/?token={}", self.token),
+            &[],
+            "",
+        )
+        .unwrap();
+        assert_eq!(status, 303, "{head}");
+        assert!(head.contains("\r\nLocation: /\r\n"), "{head}");
+        let cookie = session_cookie(&head);
+        crate::http_exchange(self.port, "GET", "/", &[("Cookie", &cookie)], "").unwrap()
+    }
+
     /// Starts a change and waits for it: its job as the API tells it at the end.
     pub fn change(&self, path: &str, body: &str) -> serde_json::Value {
         let (status, started) = self.api("POST", path, body);
@@ -72,4 +90,18 @@ impl Page {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// The `name=value` of the session cookie an answer's head sets, checked to be HttpOnly and
+/// SameSite=Strict.
+pub fn session_cookie(head: &str) -> String {
+    let line = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .unwrap_or_else(|| panic!("no cookie: {head}"));
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Strict"),
+        "{line}"
+    );
+    line.split(';').next().unwrap().to_string()
 }

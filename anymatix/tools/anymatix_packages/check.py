@@ -7,6 +7,7 @@ import os
 import subprocess
 import tempfile
 
+from . import protection
 from .environment import canonical
 from .pip_run import run_pip
 
@@ -23,14 +24,14 @@ def run_check(env, say):
             failures.append("%s (protected) is not installed: the zip has %s" % (name, version))
         elif found[1] != version:
             failures.append("%s (protected) is %s: the zip has %s" % (name, found[1], version))
-    failures.extend(protected_files(env, installed))
-    say("%-6s the protected packages are the zip's versions, with every file the zip gave them"
+    failures.extend(protected_files(env, say))
+    say("%-6s the protected packages are the zip's versions, with every file as the zip has it"
         % ("ok" if not failures else "FAILED"))
     for failure in failures:
         say("         " + failure)
 
     lines = []
-    status, _ = run_pip(env, ["check"], env.protected_file, lines.append)
+    status, _ = run_pip(env, ["check"], lines.append)
     if status == 0:
         say("ok     pip check: every installed package has what it requires")
     else:
@@ -43,35 +44,19 @@ def run_check(env, say):
     return failures
 
 
-def protected_files(env, installed):
-    """The files of each protected package the zip held (tools/protected-files.json), each still
-    there at its size. Only where the package is still the zip's version: another is named above."""
-    path = os.path.join(env.tools, "protected-files.json")
+def protected_files(env, say):
+    """Each protected package at the zip's version whose files are not the zip's, by content."""
     try:
-        with open(path, encoding="utf-8") as f:
-            held = json.load(f)
-    except (OSError, ValueError):
-        return ["%s is missing or damaged: the protected files cannot be checked" % path]
-    versions = {canonical(n): v for n, v, _ in env.protected()}
-    failures = []
-    for name, files in sorted(held.items()):
-        found = installed.get(canonical(name))
-        if found is None or found[1] != versions.get(canonical(name)):
-            continue
-        site = env.purelib
-        wrong = []
-        for rel, size in files:
-            try:
-                if os.stat(os.path.join(site, rel)).st_size != size:
-                    wrong.append(rel + " (changed)")
-            except OSError:
-                wrong.append(rel + " (missing)")
-        if wrong:
-            failures.append(
-                "%s (protected): %d of its %d files missing or changed: %s%s"
-                % (name, len(wrong), len(files), ", ".join(wrong[:5]), " ..." if len(wrong) > 5 else "")
-            )
-    return failures
+        differences = protection.verify(env, say)
+    except (OSError, ValueError) as e:
+        return ["%s is missing or damaged (%s): the protected files cannot be checked"
+                % (os.path.join(env.tools, "protected-files.json"), e)]
+    return [
+        "%s %s (protected): %d of its files are not the zip's: %s%s"
+        % (d.name, d.version, len(d.files()), d.describe(5),
+           "; edited in place, so only a reinstall brings them back" if d.in_place else "")
+        for d in differences
+    ]
 
 
 def smoke(env, say):

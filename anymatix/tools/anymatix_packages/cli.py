@@ -1,12 +1,16 @@
 """The command line of packages.sh / packages.bat."""
 
+import json
 import os
 import subprocess
 import sys
+import traceback
+
+import _anymatix_guard as guard
 
 from .changes import Session
 from .check import run_check
-from .environment import Environment, PackagesError, canonical
+from .environment import Environment, NotWritable, PackagesError
 from .history import describe_changes
 from .views import history_view, human, packages_view, read_history, states_view
 
@@ -36,6 +40,12 @@ a request for another version of a protected package is refused, and nothing cha
 """
 
 
+# Exit statuses: 0 done, 1 pip or a check failed, 2 a usage or environment error, 3 refused
+# (the protected core), 4 an unexpected error (the details are logged).
+REFUSED = 3
+UNEXPECTED = 4
+
+
 def main(argv):
     # Piped on Windows, stdout has the ANSI code page: a name it lacks is replaced, not fatal.
     for stream in (sys.stdout, sys.stderr):
@@ -43,6 +53,10 @@ def main(argv):
             stream.reconfigure(errors="replace")
         except (AttributeError, ValueError):
             pass
+    result = None
+    if argv[:1] == ["--result-json"] and len(argv) > 1:
+        # The page's: what came of the command, as data, in this file.
+        result, argv = argv[1], argv[2:]
     env_script = "packages.bat" if os.name == "nt" else "packages.sh"
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(script=env_script))
@@ -64,18 +78,46 @@ def main(argv):
             % (command, ", ".join(handlers), env_script)
         )
         return 2
+    outcome = {"status": None, "outcome": None}
     try:
-        return handlers[command](Environment(), args)
+        status = handlers[command](Environment(), args, outcome)
     except PackagesError as e:
         sys.stderr.write("error: %s\n" % e)
-        return 2
+        status = 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
-        return 130
+        status = 130
     except BrokenPipeError:
         # `packages.sh history | head`: the reader has what it wanted.
         sys.stdout = open(os.devnull, "w")
-        return 0
+        status = 0
+    except Exception as e:
+        status = unexpected(e)
+    if result:
+        outcome["status"] = status
+        with open(result, "w", encoding="utf-8") as f:
+            json.dump(outcome, f)
+    return status
+
+
+def unexpected(error):
+    """No command ends in a traceback: one line says what happened, and the traceback goes to
+    a log beside the history for whoever looks into it."""
+    log = os.path.join(guard.STATE_DIR, "errors.log")
+    where = "the details could not be written"
+    try:
+        os.makedirs(guard.STATE_DIR, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write("".join(traceback.format_exception(type(error), error, error.__traceback__)) + "\n")
+        where = "the details are in %s" % log
+    except OSError:
+        pass
+    sys.stderr.write(
+        "error: something unexpected stopped this command (%s: %s); %s. The environment is "
+        "left as a finished change left it: `%s list` shows it\n"
+        % (type(error).__name__, error, where, "packages.bat" if os.name == "nt" else "packages.sh")
+    )
+    return UNEXPECTED
 
 
 def say(text=""):
@@ -99,7 +141,7 @@ def take_unprotect(args):
     return names, rest
 
 
-def install(env, args):
+def install(env, args, outcome):
     if any(a in ("-h", "--help") for a in args):
         say("usage: %s install [--unprotect NAME] PIP-INSTALL-ARGUMENTS...\n" % env.script())
         return subprocess.call([env.python, "-s", "-m", "pip", "install", "--help"])
@@ -107,34 +149,48 @@ def install(env, args):
     if not pip_args:
         raise PackagesError("install what? e.g. `%s install opencv-python`" % env.script())
     with Session(env, say) as session:
-        status, refusal = session.change(
+        status, explanation, data = session.change(
             "install", ["install"] + pip_args, ["install"] + pip_args, unprotect, say
         )
-    if refusal:
-        sys.stderr.write(refusal + "\n")
+    return finish(status, explanation, data, outcome)
+
+
+def finish(status, explanation, data, outcome):
+    if explanation:
+        sys.stderr.write(explanation + "\n")
+    if data:
+        outcome["outcome"] = dict(data, text=explanation.strip())
+        return REFUSED
     return status
 
 
-def uninstall(env, args):
+def uninstall(env, args, outcome):
     unprotect, names = take_unprotect(args)
     if not names or any(n.startswith("-") for n in names):
         raise PackagesError("uninstall takes package names, e.g. `%s uninstall opencv-python`" % env.script())
     protected = env.protected_names()
-    lifted = {canonical(n) for n in unprotect}
-    refused = [protected[canonical(n)] for n in names if canonical(n) in protected and canonical(n) not in lifted]
+    lifted = {guard.canonical(n) for n in unprotect}
+    asked = [guard.requirement_name(n) for n in names]
+    if None in asked:
+        raise PackagesError("uninstall takes package names, not %s" % names[asked.index(None)])
+    refused = sorted({protected[n] for n in asked if n in protected and n not in lifted})
     if refused:
-        raise PackagesError(
+        text = (
             "refused: %s %s protected (the environment's ComfyUI depends on %s). Nothing was "
             "changed. To remove it deliberately (`%s undo` brings it back): %s uninstall %s %s"
             % (", ".join(refused), "is" if len(refused) == 1 else "are",
                "it" if len(refused) == 1 else "them", env.script(), env.script(),
                " ".join("--unprotect %s" % n for n in refused), " ".join(names))
         )
+        sys.stderr.write(text + "\n")
+        outcome["outcome"] = {"kind": "refused", "text": text,
+                              "packages": [{"name": n, "asked_by": ["uninstall"]} for n in refused]}
+        return REFUSED
     with Session(env, say) as session:
-        status, _ = session.change(
+        status, explanation, data = session.change(
             "uninstall", ["uninstall", "-y"] + names, ["uninstall"] + names, unprotect, say
         )
-    return status
+    return finish(status, explanation, data, outcome)
 
 
 def settle(env):
@@ -143,12 +199,11 @@ def settle(env):
     try:
         with Session(env, say):
             pass
-    except PackagesError as e:
-        if "cannot write in" not in str(e):
-            raise
+    except NotWritable:
+        pass
 
 
-def list_packages(env, args):
+def list_packages(env, args, outcome):
     no_arguments("list", args)
     settle(env)
     history = read_history(env)
@@ -156,9 +211,12 @@ def list_packages(env, args):
     say("Protected (what the environment's ComfyUI depends on; see `%s --help`):" % env.script())
     for p in view["protected"]:
         now = p["version"] or "not installed"
-        note = "" if now == p["zip_version"] else "  (the zip has %s: run `%s check`)" % (
-            p["zip_version"], env.script())
-        say("  %-32s %-20s protected%s" % (p["name"], now, note))
+        say("  %-32s %-20s protected" % (p["name"], now))
+        if now != p["zip_version"]:
+            say("      NOT the zip's: it has %s; `%s` brings it back" % (p["zip_version"], p["fix"]))
+        elif p["differs"]:
+            say("      NOT the zip's: %d of its files differ (%s); `%s` brings them back"
+                % (p["differs"]["count"], p["differs"]["text"], p["fix"]))
     if not view["protected"]:
         say("  (none)")
     say("")
@@ -186,7 +244,7 @@ def list_packages(env, args):
     return 0
 
 
-def show_history(env, args):
+def show_history(env, args, outcome):
     no_arguments("history", args)
     settle(env)
     shown = history_view(env, read_history(env))
@@ -200,7 +258,7 @@ def show_history(env, args):
     return 0
 
 
-def undo(env, args):
+def undo(env, args, outcome):
     if len(args) > 1 or (args and not args[0].isdigit()):
         raise PackagesError("undo takes one number, the changes to undo (default 1), e.g. `%s undo 2`" % env.script())
     steps = int(args[0]) if args else 1
@@ -212,7 +270,7 @@ def undo(env, args):
     return 0
 
 
-def check(env, args):
+def check(env, args, outcome):
     no_arguments("check", args)
     failures = run_check(env, say)
     say("")
@@ -226,12 +284,11 @@ def check(env, args):
     return 0
 
 
-def keep(env, args):
+def keep(env, args, outcome):
     if len(args) > 1 or (args and not args[0].isdigit()):
         raise PackagesError("keep takes one number, e.g. `%s keep 10`" % env.script())
     if not args:
-        kept = read_history(env).keep
-        say("undo goes back through the last %d changes" % (5 if kept is None else kept))
+        say("undo goes back through the last %d changes" % read_history(env).keep_count)
         return 0
     with Session(env, say) as session:
         session.set_keep(int(args[0]))
@@ -239,7 +296,7 @@ def keep(env, args):
     return 0
 
 
-def gui(env, args):
+def gui(env, args, outcome):
     from .gui import serve
 
     open_browser, port, rest = True, 0, list(args)

@@ -11,6 +11,10 @@ class PackagesError(Exception):
     """A problem the person at the keyboard can act on: printed as it is, exit status 2."""
 
 
+class NotWritable(PackagesError):
+    """The unpack folder cannot be written: reading still works."""
+
+
 def canonical(name):
     """A package name as pip compares it (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -76,6 +80,20 @@ class Environment:
         """{canonical name: version} of the packages the zip was made with (manifest.json)."""
         manifest = self._read_json(os.path.join(self.root, "manifest.json"), "the zip's manifest")
         return {canonical(p["name"]): p["version"] for p in manifest.get("packages", [])}
+
+    def relative(self, path):
+        """A path under python/ as the states name it (forward slashes)."""
+        return os.path.relpath(path, self.prefix).replace(os.sep, "/")
+
+    def owned_files(self):
+        """The files (relative to python/) that the installed packages' RECORDs name."""
+        from importlib.metadata import distributions
+
+        owned = set()
+        for dist in distributions(path=self.site_dirs):
+            for file in dist.files or []:
+                owned.add(self.relative(os.path.normpath(file.locate())))
+        return owned
 
     def installed(self):
         """{canonical name: (name, version)} of what is installed now, read from the metadata."""

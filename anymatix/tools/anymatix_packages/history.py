@@ -12,6 +12,8 @@ import os
 from .environment import PackagesError
 
 FORMAT = 1
+# How many changes undo can go back through, until `keep N` says otherwise.
+DEFAULT_KEEP = 5
 
 
 def now():
@@ -24,7 +26,8 @@ class History:
         self.path = os.path.join(folder, "history.json")
         self.environment_id = environment_id
         self.entries = []
-        # State id → {"packages": {canonical name: [name, version]}, "kept": when}
+        # State id → {"packages": {canonical name: [name, version]}, "kept": when, "linked": its
+        # files are links (not copies), "protected": {name: [files not the zip's]}}
         self.states = {}
         self.next_state = 1
         self.keep = None
@@ -79,9 +82,16 @@ class History:
             os.fsync(f.fileno())
         os.replace(partial, self.path)
 
+    @property
+    def keep_count(self):
+        return DEFAULT_KEEP if self.keep is None else self.keep
+
     def new_state_id(self):
+        """A state id no state had: saved at once, so a run killed while keeping that state
+        never gives its id again."""
         state = self.next_state
         self.next_state += 1
+        self.save()
         return state
 
     def add(self, **entry):
@@ -115,10 +125,13 @@ class History:
         return found
 
     def referenced_states(self, keep):
-        """The states the last `keep` undoable changes and the current state need."""
+        """The states the last `keep` undoable changes, the current state and an unfinished
+        restore need."""
         needed = {self.current_state()}
         for entry in self.undoable()[:keep]:
             needed.add(entry.get("before"))
+        for entry in self.entries:
+            needed.add(entry.get("restoring"))
         needed.discard(None)
         return needed
 

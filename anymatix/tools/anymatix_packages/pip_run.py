@@ -1,21 +1,24 @@
-"""pip, run by this environment's python with the protected core, and its refusals explained.
+"""pip, run by this environment's python for the package tool, and its refusals explained.
 
-The protection itself is _anymatix_site's (every pip this python starts obeys tools/protected.txt);
-here pip gets the file to obey through ANYMATIX_CONSTRAINT: the protected one, or a copy without
-the names given to --unprotect.
+The protection itself is the start-up guard's (`_anymatix_guard`, in site-packages): every pip
+this python runs obeys tools/protected.txt. The tool's own pip may obey a copy without the names
+given to --unprotect: the guard takes it only from `.packages/run.json`, written here for the
+length of one pip run while this process holds the lock, and only in a pip whose parent is this
+process and whose environment carries the run's random token.
 """
 
+import json
 import os
+import secrets
 import subprocess
 import tempfile
 
+import _anymatix_guard as guard
+
 from .environment import canonical
 
-LOCK_HELD_VAR = "ANYMATIX_PACKAGES_LOCK_HELD"
-CONSTRAINT_VAR = "ANYMATIX_CONSTRAINT"
 
-
-def constraints_without(env, unprotect, folder):
+def constraints_without(env, unprotect):
     """The constraints file pip obeys: the protected one, or a copy without `unprotect`."""
     if not unprotect:
         return env.protected_file
@@ -23,35 +26,62 @@ def constraints_without(env, unprotect, folder):
     kept = []
     with open(env.protected_file, encoding="utf-8") as f:
         for line in f:
-            name = line.split("#", 1)[0].split("==", 1)[0].strip()
-            if not name or canonical(name) not in lifted:
+            name = guard.requirement_name(line.split("#", 1)[0])
+            if not name or name not in lifted:
                 kept.append(line)
-    handle, path = tempfile.mkstemp(prefix="constraints-", suffix=".txt", dir=folder)
+    handle, path = tempfile.mkstemp(prefix="constraints-", suffix=".txt", dir=env.state_dir)
     with os.fdopen(handle, "w", encoding="utf-8") as f:
         f.writelines(kept)
     return path
 
 
-def run_pip(env, args, constraints, echo):
-    """Runs `python -m pip ARGS`, passing each line of its output to `echo` as it comes.
-    Returns (exit status, the whole output)."""
+def run_pip(env, args, echo, unprotect=None):
+    """Runs `python -m pip ARGS`, passing each line of its output to `echo` as it comes. With
+    `unprotect` (a list, maybe empty) it is a change: the caller holds the lock, and the pip is
+    told so through run.json. Returns (exit status, the whole output)."""
     child_env = dict(os.environ)
-    child_env[LOCK_HELD_VAR] = str(os.getpid())
-    child_env[CONSTRAINT_VAR] = constraints
+    child_env.pop(guard.RUN_VAR, None)
     child_env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     child_env["PYTHONIOENCODING"] = "utf-8"
-    process = subprocess.Popen(
-        [env.python, "-s", "-m", "pip"] + list(args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=child_env,
-    )
-    lines = []
-    for raw in process.stdout:
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        lines.append(line)
-        echo(line)
-    return process.wait(), "\n".join(lines)
+    constraints = None
+    if unprotect is not None:
+        constraints = constraints_without(env, unprotect)
+        token = secrets.token_urlsafe(32)
+        _write_json(guard.RUN_FILE, {
+            "token": token,
+            "pid": os.getpid(),
+            "constraints": constraints,
+            "unprotect": sorted(unprotect),
+        })
+        child_env[guard.RUN_VAR] = token
+    try:
+        process = subprocess.Popen(
+            [env.python, "-s", "-m", "pip"] + list(args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+        )
+        lines = []
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            lines.append(line)
+            echo(line)
+        return process.wait(), "\n".join(lines)
+    finally:
+        if unprotect is not None:
+            for path in (guard.RUN_FILE, constraints if constraints != env.protected_file else None):
+                if path:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+
+
+def _write_json(path, data):
+    partial = "%s.%d" % (path, os.getpid())
+    with open(partial, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.replace(partial, path)
 
 
 def refusals(output, protected):

@@ -3,7 +3,7 @@
 
 import os
 
-from . import states
+from . import protection, states
 from .environment import canonical
 from .history import History, describe_changes
 
@@ -35,18 +35,32 @@ def added_dates(history):
     return when
 
 
-def packages_view(env, history):
-    """The protected core, then what changed since the zip was made."""
+def packages_view(env, history, differences=None):
+    """The protected core (each with what differs from the zip and the command that brings it
+    back), then what changed since the zip was made."""
     installed = env.installed()
     shipped = env.shipped()
     protected_names = env.protected_names()
+    if differences is None:
+        try:
+            differences = protection.verify(env)
+        except (OSError, ValueError):
+            differences = []
+    by_name = {canonical(d.name): d for d in differences}
     protected = []
     for name, version, why in env.protected():
         found = installed.get(canonical(name))
-        protected.append(
-            {"name": name, "version": found[1] if found else None, "zip_version": version,
-             "why": why, "protected": True}
-        )
+        now = found[1] if found else None
+        difference = by_name.get(canonical(name))
+        item = {"name": name, "version": now, "zip_version": version, "why": why,
+                "protected": True, "differs": None, "fix": None}
+        if difference is not None:
+            item["differs"] = {"files": difference.files()[:20], "count": len(difference.files()),
+                               "in_place": bool(difference.in_place), "text": difference.describe()}
+        if now != version or difference is not None:
+            in_place = difference is not None and bool(difference.in_place)
+            item["fix"] = bring_back(env, history, name, version, in_place)
+        protected.append(item)
     dates = added_dates(history)
     added = [
         {"name": name, "version": version, "protected": False,
@@ -63,6 +77,23 @@ def packages_view(env, history):
     return {"protected": protected, "added": added, "changed": changed, "removed": removed}
 
 
+def bring_back(env, history, name, version, in_place):
+    """The command that makes a protected package the zip's again: the undo back to the newest
+    kept state where it was (none for a file edited in place: every state shares it), else a
+    reinstall of the zip's version (the guard lets only that build in)."""
+    key = canonical(name)
+    if not in_place:
+        for count, entry in enumerate(history.undoable(), 1):
+            state = history.states.get(entry.get("before"))
+            folder = os.path.join(env.state_dir, "states", str(entry.get("before")))
+            if state is None or not os.path.isdir(folder):
+                break
+            kept = state.get("packages", {}).get(key, [None, None])[1]
+            if kept == version and name not in state.get("protected", {}):
+                return "%s undo%s" % (env.script(), " %d" % count if count > 1 else "")
+    return "%s install --force-reinstall --no-deps %s==%s" % (env.script(), name, version)
+
+
 def states_view(env, history):
     folder = os.path.join(env.state_dir, "states")
     kept = [
@@ -70,7 +101,7 @@ def states_view(env, history):
         for s in sorted(history.states)
         if os.path.isdir(os.path.join(folder, str(s)))
     ]
-    keep = 5 if history.keep is None else history.keep
+    keep = history.keep_count
     held = states.held_bytes(kept, states.walk(env.prefix)) if kept else 0
     return {"kept": len(kept), "held_bytes": held, "keep": keep}
 
@@ -86,6 +117,19 @@ def history_view(env, history):
         if entry["kind"] == "outside" and entry.get("changed") and not entry.get("changes"):
             files = entry.get("files", [])
             lines.append("files changed: %s%s" % (", ".join(files[:5]), " ..." if len(files) > 5 else ""))
+        if entry.get("in_place"):
+            lines.append(
+                "edited in place (undo cannot bring back their earlier content: the kept states "
+                "share these files): %s" % ", ".join(entry["in_place"][:5]))
+        for item in entry.get("protected", []):
+            files = item.get("changed", []) + item.get("missing", []) or item.get("files", [])
+            what = ", ".join(files[:3]) + (" ..." if len(files) > 3 else "")
+            by = " (also installed by %s)" % ", ".join(item["by"]) if item.get("by") else ""
+            lines.append("protected %s: %s%s" % (item["name"], what or "its version changed", by))
+        aside = entry.get("set_aside")
+        if aside:
+            lines.append("%d file%s no package installed moved to %s" % (
+                aside["count"], "" if aside["count"] == 1 else "s", aside["folder"]))
         shown.append(
             {"id": entry["id"], "when": when_text(entry), "what": title(env, entry),
              "notes": notes(entry), "changes": lines, "undoable": entry["id"] in undoable}
@@ -116,6 +160,8 @@ def notes(entry):
         found.append("undone by #%d" % entry["undone_by"])
     if entry["kind"] in ("install", "uninstall") and not entry.get("changed") and status == "done":
         found.append("nothing changed")
+    if entry.get("resumed"):
+        found.append("finished after an interruption")
     return found
 
 

@@ -54,6 +54,10 @@ const TOOL_FILES: &[(&str, &str)] = &[
         include_str!("../../../anymatix/tools/anymatix_packages/history.py"),
     ),
     (
+        "tools/anymatix_packages/protection.py",
+        include_str!("../../../anymatix/tools/anymatix_packages/protection.py"),
+    ),
+    (
         "tools/anymatix_packages/pip_run.py",
         include_str!("../../../anymatix/tools/anymatix_packages/pip_run.py"),
     ),
@@ -97,6 +101,10 @@ const SITE_FILES: &[(&str, &str)] = &[
     (
         "_anymatix_site.pth",
         include_str!("../../../anymatix/site/_anymatix_site.pth"),
+    ),
+    (
+        "_anymatix_guard.py",
+        include_str!("../../../anymatix/site/_anymatix_guard.py"),
     ),
 ];
 

@@ -3,6 +3,12 @@
 //! libraries of those extras: the extras asked for are followed), each at the exact version
 //! installed in the zip's tree, as the tree's own python reads the metadata (markers evaluated as
 //! pip evaluates them). A protected name that is not installed is an error naming its key.
+//!
+//! The constraints file pins each with `===` (arbitrary equality): only the installed build's
+//! exact version string satisfies it, where `==2.11.0` also lets a `2.11.0+cpu` in (PEP 440
+//! ignores a candidate's local label). `===` compares the normalized form, so a protected version
+//! that is not written normalized is an error. Each file the zip holds of them is listed with its
+//! sha256, which the package tool compares with what is installed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,12 +29,23 @@ pub struct ProtectedPackage {
 
 /// Given argv[1], a JSON list of [key, name], prints the protected packages (with the files of
 /// each that the tree holds, and their sizes) and the site dir.
-const CLOSURE: &str = r#"import json, os, re, sys, sysconfig
+const CLOSURE: &str = r#"import hashlib, json, os, re, sys, sysconfig
 from importlib.metadata import distributions
 try:
     from pip._vendor.packaging.requirements import Requirement
+    from pip._vendor.packaging.version import Version
 except ImportError:
     from packaging.requirements import Requirement
+    from packaging.version import Version
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+INSTALL_RECORDS = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 def canon(name):
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -41,7 +58,7 @@ queue = [(canon(name), "named in " + key, key, name, [])
          for key, name in json.loads(sys.argv[1])]
 # A package is protected once; its requirements are read again for each extra asked of it
 # (torch pins cuda-toolkit[cublas,cudnn,...], whose pins are behind those extras).
-done_extras, protected, missing = {}, [], []
+done_extras, protected, missing, unnormal = {}, [], [], []
 while queue:
     key, why, given_under, given, extras = queue.pop(0)
     dist = installed.get(key)
@@ -51,11 +68,18 @@ while queue:
     name, version = dist.metadata["Name"], dist.version
     if key not in done_extras:
         done_extras[key] = set()
+        if str(Version(version)) != version:
+            unnormal.append([name, version, str(Version(version))])
         files = []
         for file in dist.files or []:
             path = file.locate()
-            if "__pycache__" not in file.parts and os.path.isfile(path):
-                files.append([file.as_posix(), os.path.getsize(path)])
+            # What pip writes per install (its records, console scripts outside site-packages,
+            # bytecode) differs between two installs of the same build: not compared.
+            if ("__pycache__" in file.parts or file.parts[0] == ".."
+                    or (file.parts[0].endswith(".dist-info") and file.name in INSTALL_RECORDS)):
+                continue
+            if os.path.isfile(path):
+                files.append([file.as_posix(), os.path.getsize(path), sha256(path)])
         protected.append([name, version, why, files])
     new = [e for e in [""] + list(extras) if e not in done_extras[key]]
     done_extras[key].update(new)
@@ -71,11 +95,11 @@ while queue:
             queue.append((canon(req.name), "%s %s pins it" % (name, version), "", req.name,
                           sorted(req.extras)))
 print(json.dumps({"site": sysconfig.get_paths()["purelib"], "protected": protected,
-                  "missing": missing}))
+                  "missing": missing, "unnormal": unnormal}))
 "#;
 
-/// A package's files, as its RECORD names them, with their sizes.
-pub type HeldFiles = Vec<(String, u64)>;
+/// A package's files, as its RECORD names them, with their sizes and sha256.
+pub type HeldFiles = Vec<(String, u64, String)>;
 
 #[derive(Debug, Deserialize)]
 struct Closure {
@@ -84,6 +108,8 @@ struct Closure {
     protected: Vec<(String, String, String, HeldFiles)>,
     /// (key, name) of the names that are not installed.
     missing: Vec<(String, String)>,
+    /// (name, version, its normalized form) of versions not written normalized.
+    unnormal: Vec<(String, String, String)>,
 }
 
 /// The protected core of the tree whose python is `python`.
@@ -110,6 +136,18 @@ pub fn protected_closure(
             missing.join("\n  ")
         );
     }
+    if !found.unnormal.is_empty() {
+        bail!(
+            "cannot pin protected packages whose version is not written in its normalized form \
+             (pip's `===` compares that form):\n  {}",
+            found
+                .unnormal
+                .iter()
+                .map(|(name, version, normal)| format!("{name} {version} (normalized: {normal})"))
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
     let mut protected = Vec::new();
     let mut files = BTreeMap::new();
     for (name, version, why, held) in found.protected {
@@ -129,20 +167,21 @@ pub struct ProtectedCore {
     /// The tree's site-packages.
     pub site: PathBuf,
     pub protected: Vec<ProtectedPackage>,
-    /// Name → the files of it the zip holds (as its RECORD names them, from site-packages) and
-    /// their sizes: what `packages.sh check` finds again.
+    /// Name → the files of it the zip holds (as its RECORD names them, from site-packages) with
+    /// their sizes and sha256: what the package tool compares with what is installed.
     pub files: BTreeMap<String, HeldFiles>,
 }
 
-/// `tools/protected.txt`: a pip constraints file.
+/// `tools/protected.txt`: a pip constraints file, each package at exactly the installed build.
 pub fn constraints(protected: &[ProtectedPackage]) -> String {
     let mut text = String::from(
         "# The protected core of this anymatix environment, written by the build: every pip that\n\
-         # this environment's python runs keeps these packages at these versions (see\n\
-         # `packages.sh --help` or `packages.bat --help` to change one deliberately).\n",
+         # this environment's python runs keeps these packages at exactly these builds (`===`:\n\
+         # no other local label, such as +cpu; see `packages.sh --help` or `packages.bat --help`\n\
+         # to change one deliberately).\n",
     );
     for p in protected {
-        text.push_str(&format!("{}=={}\n", p.name, p.version));
+        text.push_str(&format!("{}==={}\n", p.name, p.version));
     }
     text
 }

@@ -127,5 +127,5 @@ fn the_constraints_file_pins_each_protected_package() {
         },
     ]);
     let pins: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-    assert_eq!(pins, ["torch==2.11.0+cu130", "triton==3.6.0"]);
+    assert_eq!(pins, ["torch===2.11.0+cu130", "triton===3.6.0"]);
 }

@@ -233,11 +233,11 @@ fn the_zip_carries_the_protected_core_at_the_versions_the_build_installed() {
     assert_eq!(
         pins,
         [
-            "anyfix-core==1.0.0",
-            "anyfix-gpu-lib==2.0.1",
-            "anyfix-kit==1.0.0",
-            "anyfix-native==1.0.0",
-            "anyfix-pin==1.0.0"
+            "anyfix-core===1.0.0",
+            "anyfix-gpu-lib===2.0.1",
+            "anyfix-kit===1.0.0",
+            "anyfix-native===1.0.0",
+            "anyfix-pin===1.0.0"
         ]
     );
     // Indexes: the stand-in build used only a local wheelhouse, which means nothing elsewhere.
@@ -316,8 +316,8 @@ fn a_protected_package_at_another_version_is_refused_however_pip_is_run() {
         let said = text(out);
         assert!(!out.status.success(), "{how}: {said}");
         assert!(
-            said.contains("The user requested (constraint) anyfix-native==1.0.0")
-                || said.contains("The user requested (constraint) anyfix-pin==1.0.0"),
+            said.contains("The user requested (constraint) anyfix-native===1.0.0")
+                || said.contains("The user requested (constraint) anyfix-pin===1.0.0"),
             "{how}: pip names the protected version: {said}"
         );
         assert_eq!(
@@ -329,7 +329,7 @@ fn a_protected_package_at_another_version_is_refused_however_pip_is_run() {
     // A pip run by hand adds a word after pip's own message.
     let by_hand = text(&attempts[3].1);
     assert!(
-        by_hand.contains("This environment protects anyfix-native (anyfix-native==1.0.0)")
+        by_hand.contains("This environment protects anyfix-native (anyfix-native===1.0.0)")
             && by_hand.contains("packages.sh install --unprotect anyfix-native ..."),
         "{by_hand}"
     );
@@ -355,7 +355,7 @@ fn a_protected_package_at_another_version_is_refused_however_pip_is_run() {
     );
     assert_eq!(removed.status.code(), Some(1), "{}", text(&removed));
     assert!(
-        text(&removed).contains("This environment protects anyfix-native: what ComfyUI here depends on is not uninstalled"),
+        text(&removed).contains("This environment protects anyfix-native (anyfix-native===1.0.0): what ComfyUI here depends on is not uninstalled"),
         "{}",
         text(&removed)
     );
@@ -464,10 +464,13 @@ fn check_names_a_broken_protected_package() {
     assert!(said.contains("ImportError: broken on purpose"), "{said}");
     // The checks after a failure still run, each named.
     assert!(said.contains("ok     import json"), "{said}");
-    // The files the zip gave each protected package, by their size: a deleted module is named.
+    // The files the zip gave each protected package, by their content: a deleted module is
+    // named.
     assert!(
-        said.contains("anyfix-pin (protected): 1 of its ")
-            && said.contains("files missing or changed: anyfix_pin/__init__.py (missing)"),
+        said.contains(
+            "anyfix-pin 1.0.0 (protected): 1 of its files are not the zip's: \
+             anyfix_pin/__init__.py (missing)"
+        ),
         "{said}"
     );
     assert!(
@@ -680,7 +683,7 @@ fn bad_input_is_named_and_changes_nothing() {
         text(&too_many)
     );
     let protected = packages(&root, &["uninstall", "anyfix-native"], home);
-    assert_eq!(protected.status.code(), Some(2));
+    assert_eq!(protected.status.code(), Some(3));
     assert!(
         text(&protected).contains("refused: anyfix-native is protected"),
         "{}",
@@ -733,8 +736,8 @@ fn one_change_at_a_time() {
     let mut holder = Command::new(python(&root))
         .args([
             "-c",
-            "import sys, time, _anymatix_site; f = open(sys.argv[1], 'a+b'); \
-             _anymatix_site.lock(f, True); print('held', flush=True); time.sleep(60)",
+            "import sys, time, _anymatix_guard; f = open(sys.argv[1], 'a+b'); \
+             _anymatix_guard.lock(f, True); print('held', flush=True); time.sleep(60)",
         ])
         .arg(&lock)
         .stdout(Stdio::piped())

@@ -103,9 +103,9 @@ fn the_page_is_only_for_whoever_has_its_token() {
         before,
         "a refused request changed the environment"
     );
-    // The page itself, with its token: no CORS headers, and served whole.
-    let (status, html) =
-        http_exchange(port, "GET", &format!("/?token={}", page.token), &[], "").unwrap();
+    // The page itself, with its token: exchanged for a session cookie, the address left
+    // without it, and then served whole.
+    let (status, html) = page.open();
     assert_eq!(status, 200);
     assert!(html.contains("<title>anymatix · packages</title>"));
 }
@@ -146,7 +146,12 @@ fn changes_through_the_api_are_those_of_packages_sh() {
         .contains("Successfully installed bulky-1.0"));
 
     let refused = page.change("/api/install", r#"{"args": ["needs-old"]}"#);
-    assert_eq!(refused["exit"], 1, "{refused}");
+    assert_eq!(refused["exit"], 3, "{refused}");
+    assert_eq!(refused["outcome"]["kind"], "refused", "{refused}");
+    assert_eq!(
+        refused["outcome"]["packages"][0]["name"], "anyfix-native",
+        "{refused}"
+    );
     assert!(
         refused["refused"].as_str().unwrap_or_default().contains(
             "anyfix-native: `needs-old 1.0 depends on anyfix-native<1` asks for another version"

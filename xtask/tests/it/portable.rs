@@ -969,7 +969,7 @@ fn a_variant_builds_its_own_suffixed_zip_and_lock() {
     assert_eq!(manifest_json["variant"]["default"], false);
     assert_eq!(manifest_json["variant"]["about"], "the small one");
     assert!(
-        read("anymatix/tools/protected.txt").contains("anyfix-extra==0.5.0"),
+        read("anymatix/tools/protected.txt").contains("anyfix-extra===0.5.0"),
         "the variant's protected names are in the zip's core"
     );
     assert!(

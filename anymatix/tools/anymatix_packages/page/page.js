@@ -1,7 +1,9 @@
 "use strict";
-// The page for this environment's packages. Every request carries the token from the address;
-// names and output are put in the page as text, never as HTML.
-const token = new URLSearchParams(location.search).get("token") || "";
+// The page for this environment's packages. Every request carries the token the server put in
+// the page; names and output are put in the page as text, never as HTML.
+const token = (document.querySelector('meta[name="anymatix-token"]') || {}).content || "";
+// Nothing secret stays in the address bar or the browser's history.
+if (location.search) history.replaceState(null, "", location.pathname);
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -55,9 +57,11 @@ function render(state) {
   protectedRows.replaceChildren(...state.packages.protected.map((p) => el("tr", {},
     el("td", {}, p.name),
     el("td", { class: "version" }, p.version || "not installed"),
-    el("td", {}, p.version === p.zip_version
+    el("td", {}, !p.fix
       ? el("span", { class: "badge", title: p.why }, "protected")
-      : el("span", { class: "badge bad" }, "the zip has " + p.zip_version)))));
+      : el("span", { class: "badge bad", title: "to bring it back: " + p.fix },
+        p.version !== p.zip_version ? "the zip has " + p.zip_version
+          : p.differs.count + " files differ from the zip's: " + p.fix)))));
   const added = state.packages.added.concat(state.packages.changed.map((p) =>
     Object.assign({}, p, { when: "the zip had " + p.zip_version })));
   const addedRows = $("added").tBodies[0];
