@@ -40,7 +40,8 @@ LOCK_OWNER = os.path.join(STATE_DIR, "lock.owner")
 RUN_FILE = os.path.join(STATE_DIR, "run.json")
 # The token of the package tool's change, in its pip's environment only.
 RUN_VAR = "ANYMATIX_PACKAGES_RUN"
-# The pid of the process holding the lock, for the processes it starts.
+# A random token of the lock's holding, for the processes its holder starts (recorded in
+# lock.owner, which only the holder writes).
 INSIDE_VAR = "ANYMATIX_PACKAGES_LOCK_HELD"
 ERROR = 1
 
@@ -83,9 +84,34 @@ def tool_run():
         return None
     if not hmac.compare_digest(run["token"].encode(), token.encode()):
         return None
-    if run.get("pid") != os.getppid():
+    if run.get("pid") != parent_pid():
         return None
     return run
+
+
+def parent_pid():
+    """This process's parent. On Windows asked of the kernel directly (os.getppid there takes
+    a snapshot of the process, a call Wine lacks)."""
+    if os.name != "nt":
+        return os.getppid()
+    import ctypes
+    from ctypes import wintypes
+
+    class BasicInformation(ctypes.Structure):
+        _fields_ = [("exit_status", ctypes.c_void_p), ("peb", ctypes.c_void_p),
+                    ("affinity", ctypes.c_void_p), ("priority", ctypes.c_void_p),
+                    ("pid", ctypes.c_void_p), ("parent", ctypes.c_void_p)]
+
+    current = ctypes.windll.kernel32.GetCurrentProcess
+    current.restype = wintypes.HANDLE
+    query = ctypes.windll.ntdll.NtQueryInformationProcess
+    query.argtypes = [wintypes.HANDLE, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
+                      ctypes.c_void_p]
+    query.restype = ctypes.c_long
+    info = BasicInformation()
+    if query(current(), 0, ctypes.byref(info), ctypes.sizeof(info), None) != 0:
+        return None
+    return info.parent
 
 
 def read_pins(path):
@@ -166,14 +192,17 @@ def unlock(handle):
 
 
 def inside_the_lock():
-    """Whether a process that holds the lock started this one: its pid is in this process's
-    environment, in lock.owner, and the lock is held now."""
+    """Whether a process that holds the lock started this one: the token its holder recorded
+    in lock.owner is in this process's environment (inherited from the holder), and the lock
+    is held now."""
     marker = os.environ.get(INSIDE_VAR)
     if not marker:
         return False
     try:
         with open(LOCK_OWNER, encoding="ascii") as f:
-            if f.read().strip() != marker:
+            import hmac
+
+            if not hmac.compare_digest(f.read().strip().encode(), marker.encode()):
                 return False
         probe = open(LOCK, "a+b")
         if lock(probe, wait=False):
@@ -195,16 +224,16 @@ class Held:
         if self.handle is not None:
             unlock(self.handle)
             self.handle = None
-            if os.environ.get(INSIDE_VAR) == str(os.getpid()):
-                del os.environ[INSIDE_VAR]
+            os.environ.pop(INSIDE_VAR, None)
 
 
 def hold_lock(say=None, inheritable=False):
     """Waits for the lock and holds it; records this process as its holder for the processes it
     starts. A read-only unpack folder has no lock to take: pip itself will say it cannot write."""
-    if inside_the_lock() or not os.path.isdir(STATE_DIR):
+    if inside_the_lock():
         return Held(None)
     try:
+        os.makedirs(STATE_DIR, exist_ok=True)
         handle = open(LOCK, "a+b")
     except OSError:
         return Held(None)
@@ -218,14 +247,17 @@ def hold_lock(say=None, inheritable=False):
 
 
 def record_owner():
+    import secrets
+
+    token = secrets.token_urlsafe(24)
     try:
         partial = "%s.%d" % (LOCK_OWNER, os.getpid())
         with open(partial, "w", encoding="ascii") as f:
-            f.write(str(os.getpid()))
+            f.write(token)
         os.replace(partial, LOCK_OWNER)
     except OSError:
         pass
-    os.environ[INSIDE_VAR] = str(os.getpid())
+    os.environ[INSIDE_VAR] = token
 
 
 def _stderr(text):

@@ -15,6 +15,7 @@ a state's id is saved before the state is made (never given twice), a state is b
 temporary name and renamed whole, a restore records where it is going before it starts.
 """
 
+import errno
 import os
 import time
 
@@ -175,16 +176,30 @@ class Session:
             return None
         state = self.history.new_state_id()
         started = time.monotonic()
+        size = sum(kind[2] for kind in listing.values() if kind[0] == "f")
         try:
-            linked = states.keep(self.env.prefix, self.state_path(state), listing)
-        except states.Copying:
-            size = sum(kind[2] for kind in listing.values() if kind[0] == "f")
-            self.say(
-                "This folder's filesystem has no hard links (exFAT or FAT32?): keeping the state "
-                "for undo copies the whole environment (%.1f GB) each time it changed. `%s keep 0` "
-                "stops keeping states (then there is no undo)." % (size / 1e9, self.env.script())
-            )
-            linked = states.keep(self.env.prefix, self.state_path(state), listing, allow_copy=True)
+            try:
+                linked = states.keep(self.env.prefix, self.state_path(state), listing)
+            except states.Copying:
+                self.say(
+                    "This folder's filesystem has no hard links (exFAT or FAT32?): keeping the "
+                    "state for undo copies the whole environment (%.1f GB) each time it changed. "
+                    "`%s keep 0` stops keeping states (then there is no undo)."
+                    % (size / 1e9, self.env.script())
+                )
+                linked = states.keep(
+                    self.env.prefix, self.state_path(state), listing, allow_copy=True
+                )
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            states.remove_leftover(self.state_path(state) + ".partial")
+            raise PackagesError(
+                "no space left on this drive to keep the environment's state for undo (a copy "
+                "takes up to %.1f GB where the drive has no hard links): free some space, or "
+                "`%s keep 0` to stop keeping states (then there is no undo)"
+                % (size / 1e9, self.env.script())
+            ) from None
         self.history.states[state] = {
             "packages": packages,
             "kept": time.time(),

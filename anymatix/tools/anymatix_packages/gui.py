@@ -107,6 +107,9 @@ class Jobs:
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    # A burst of connections waits in the listen queue to be accepted (and closed at once when
+    # CONNECTIONS are open), not in the kernel's retries of a full queue.
+    request_queue_size = 64
     # On Windows SO_REUSEADDR lets another program bind the same port; there the port is taken
     # with SO_EXCLUSIVEADDRUSE instead.
     allow_reuse_address = os.name != "nt"

@@ -100,17 +100,23 @@ def verify(env, say=None):
                 continue
             key = [info.st_ino, info.st_size, info.st_mtime_ns]
             known = cache.get(rel)
+            # Edited in place: the inode that held the zip's content holds another now (or
+            # was found so before: the cache keeps saying it).
+            was_right = bool(known) and known[0] == info.st_ino and (
+                known[3] == digest or (len(known) > 4 and known[4]))
             if known and known[:3] == key:
                 fresh[rel] = known
                 if known[3] != digest:
                     difference.changed.append(rel)
+                    if len(known) > 4 and known[4]:
+                        difference.in_place.append(rel)
             elif info.st_size != size:
-                fresh[rel] = key + [None]
+                fresh[rel] = key + [None, was_right]
                 difference.changed.append(rel)
-                if known and known[0] == info.st_ino and known[3] == digest:
+                if was_right:
                     difference.in_place.append(rel)
             else:
-                todo.append((difference, rel, path, key, known, digest))
+                todo.append((difference, rel, path, key, was_right, digest))
         found[name] = difference
     if todo:
         total = sum(item[3][1] for item in todo)
@@ -119,14 +125,15 @@ def verify(env, say=None):
                 % (len(todo), total / 1e9))
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             digests = list(pool.map(lambda item: _hash_or_none(item[2]), todo))
-        for (difference, rel, path, key, known, digest), got in zip(todo, digests):
+        for (difference, rel, path, key, was_right, digest), got in zip(todo, digests):
             if got is None:
                 difference.missing.append(rel)
                 continue
-            fresh[rel] = key + [got]
+            edited = got != digest and was_right
+            fresh[rel] = key + [got, edited]
             if got != digest:
                 difference.changed.append(rel)
-                if known and known[0] == key[0] and known[3] == digest:
+                if edited:
                     difference.in_place.append(rel)
     if fresh != cache:
         _save(cache_path, fresh)

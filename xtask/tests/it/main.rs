@@ -9,8 +9,11 @@
 
 mod archive_cli;
 mod linkage;
+mod package_guard;
 mod package_manager;
 mod package_page;
+mod package_undo;
+mod package_zip;
 mod packages;
 mod plans;
 mod portable;

@@ -2,198 +2,15 @@
 //! `install_package.sh`, `python -m pip`, a pip started by a python as ComfyUI-Manager starts
 //! it): the protected core refused at another version however pip is run, `--unprotect`, exact
 //! undo (file by file, after a kill, after a move), `check`, `list` and `history`, the user's
-//! own site-packages kept out, and one change at a time. One stand-in build per test binary;
-//! each test unpacks its own copy into a folder with a space and an "é".
+//! own site-packages kept out, and one change at a time. Each test unpacks its own copy of the
+//! shared stand-in zip (`package_zip`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde_yaml_ng::Value;
-use support::wheels::{build_wheel, module_wheel, WheelSpec};
-use support::{host_platform, stderr, world};
-
-struct Built {
-    _dir: tempfile::TempDir,
-    zip: PathBuf,
-    /// Wheels for installs after the build: other versions of the protected packages, a
-    /// package that needs an older one, and packages nobody protects.
-    wheels: PathBuf,
-    /// The world's wheelhouse, with what the zip was built from.
-    world_wheels: PathBuf,
-}
-
-fn spec<'a>(name: &'a str, version: &'a str, requires: &'a [&'a str]) -> WheelSpec<'a> {
-    WheelSpec {
-        name,
-        version,
-        requires,
-        files: &[],
-        console_scripts: &[],
-    }
-}
-
-/// A stand-in zip that protects anyfix-native and anyfix-core (which pins anyfix-pin).
-fn built() -> &'static Built {
-    static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let w = world();
-        let dir = tempfile::tempdir().unwrap();
-        let (server, manifest, copies) = w.private_sources(dir.path());
-        let wheelhouse = copies.join("wheelhouse");
-        // anyfix-core pins anyfix-pin, and anyfix-kit with an extra whose pin (a wildcard one,
-        // as cuda-toolkit's) reaches anyfix-gpu-lib: all protected with it.
-        module_wheel(
-            &wheelhouse,
-            "anyfix-core",
-            "1.0.0",
-            &["anyfix-pin==1.0.0", "anyfix-kit[gpu]==1.0.0"],
-        );
-        module_wheel(&wheelhouse, "anyfix-pin", "1.0.0", &[]);
-        module_wheel(
-            &wheelhouse,
-            "anyfix-kit",
-            "1.0.0",
-            &[
-                "anyfix-gpu-lib==2.0.*; extra == 'gpu'",
-                "anyfix-extra==0.5.0; extra == 'all'",
-            ],
-        );
-        module_wheel(&wheelhouse, "anyfix-gpu-lib", "2.0.1", &[]);
-        let mut doc: Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-        doc["python_packages"]
-            .as_sequence_mut()
-            .unwrap()
-            .push(Value::from("anyfix-core"));
-        doc["protected"] = serde_yaml_ng::from_str("[anyfix-native, anyfix_core]").unwrap();
-        std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
-        let out = dir.path().join("out");
-        let built = support::portable(&manifest, &out, "0.0.0-test", &[]);
-        assert!(built.status.success(), "{}", stderr(&built));
-        drop(server);
-        let zip = out.join(format!(
-            "anymatix-0.0.0-test-{}.zip",
-            host_platform().name()
-        ));
-
-        let wheels = dir.path().join("later wheels");
-        std::fs::create_dir_all(&wheels).unwrap();
-        module_wheel(&wheels, "anyfix-native", "0.9.0", &[]);
-        module_wheel(&wheels, "anyfix-pin", "0.5.0", &[]);
-        module_wheel(&wheels, "needs-old", "1.0", &["anyfix-native<1"]);
-        module_wheel(&wheels, "addon", "1.0", &[]);
-        module_wheel(&wheels, "addon", "2.0", &[]);
-        module_wheel(&wheels, "addon-friend", "1.0", &["addon>=2"]);
-        // Big enough that a kill lands while pip is still writing it.
-        let bulk: Vec<(String, Vec<u8>)> = (0..3000)
-            .map(|i| (format!("bulky/part{i:04}.py"), support::noise(2048, i)))
-            .collect();
-        let files: Vec<(&str, &[u8])> = bulk
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.as_slice()))
-            .collect();
-        build_wheel(
-            &wheels,
-            &WheelSpec {
-                files: &files,
-                ..spec("bulky", "1.0", &[])
-            },
-        );
-        Built {
-            zip,
-            wheels,
-            world_wheels: wheelhouse,
-            _dir: dir,
-        }
-    })
-}
-
-/// The zip unpacked into `dir/unpacked é x/`; returns its `anymatix/`.
-pub(crate) fn unpack(dir: &Path) -> PathBuf {
-    let home = dir.join("unpacked é x");
-    xtask::archive::extract::extract(&built().zip, &home, 2).unwrap();
-    home.join("anymatix")
-}
-
-/// Runs a program of the unpacked zip as a user would: from another folder, HOME of its own,
-/// no PIP_* or PYTHON* variables of this machine, packages from the test's wheelhouses only.
-fn run(program: &Path, args: &[&str], home: &Path) -> Output {
-    let mut cmd = command(program, args, home);
-    cmd.output().unwrap()
-}
-
-pub(crate) fn command(program: &Path, args: &[&str], home: &Path) -> Command {
-    let b = built();
-    let mut cmd = Command::new(program);
-    cmd.args(args).current_dir(home);
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("PIP_") || key.starts_with("PYTHON") || key == "VIRTUAL_ENV" {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("HOME", home)
-        .env("PIP_NO_INDEX", "1")
-        .env(
-            "PIP_FIND_LINKS",
-            format!("{} {}", url(&b.wheels), url(&b.world_wheels)),
-        )
-        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
-    cmd
-}
-
-/// A folder as pip's space-separated variables take it.
-fn url(path: &Path) -> String {
-    format!("file://{}", path.display()).replace(' ', "%20")
-}
-
-pub(crate) fn packages(root: &Path, args: &[&str], home: &Path) -> Output {
-    run(&root.join("packages.sh"), args, home)
-}
-
-fn python(root: &Path) -> PathBuf {
-    root.join("python/bin/python3")
-}
-
-/// Every file and link of python/ with its sha256 (bytecode aside: Python writes it as it
-/// imports), and what pip freeze says.
-pub(crate) fn fingerprint(root: &Path, home: &Path) -> (BTreeMap<String, String>, String) {
-    let prefix = root.join("python");
-    let mut files = BTreeMap::new();
-    for entry in walkdir::WalkDir::new(&prefix) {
-        let entry = entry.unwrap();
-        let rel = entry
-            .path()
-            .strip_prefix(&prefix)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        if rel.contains("__pycache__") || rel == "anymatix-environment-id" {
-            continue;
-        }
-        let kind = if entry.path_is_symlink() {
-            format!(
-                "link {}",
-                std::fs::read_link(entry.path()).unwrap().display()
-            )
-        } else if entry.file_type().is_file() {
-            support::sha256_hex(&std::fs::read(entry.path()).unwrap())
-        } else {
-            "dir".into()
-        };
-        files.insert(rel, kind);
-    }
-    let freeze = run(&python(root), &["-m", "pip", "freeze", "--all"], home);
-    assert!(freeze.status.success(), "{}", stderr(&freeze));
-    (files, String::from_utf8_lossy(&freeze.stdout).into_owned())
-}
-
-pub(crate) fn text(out: &Output) -> String {
-    stderr(out)
-}
+use super::package_zip::*;
+use support::world;
 
 #[test]
 fn the_zip_carries_the_protected_core_at_the_versions_the_build_installed() {
@@ -320,10 +137,10 @@ fn a_protected_package_at_another_version_is_refused_however_pip_is_run() {
                 || said.contains("The user requested (constraint) anyfix-pin===1.0.0"),
             "{how}: pip names the protected version: {said}"
         );
-        assert_eq!(
-            fingerprint(&root, home),
-            before,
-            "{how} changed the environment"
+        assert_same(
+            &fingerprint(&root, home),
+            &before,
+            "{how} changed the environment",
         );
     }
     // A pip run by hand adds a word after pip's own message.
@@ -359,10 +176,10 @@ fn a_protected_package_at_another_version_is_refused_however_pip_is_run() {
         "{}",
         text(&removed)
     );
-    assert_eq!(
-        fingerprint(&root, home),
-        before,
-        "pip uninstall changed the environment"
+    assert_same(
+        &fingerprint(&root, home),
+        &before,
+        "pip uninstall changed the environment",
     );
     // Reinstalling the protected version itself is a repair, and allowed.
     let repair = packages(
@@ -441,7 +258,7 @@ fn unprotect_changes_it_deliberately_and_check_and_undo_follow() {
 
     let undone = packages(&root, &["undo"], home);
     assert!(undone.status.success(), "{}", text(&undone));
-    assert_eq!(fingerprint(&root, home), before);
+    assert_same(&fingerprint(&root, home), &before, "the environment");
     assert!(packages(&root, &["check"], home).status.success());
 }
 
@@ -480,13 +297,6 @@ fn check_names_a_broken_protected_package() {
     assert!(said.contains("3 problems:"), "{said}");
 }
 
-fn site_packages(root: &Path) -> PathBuf {
-    root.join(format!(
-        "python/lib/python{}/site-packages",
-        world().host.version
-    ))
-}
-
 #[test]
 fn install_then_undo_gives_back_every_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -515,11 +325,11 @@ fn install_then_undo_gives_back_every_file() {
 
     let one = packages(&root, &["undo"], home);
     assert!(one.status.success(), "{}", text(&one));
-    assert_eq!(fingerprint(&root, home), after_first);
+    assert_same(&fingerprint(&root, home), &after_first, "the environment");
     // Undo goes back through changes, not undos: the next one takes the first install away.
     let two = packages(&root, &["undo"], home);
     assert!(two.status.success(), "{}", text(&two));
-    assert_eq!(fingerprint(&root, home), start);
+    assert_same(&fingerprint(&root, home), &start, "the environment");
 
     // Two at once.
     for spec in ["addon==1.0", "addon-friend"] {
@@ -527,7 +337,7 @@ fn install_then_undo_gives_back_every_file() {
     }
     let both = packages(&root, &["undo", "2"], home);
     assert!(both.status.success(), "{}", text(&both));
-    assert_eq!(fingerprint(&root, home), start);
+    assert_same(&fingerprint(&root, home), &start, "the environment");
 
     let nothing = packages(&root, &["undo"], home);
     assert_eq!(nothing.status.code(), Some(2));
@@ -552,7 +362,7 @@ fn undo_works_after_the_folder_was_moved() {
     let root = moved_home.join("anymatix");
     let undone = packages(&root, &["undo"], home);
     assert!(undone.status.success(), "{}", text(&undone));
-    assert_eq!(fingerprint(&root, home), start);
+    assert_same(&fingerprint(&root, home), &start, "the environment");
 }
 
 #[cfg(unix)]
@@ -602,7 +412,7 @@ fn an_install_killed_midway_is_undone_by_the_next_undo() {
     );
     let undone = packages(&root, &["undo"], home);
     assert!(undone.status.success(), "{}", text(&undone));
-    assert_eq!(fingerprint(&root, home), before);
+    assert_same(&fingerprint(&root, home), &before, "the environment");
     let history = text(&packages(&root, &["history"], home));
     assert!(
         history.contains("install bulky  [interrupted, undone by"),
@@ -700,7 +510,7 @@ fn bad_input_is_named_and_changes_nothing() {
     let said = text(&damaged);
     assert!(said.contains("history.json is damaged"), "{said}");
     assert!(said.contains("Move the folder"), "{said}");
-    assert_eq!(fingerprint(&root, home), before);
+    assert_same(&fingerprint(&root, home), &before, "the environment");
     std::fs::write(&history, &good).unwrap();
 
     // A .packages folder from another unpack of the same zip.
@@ -718,7 +528,7 @@ fn bad_input_is_named_and_changes_nothing() {
         "{}",
         text(&foreign)
     );
-    assert_eq!(fingerprint(&root, home), before);
+    assert_same(&fingerprint(&root, home), &before, "the environment");
 }
 
 #[test]
@@ -767,10 +577,10 @@ fn one_change_at_a_time() {
     })
     .collect();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(
-        fingerprint(&root, home),
-        before,
-        "nothing changes while the lock is held"
+    assert_same(
+        &fingerprint(&root, home),
+        &before,
+        "nothing changes while the lock is held",
     );
     holder.kill().unwrap();
     let _ = holder.wait();
@@ -789,56 +599,6 @@ fn one_change_at_a_time() {
     // The pip run by hand is noticed at the helper's next run, and can be undone.
     let history = text(&packages(&root, &["history"], home));
     assert!(history.contains("changed outside this tool"), "{history}");
-}
-
-/// A stand-in zip with numpy from PyPI and a protected stand-in torch that requires it.
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-fn built_with_numpy() -> &'static (tempfile::TempDir, PathBuf) {
-    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let w = world();
-        let dir = tempfile::tempdir().unwrap();
-        let (server, manifest, copies) = w.private_sources(dir.path());
-        let wheelhouse = copies.join("wheelhouse");
-        let python = w.host.version.replace('.', "");
-        support::pip_download(
-            &wheelhouse,
-            &["numpy==2.2.6"],
-            &["manylinux_2_17_x86_64", "manylinux2014_x86_64"],
-            &python,
-        );
-        module_wheel(&wheelhouse, "torch", "2.11.0", &["numpy"]);
-        let mut doc: Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-        for name in ["numpy==2.2.6", "torch"] {
-            doc["python_packages"]
-                .as_sequence_mut()
-                .unwrap()
-                .push(Value::from(name));
-        }
-        doc["protected"] = serde_yaml_ng::from_str("[torch]").unwrap();
-        std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
-        let out = dir.path().join("out");
-        let built = support::portable(&manifest, &out, "0.0.0-test", &[]);
-        assert!(built.status.success(), "{}", stderr(&built));
-        drop(server);
-        let zip = out.join(format!(
-            "anymatix-0.0.0-test-{}.zip",
-            host_platform().name()
-        ));
-        (dir, zip)
-    })
-}
-
-/// Runs a program of the unpacked zip with PyPI as its index (and the machine's transport
-/// settings), from another folder, with a HOME of its own.
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-fn from_pypi(program: &Path, args: &[&str], home: &Path) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args).current_dir(home).env("HOME", home);
-    support::pypi_env(&mut cmd);
-    cmd.env_remove("PIP_CONFIG_FILE");
-    cmd.output().unwrap()
 }
 
 /// Requirement lines real custom nodes carry, from PyPI, in an unpacked zip: `numpy<2` (swaps
@@ -893,7 +653,7 @@ fn custom_nodes_requirements_from_pypi() {
 
     let undone = packages(&["undo", "2"]);
     assert!(undone.status.success(), "{}", text(&undone));
-    assert_eq!(hashes(&root), start);
+    assert_same(&hashes(&root), &start, "undo 2");
 }
 
 /// Unpacked where its user cannot write (as another account, since root writes anywhere): every
@@ -950,7 +710,7 @@ fn a_read_only_unpack_folder_is_named() {
     assert!(listed.status.success(), "{}", text(&listed));
     assert!(text(&listed).contains("anyfix-native"), "{}", text(&listed));
     open_up("u+w");
-    assert_eq!(fingerprint(&root, dir.path()), before);
+    assert_same(&fingerprint(&root, dir.path()), &before, "nothing changed");
 }
 
 /// A pip run by hand (as ComfyUI-Manager runs one) between two runs of the tool: the next run
@@ -980,8 +740,8 @@ fn a_change_made_outside_is_recorded_and_undone() {
 
     let outside = packages(&root, &["undo"], home);
     assert!(outside.status.success(), "{}", text(&outside));
-    assert_eq!(fingerprint(&root, home), after_helper);
+    assert_same(&fingerprint(&root, home), &after_helper, "the environment");
     let past = packages(&root, &["undo"], home);
     assert!(past.status.success(), "{}", text(&past));
-    assert_eq!(fingerprint(&root, home), start);
+    assert_same(&fingerprint(&root, home), &start, "the environment");
 }

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::package_manager::{fingerprint, packages, unpack};
+use super::package_zip::{assert_same, fingerprint, packages, unpack};
 use support::http_exchange;
 use support::package_page::Page;
 
 fn serve(root: &Path, home: &Path) -> Page {
-    Page::serve(super::package_manager::command(
+    Page::serve(super::package_zip::command(
         &root.join("packages.sh"),
         &["gui", "--no-browser"],
         home,
@@ -98,10 +98,10 @@ fn the_page_is_only_for_whoever_has_its_token() {
         assert_eq!(status, 403, "a POST with {what}");
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        fingerprint(&root, home),
-        before,
-        "a refused request changed the environment"
+    assert_same(
+        &fingerprint(&root, home),
+        &before,
+        "a refused request changed the environment",
     );
     // The page itself, with its token: exchanged for a session cookie, the address left
     // without it, and then served whole.
@@ -158,6 +158,20 @@ fn changes_through_the_api_are_those_of_packages_sh() {
         ),
         "{refused}"
     );
+    // Other spellings through the API: an uninstall with a specifier, an install that would
+    // have pip ignore its configuration.
+    let pinned = page.change("/api/uninstall", r#"{"names": ["anyfix-native==1.0.0"]}"#);
+    assert_eq!(pinned["exit"], 3, "{pinned}");
+    assert_eq!(pinned["outcome"]["kind"], "refused", "{pinned}");
+    let isolated = page.change(
+        "/api/install",
+        &serde_json::json!({"args": [
+            "--isolated", "--no-index", "--find-links",
+            super::package_zip::built().other_index, "anyfix-native==1.0.0+cpu"
+        ]})
+        .to_string(),
+    );
+    assert_eq!(isolated["exit"], 3, "{isolated}");
     let checked = page.change("/api/check", "{}");
     assert_eq!(checked["exit"], 0, "{checked}");
     let (_, state) = page.api("GET", "/api/state", "");
@@ -170,7 +184,7 @@ fn changes_through_the_api_are_those_of_packages_sh() {
         .collect();
     assert_eq!(added, ["bulky"]);
     // The same history packages.sh shows.
-    let history = super::package_manager::text(&packages(&root, &["history"], home));
+    let history = super::package_zip::text(&packages(&root, &["history"], home));
     assert!(history.contains("install bulky"), "{history}");
     assert!(
         history.contains("install needs-old  [refused]"),
@@ -179,7 +193,7 @@ fn changes_through_the_api_are_those_of_packages_sh() {
 
     let undone = page.change("/api/undo", r#"{"steps": 1}"#);
     assert_eq!(undone["exit"], 0, "{undone}");
-    assert_eq!(fingerprint(&root, home), start);
+    assert_same(&fingerprint(&root, home), &start, "the environment");
     let (status, bad) = page.api("POST", "/api/undo", r#"{"steps": 0}"#);
     assert_eq!(status, 400, "{bad}");
 }
@@ -223,11 +237,17 @@ fn the_page_renders_in_chromium_with_the_packages() {
     };
     let dom = headless(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
+    let address = format!(
+        "<span id=\"address\">http://127.0.0.1:{}/</span>",
+        page.port
+    );
     for shown in [
         "<td>anyfix-native</td>",
         "<td>addon</td>",
         "install addon==1.0",
         ">protected<",
+        // The address the browser shows and keeps in its history: without the token.
+        address.as_str(),
     ] {
         assert!(dom.contains(shown), "{shown} is not on the page: {dom}");
     }
@@ -249,4 +269,163 @@ fn the_page_renders_in_chromium_with_the_packages() {
             );
         }
     }
+}
+
+/// The browser is opened on a file only this user can read (its path is all a command line
+/// shows), which sends it to the page with a one-time code: the code gives a session cookie
+/// once, and never again.
+#[cfg(unix)]
+#[test]
+fn the_browser_is_opened_without_the_token_on_its_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let record = dir.path().join("browser-args.txt");
+    let browser = dir.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = super::package_zip::command(&root.join("packages.sh"), &["gui"], home);
+    cmd.env("BROWSER", &browser);
+    let page = Page::serve(cmd);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !record.exists() {
+        assert!(Instant::now() < deadline, "the browser was never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let args = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        !args.contains(&page.token),
+        "the token is on the browser's command line: {args}"
+    );
+    assert!(!args.contains("code="), "{args}");
+    let opened = args
+        .trim()
+        .strip_prefix("file://")
+        .unwrap_or_else(|| panic!("{args}"));
+    let opened = PathBuf::from(opened.replace("%20", " "));
+    let mode = std::fs::metadata(&opened).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only its user may read {}", opened.display());
+    let html = std::fs::read_to_string(&opened).unwrap();
+    let code = html
+        .split("?code=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("{html}"))
+        .to_string();
+    let (status, head, _) =
+        support::http_exchange_with_head(page.port, "GET", &format!("/?code={code}"), &[], "")
+            .unwrap();
+    assert_eq!(status, 303, "{head}");
+    let cookie = support::package_page::session_cookie(&head);
+    let (status, html) = http_exchange(page.port, "GET", "/", &[("Cookie", &cookie)], "").unwrap();
+    assert_eq!(status, 200);
+    assert!(html.contains("<title>anymatix · packages</title>"));
+    let again = http_exchange(page.port, "GET", &format!("/?code={code}"), &[], "").unwrap();
+    assert_eq!(again.0, 403, "a code works once");
+    let (status, _) = http_exchange(
+        page.port,
+        "GET",
+        "/",
+        &[("Cookie", "anymatix-packages-1=forged")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 403, "a cookie it never gave");
+}
+
+/// One raw request: (status, what came back); "" when the server closed without a word.
+fn raw(port: u16, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// A body's length must be stated and whole; an idle connection is closed after a few seconds,
+/// and only so many are served at once; the page answers again once they are gone.
+#[test]
+fn the_pages_connections_are_bounded() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path();
+    let before = fingerprint(&root, home);
+    let page = serve(&root, home);
+    let host = format!("127.0.0.1:{}", page.port);
+    let post = |length: Option<&str>| {
+        let length = length.map_or(String::new(), |l| format!("Content-Length: {l}\r\n"));
+        format!(
+            "POST /api/install HTTP/1.1\r\nHost: {host}\r\nX-Token: {}\r\n\
+             Content-Type: application/json\r\n{length}Connection: close\r\n\r\n\
+             {{\"args\": [\"addon==1.0\"]}}",
+            page.token
+        )
+    };
+    assert_eq!(
+        raw(page.port, &post(Some("-1"))).0,
+        400,
+        "a negative length"
+    );
+    assert_eq!(
+        raw(page.port, &post(Some("ten"))).0,
+        400,
+        "a length that is not a number"
+    );
+    assert_eq!(raw(page.port, &post(None)).0, 411, "no length");
+    assert_same(&fingerprint(&root, home), &before, "nothing was installed");
+
+    // Idle connections: more than the server serves at once, none sending a byte. Each says
+    // how long it stayed open after it was accepted.
+    let port = page.port;
+    let idle: Vec<std::thread::JoinHandle<Duration>> = (0..40)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let connected = Instant::now();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                let mut byte = [0u8; 1];
+                let read = stream.read(&mut byte);
+                assert!(matches!(read, Ok(0)), "{read:?}");
+                connected.elapsed()
+            })
+        })
+        .collect();
+    let open_for: Vec<Duration> = idle.into_iter().map(|t| t.join().unwrap()).collect();
+    let at_once = open_for
+        .iter()
+        .filter(|t| **t < Duration::from_secs(2))
+        .count();
+    assert!(
+        at_once >= 8,
+        "connections beyond the limit are closed at once: {open_for:?}"
+    );
+    let longest = open_for.iter().max().unwrap();
+    assert!(
+        *longest >= Duration::from_secs(5) && *longest < Duration::from_secs(20),
+        "idle ones are closed after a few seconds: {open_for:?}"
+    );
+    let (status, _) = page.api("GET", "/api/state", "");
+    assert_eq!(status, 200);
 }

@@ -234,7 +234,15 @@ fn packages_bat_protects_and_undoes_on_windows_python_under_wine() {
     let start = hashes(&python);
 
     let refused = bat(&["install", "needs-old"]);
-    assert_eq!(refused.status.code(), Some(3), "{}", said(&refused));
+    // 3: refused (Wine's cmd reports any failure of a `call`ed script as 1).
+    assert!(!refused.status.success(), "{}", said(&refused));
+    let direct = wine(
+        "cmd",
+        &["/c", packages_bat.as_str(), "install", "needs-old"],
+        elsewhere,
+        &wheels,
+    );
+    assert_eq!(direct.status.code(), Some(3), "{}", said(&direct));
     assert!(
         said(&refused).contains(
             "core-lib: `needs-old 1.0 depends on core-lib<1` asks for another version; the \
@@ -279,6 +287,18 @@ fn packages_bat_protects_and_undoes_on_windows_python_under_wine() {
     assert_eq!(hashes(&python), start, "undo 2 gave back every file");
     let checked = bat(&["check"]);
     assert!(checked.status.success(), "{}", said(&checked));
+    // --unprotect: the tool's own pip recognises its parent (asked of the kernel, as
+    // os.getppid's snapshot is missing from Wine) and takes the lifted constraints.
+    let lifted = bat(&["install", "--unprotect", "core-lib", "needs-old"]);
+    assert!(lifted.status.success(), "{}", said(&lifted));
+    assert!(
+        said(&bat(&["history"])).contains("downgraded core-lib 1.0.0 -> 0.9.0"),
+        "{}",
+        said(&lifted)
+    );
+    let back = bat(&["undo"]);
+    assert!(back.status.success(), "{}", said(&back));
+    assert_eq!(hashes(&python), start, "undo of the unprotected change");
 
     // The page, served by the Windows python: its first line is the address, the API answers.
     let prefix = support::xtask_binary().parent().unwrap().join("wineprefix");

@@ -4,6 +4,7 @@
 const token = (document.querySelector('meta[name="anymatix-token"]') || {}).content || "";
 // Nothing secret stays in the address bar or the browser's history.
 if (location.search) history.replaceState(null, "", location.pathname);
+document.getElementById("address").textContent = location.href;
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
