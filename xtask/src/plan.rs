@@ -466,8 +466,8 @@ mod tests {
         assert_eq!(
             pip.command().to_string(),
             "PIP_CONFIG_FILE=/dev/null /o/stage/linux-x86_64/env/anymatix/python/bin/python3 -s -m pip install \
-             --disable-pip-version-check --no-warn-script-location --no-compile \
-             --report /o/stage/linux-x86_64/env/pip-report.json \
+             --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
+             --no-compile --report /o/stage/linux-x86_64/env/pip-report.json \
              --index-url http://127.0.0.1:1/simple --find-links /w --no-index \
              --extra-index-url https://download.pytorch.org/whl/cu128 pillow torch \
              -r /o/stage/linux-x86_64/env/anymatix/ComfyUI/requirements.txt"

@@ -171,6 +171,9 @@ impl PipInstall {
             "install".into(),
             "--disable-pip-version-check".into(),
             "--no-warn-script-location".into(),
+            // A build as root (a container, a CI runner) is normal here: pip's warning about it
+            // would be the only WARNING of every build log, and mean nothing.
+            "--root-user-action=ignore".into(),
             // The bytecode-caches rule removes whatever pip compiles, and the zip's own bytecode
             // is compiled afterwards: compiling here is half of pip's time for nothing.
             "--no-compile".into(),

@@ -67,6 +67,37 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16
 
 /// Which ComfyUI snapshot to build: 0.33.0 (2026, the current one) unless
 /// `ANYMATIX_REAL_PRODUCT_COMFYUI` names 0.3.64 (October 2025), kept for comparison.
+/// Runs a command with its output shown as it comes (as the build's would be) and kept:
+/// (its status, everything it printed).
+fn logged(cmd: &mut Command) -> (std::process::ExitStatus, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ]
+    .into_iter()
+    .map(|stream| {
+        std::thread::spawn(move || {
+            let mut kept = String::new();
+            for line in std::io::BufReader::new(stream).lines() {
+                let line = line.unwrap_or_default();
+                eprintln!("{line}");
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+            kept
+        })
+    })
+    .collect();
+    let log: String = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    (child.wait().unwrap(), log)
+}
+
 fn comfyui_version() -> String {
     std::env::var("ANYMATIX_REAL_PRODUCT_COMFYUI").unwrap_or_else(|_| "0.33.0".into())
 }
@@ -184,10 +215,8 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
         .args(["fetch", "--manifest", manifest.to_str().unwrap()])
         .args(["--out", out.to_str().unwrap()]);
     support::pypi_env(&mut fetch);
-    assert!(
-        fetch.status().unwrap().success(),
-        "fetch failed (its output is above)"
-    );
+    let (status, fetch_log) = logged(&mut fetch);
+    assert!(status.success(), "fetch failed (its output is above)");
     let fetch_time = fetch_started.elapsed();
 
     let started = Instant::now();
@@ -200,9 +229,19 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
             manifest.to_str().unwrap(),
         ])
         .args(["--out", out.to_str().unwrap(), "--version", "0.0.0-real"]);
-    let status = build.status().unwrap();
+    let (status, build_log) = logged(&mut build);
     let build_time = started.elapsed();
     assert!(status.success(), "the build failed (its output is above)");
+    // A warning in a build's log must mean something: none is expected.
+    let warnings: Vec<&str> = fetch_log
+        .lines()
+        .chain(build_log.lines())
+        .filter(|l| l.contains("WARNING"))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "the build log has warnings: {warnings:#?}"
+    );
     let build_report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("anymatix-0.0.0-real-linux-x86_64.build.json")).unwrap(),
     )
@@ -412,7 +451,8 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
     );
 
     // Package management on the real thing, with PyPI.
-    let measured = packages::check(&root, || quick_test(&python, &comfy_dir).1);
+    let wheelhouse = out.join("cache/wheels/linux-x86_64");
+    let measured = packages::check(&root, &wheelhouse, || quick_test(&python, &comfy_dir).1);
 
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     eprintln!(

@@ -3,7 +3,9 @@
 //! node's requirements installed from PyPI and the node loaded at ComfyUI's start, the
 //! "numpy<2" a widely used node asks for recorded, and `undo` back to the exact files; with the
 //! times of keeping a state and of undo. The node's requirements go through the page
-//! (`packages.sh gui`), which shows the real core protected.
+//! (`packages.sh gui`), which shows the real core protected. The real torch wheel re-labelled
+//! `+cpu` (as PyTorch's CPU index would offer it) is refused, and an upgrade that would take it
+//! keeps the CUDA build.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,7 +89,72 @@ print("anymatix-probe-node loaded: opencv", cv2.__version__)
 NODE_CLASS_MAPPINGS = {"AnymatixProbe": AnymatixProbe}
 "#;
 
-pub fn check(root: &Path, quick_test: impl Fn() -> String) -> Measured {
+/// The real torch wheel of the wheelhouse with its version re-labelled (`2.11.0` to
+/// `2.11.0+cpu`): its file name, its dist-info folder, METADATA and RECORD rewritten, every other
+/// entry copied as it is.
+fn relabelled(wheelhouse: &Path, into: &Path, label: &str) -> (String, std::path::PathBuf) {
+    use std::io::{Read, Write};
+    let wheel = support::entry_starting_with(wheelhouse, "torch-");
+    let name = wheel.file_name().unwrap().to_string_lossy().into_owned();
+    let version = name.split('-').nth(1).unwrap().to_string();
+    let labelled = format!("{version}+{label}");
+    let old_info = format!("torch-{version}.dist-info/");
+    let new_info = format!("torch-{labelled}.dist-info/");
+    std::fs::create_dir_all(into).unwrap();
+    let target = into.join(name.replacen(&version, &labelled, 1));
+    let mut source = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(&target).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut metadata = String::new();
+    let mut record = String::new();
+    for i in 0..source.len() {
+        let entry_name = source.by_index_raw(i).unwrap().name().unwrap().to_string();
+        if entry_name == format!("{old_info}METADATA") {
+            source
+                .by_index(i)
+                .unwrap()
+                .read_to_string(&mut metadata)
+                .unwrap();
+        } else if entry_name == format!("{old_info}RECORD") {
+            source
+                .by_index(i)
+                .unwrap()
+                .read_to_string(&mut record)
+                .unwrap();
+        } else {
+            let renamed = entry_name.replacen(&old_info, &new_info, 1);
+            out.raw_copy_file_rename(source.by_index_raw(i).unwrap(), renamed)
+                .unwrap();
+        }
+    }
+    let metadata = metadata.replacen(
+        &format!("\nVersion: {version}\n"),
+        &format!("\nVersion: {labelled}\n"),
+        1,
+    );
+    let digest = xtask::digest::record_digest(metadata.as_bytes());
+    let record: String = record
+        .lines()
+        .map(|line| {
+            let line = line.replacen(&old_info, &new_info, 1);
+            if line.starts_with(&format!("{new_info}METADATA,")) {
+                format!("{new_info}METADATA,sha256={digest},{}\n", metadata.len())
+            } else {
+                line + "\n"
+            }
+        })
+        .collect();
+    for (entry, text) in [("METADATA", &metadata), ("RECORD", &record)] {
+        out.start_file(format!("{new_info}{entry}"), options)
+            .unwrap();
+        out.write_all(text.as_bytes()).unwrap();
+    }
+    out.finish().unwrap();
+    (labelled, target)
+}
+
+pub fn check(root: &Path, wheelhouse: &Path, quick_test: impl Fn() -> String) -> Measured {
     let listed = packages(root, &["list"]);
     assert!(listed.status.success(), "{}", said(&listed));
     let listed = said(&listed);
@@ -124,6 +191,36 @@ pub fn check(root: &Path, quick_test: impl Fn() -> String) -> Measured {
         before,
         "a refused install changed the environment"
     );
+
+    // The CPU build of the same version (the real wheel, re-labelled), where a local index
+    // has it: refused by name, and an upgrade that would take it (a label sorts above the plain
+    // version) keeps the CUDA build. Nothing changes either way.
+    let cpu_index = root.parent().unwrap().join("cpu index");
+    let (labelled, _) = relabelled(wheelhouse, &cpu_index, "cpu");
+    let cpu = cpu_index.to_str().unwrap();
+    let pinned = format!("torch=={labelled}");
+    let refused = packages(root, &["install", "--find-links", cpu, &pinned]);
+    let text = said(&refused);
+    println!(
+        "packages.sh install {pinned} (exit {:?}):\n{text}",
+        refused.status.code()
+    );
+    assert_eq!(refused.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("The user requested (constraint) torch===2.11.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the environment keeps torch 2.11.0."),
+        "{text}"
+    );
+    let upgraded = packages(
+        root,
+        &["install", "-U", "--no-deps", "--find-links", cpu, "torch"],
+    );
+    assert!(upgraded.status.success(), "{}", said(&upgraded));
+    assert_eq!(hashes(root), before, "an install changed the CUDA torch");
+    std::fs::remove_dir_all(&cpu_index).unwrap();
 
     // A custom node with the requirement lines of a widely used one (VideoHelperSuite's opencv
     // and imageio-ffmpeg, a metadata library), installed as its README says, from PyPI.
