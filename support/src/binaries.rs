@@ -214,8 +214,8 @@ pub fn macho_for(tree: &Path, rel: &str, links: &[MachLink], rpaths: &[&str], mi
 /// A tree modelled on a real `anymatix/` for `platform`: the Miniforge prefix in its platform's
 /// layout, pip-installed packages with vendored native libraries that need each other, repos with
 /// `.git`, and something for every prune rule to remove and every keep pattern to save.
-pub fn platform_tree(platform: xtask::platform::Platform, tree: &Path) {
-    use xtask::platform::Os;
+pub fn platform_tree(platform: xtask::model::platform::Platform, tree: &Path) {
+    use xtask::model::platform::Os;
     let os = platform.os();
     let (stdlib, site) = match os {
         Os::Windows => (

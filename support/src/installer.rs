@@ -153,7 +153,8 @@ MAMBA
 chmod +x "$PREFIX/bin/mamba"
 
 echo "Installing pip ..."
-"$PREFIX/bin/python3" -s -m ensurepip --default-pip > /dev/null
+# As root (a container, CI), pip would warn about it: Miniforge's installer runs no pip at all.
+PIP_ROOT_USER_ACTION=ignore "$PREFIX/bin/python3" -s -m ensurepip --default-pip > /dev/null
 echo "installation finished."
 "##
     )

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-pub use xtask::digest::sha256_hex;
-use xtask::platform::Platform;
+use xtask::model::platform::Platform;
+pub use xtask::util::digest::sha256_hex;
 
 use http::{Route, Server};
 use installer::HostPython;

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use xtask::digest::record_digest;
+use xtask::util::digest::record_digest;
 use zip::write::SimpleFileOptions;
 
 pub struct WheelSpec<'a> {

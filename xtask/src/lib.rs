@@ -1,45 +1,23 @@
 //! The anymatix portable builder as a library: `main.rs` parses the command line and hands over.
 //!
-//! Layers, each importing only from the ones below it (the README draws them):
-//! - the command line and its commands: `commands/` (one module per subcommand);
-//! - the plan (`plan.rs`, pure: every step and its inputs) and the `runner` that carries it out;
-//! - the stages, each a module that runs its own steps: `fetch`, `install`, `repos`, `pip`,
-//!   `prune/`, `relocate`, `packages/` (what the zip carries to manage its packages), `report/`, `archive`, `verify`, `publish`, `resolve`;
-//! - the ground floor: `platform`, `distribution` (distribution.yml), `system`, `layout`, `lock`,
-//!   `step` (what a step tells), `tools`, `http`, `process`, `progress` (the reporter),
-//!   `digest`, `units`, `tree`, `atomic`, `fingerprint`.
+//! Its folders are its layers, each importing only from its own and the ones below it (a tidy
+//! test checks the folders, and that no two modules import each other round a circle):
+//! - `commands/`: one module per subcommand, its flags and what it prints;
+//! - `build/`: the plan (every step and its inputs, pure), the steps' one list, the runner that
+//!   dispatches each step to its stage, the stage cache, the build's folders;
+//! - `stages/`: each a module that runs its own steps (miniforge, install, repos, pip, prune,
+//!   relocate, bytecode, packages, manifest, archive, verify, publish, resolve) and `describe`,
+//!   what every step tells of itself;
+//! - `model/`: what the tool reasons about: platforms, the distribution (distribution.yml), its
+//!   smoke checks, the lock, what binaries need of the system;
+//! - `util/`: the ground floor: files written atomically, digests, HTTP, processes, the reporter
+//!   (all output while work is under way), trees, units, the tools lent to every step.
 
-pub mod archive;
-pub mod atomic;
-pub mod bytecode;
+pub mod build;
 pub mod commands;
-pub mod digest;
-pub mod distribution;
-pub mod fetch;
-pub mod fingerprint;
-pub mod http;
-pub mod install;
-pub mod layout;
-pub mod lock;
-pub mod packages;
-pub mod pip;
-pub mod plan;
-pub mod platform;
-pub mod process;
-pub mod progress;
-pub mod prune;
-pub mod publish;
-pub mod relocate;
-pub mod report;
-pub mod repos;
-pub mod resolve;
-pub mod runner;
-pub mod step;
-pub mod system;
-pub mod tools;
-pub mod tree;
-pub mod units;
-pub mod verify;
+pub mod model;
+pub mod stages;
+pub mod util;
 
 use std::path::{Path, PathBuf};
 

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::archive::{self, Compression, Settings};
-use crate::progress::{Reporter, Transfer};
-use crate::units::{human_bytes, human_duration};
+use crate::stages::archive::{self, Compression, Settings};
+use crate::util::progress::{Reporter, Transfer};
+use crate::util::units::{human_bytes, human_duration};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:

@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::platform::Platform;
-use crate::process;
+use crate::model::platform::Platform;
+use crate::util::process;
 
 #[derive(Debug, clap::Args)]
 pub struct CiArgs {

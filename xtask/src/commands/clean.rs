@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::project_root;
-use crate::units::human_bytes;
+use crate::util::units::human_bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct CleanArgs {
@@ -28,7 +28,7 @@ impl CleanArgs {
         for name in folders {
             let path = self.out.join(name);
             if path.exists() {
-                let bytes = crate::tree::stats(&path).map_or(0, |(_, bytes)| bytes);
+                let bytes = crate::util::tree::stats(&path).map_or(0, |(_, bytes)| bytes);
                 fs_err::remove_dir_all(&path)?;
                 println!("removed {} ({})", path.display(), human_bytes(bytes));
                 freed += bytes;

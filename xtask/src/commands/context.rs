@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::distribution::{Distribution, Variant};
-use crate::layout::Layout;
-use crate::lock::{self, Lock};
-use crate::platform::Platform;
-use crate::process;
+use crate::build::layout::Layout;
+use crate::model::distribution::{Distribution, Variant};
+use crate::model::lock::{self, Lock};
+use crate::model::platform::Platform;
 use crate::project_root;
-use crate::tools::Tools;
+use crate::util::process;
+use crate::util::tools::Tools;
 
 #[derive(Debug, clap::Args)]
 pub struct Target {
@@ -25,15 +25,24 @@ pub struct Target {
     /// ...) [default: the platform's default]. `all` with --dry-run shows each one's plan.
     #[arg(long, value_name = "NAME")]
     pub variant: Option<String>,
-    /// The distribution's definition.
-    #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/distribution.yml"))]
-    pub manifest: PathBuf,
-    /// The build folder: the zips, the download cache (cache/) and the build stages (stage/).
-    #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub paths: Paths,
     /// Show every command line as it runs.
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// The distribution a command reads and the folder it works in, for every command that reads
+/// the distribution.
+#[derive(Debug, clap::Args)]
+pub struct Paths {
+    /// The distribution's definition.
+    #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/distribution.yml"))]
+    pub manifest: PathBuf,
+    /// The build folder: the zips, the download cache (cache/), the build stages (stage/) and
+    /// `resolve`'s pinned sets (resolved/).
+    #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
+    pub out: PathBuf,
 }
 
 /// Which lock a build follows.
@@ -82,7 +91,7 @@ impl Target {
 
     /// One context per variant `--variant` names: `all` gives each of the platform's.
     pub fn resolve_each(&self, lock: &LockFlags) -> Result<Vec<Context>> {
-        let distribution = Distribution::load(&self.manifest)?;
+        let distribution = Distribution::load(&self.paths.manifest)?;
         let platform = Platform::chosen_or_host(self.platform)?;
         let variants = match self.variant.as_deref() {
             Some(ALL_VARIANTS) => {
@@ -93,16 +102,16 @@ impl Target {
             }
             name => vec![distribution
                 .variant(platform, name)
-                .with_context(|| format!("bad --variant in {}", self.manifest.display()))?],
+                .with_context(|| format!("bad --variant in {}", self.paths.manifest.display()))?],
         };
-        let out = std::path::absolute(&self.out)
-            .with_context(|| format!("bad --out {}", self.out.display()))?;
+        let out = std::path::absolute(&self.paths.out)
+            .with_context(|| format!("bad --out {}", self.paths.out.display()))?;
         let mut contexts = Vec::new();
         for variant in variants {
             let lock_path = lock
                 .lock
                 .clone()
-                .unwrap_or_else(|| lock::default_path(&self.manifest, &variant));
+                .unwrap_or_else(|| lock::default_path(&self.paths.manifest, &variant));
             let locked = if lock.locked {
                 let found = Lock::load(&lock_path)?;
                 found.check_fits(&distribution, &variant, &lock_path)?;
@@ -115,7 +124,7 @@ impl Target {
                 layout: Layout::new(&out, &variant),
                 distribution: distribution.for_variant(&variant),
                 variant,
-                distribution_path: self.manifest.clone(),
+                distribution_path: self.paths.manifest.clone(),
                 lock_path,
                 locked,
                 tools: Tools::new(self.verbose)?,

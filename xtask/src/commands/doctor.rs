@@ -6,9 +6,9 @@ use anyhow::{bail, Result};
 use xshell::cmd;
 
 use super::context::{LockFlags, Target};
-use crate::platform::Platform;
-use crate::process;
-use crate::units::human_bytes;
+use crate::model::platform::Platform;
+use crate::util::process;
+use crate::util::units::human_bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
@@ -104,10 +104,10 @@ impl DoctorArgs {
             );
         }
 
-        let fetcher = &ctx.tools.fetcher;
+        let downloader = &ctx.tools.downloader;
         let base = manifest.installer.base_url.trim_end_matches('/');
         let latest = format!("{base}/latest");
-        match fetcher.probe(&latest) {
+        match downloader.probe(&latest) {
             Ok(status) => checks.report(
                 status < 500,
                 "Miniforge releases",
@@ -133,7 +133,7 @@ impl DoctorArgs {
         // The platform's and its variant's own indexes (PyTorch's CUDA lines): their root, since
         // such an index holds only the packages it serves.
         if !manifest.pip.no_index {
-            for (_, index) in crate::packages::carried_indexes(manifest, platform) {
+            for (_, index) in manifest.carried_indexes(platform) {
                 let root = format!("{}/", index.trim_end_matches('/'));
                 if !indexes.contains(&index) && !urls.contains(&root) {
                     urls.push(root);
@@ -141,7 +141,7 @@ impl DoctorArgs {
             }
         }
         for url in urls {
-            match fetcher.probe(&url) {
+            match downloader.probe(&url) {
                 Ok(status) => {
                     checks.report(status < 400, "pip index", format!("{url} answers {status}"))
                 }
@@ -150,7 +150,7 @@ impl DoctorArgs {
         }
         for link in &manifest.pip.find_links {
             if link.contains("://") {
-                match fetcher.probe(link) {
+                match downloader.probe(link) {
                     Ok(status) => checks.report(
                         status < 400,
                         "find-links",

@@ -5,10 +5,9 @@
 use anyhow::Result;
 
 use super::context::{LockFlags, Target};
-use crate::fetch::{self, Tag};
-use crate::plan::{self, Options};
-use crate::runner::{self, Results};
-use crate::units::{human_bytes, human_duration};
+use crate::build::fetch;
+use crate::build::plan::{self, Options};
+use crate::util::units::{human_bytes, human_duration};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -51,50 +50,23 @@ impl FetchArgs {
             return Ok(());
         }
         let ctx = self.target.resolve(&self.lock)?;
-        let (platform, layout) = (ctx.platform, &ctx.layout);
-        let options = Options {
-            tag: Tag::Latest,
-            locked: ctx.locked.as_ref(),
-            ..Options::default()
-        };
+        let layout = &ctx.layout;
         ctx.check_host()?;
 
-        let started = std::time::Instant::now();
         eprintln!(
             "Fetching for {} into {}",
             ctx.variant,
             layout.cache.display()
         );
-        let installer = &ctx.distribution.installer;
-        let tag = fetch::resolve_tag(
-            &installer.release,
-            &installer.base_url,
-            ctx.locked.as_ref().map(|l| l.miniforge.tag.as_str()),
-            false,
+        let started = std::time::Instant::now();
+        fetch::fetch(
+            &ctx.distribution,
+            ctx.platform,
             layout,
+            ctx.locked.as_ref(),
             &ctx.tools,
         )?;
-        let steps = plan::fetch_plan(
-            &ctx.distribution,
-            platform,
-            layout,
-            Options {
-                tag: Tag::Resolved(tag),
-                ..options
-            },
-        );
-        let scratch = &layout.fetch_scratch;
-        if scratch.exists() {
-            fs_err::remove_dir_all(scratch)?;
-        }
-        fs_err::create_dir_all(scratch)?;
-        let mut results = Results::default();
-        for step in &steps {
-            runner::run_step(step, &ctx.tools, &mut results)?;
-        }
-        // The scratch base only ran pip; the next fetch installs a fresh one.
-        fs_err::remove_dir_all(scratch)?;
-        let (_, cached) = crate::tree::stats(&layout.cache)?;
+        let (_, cached) = crate::util::tree::stats(&layout.cache)?;
         eprintln!(
             "Fetched into {} ({}) in {}: `cargo xtask portable --offline{}` can now build without a network",
             layout.cache.display(),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::distribution::Distribution;
+use crate::model::distribution::Distribution;
 use crate::project_root;
 
 #[derive(Debug, clap::Args)]

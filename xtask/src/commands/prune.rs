@@ -5,11 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::platform::Platform;
+use crate::model::platform::Platform;
+use crate::model::system::{self, Ceiling};
 use crate::project_root;
-use crate::prune::{self, Policy};
-use crate::report;
-use crate::system::{self, Ceiling};
+use crate::stages::prune::{self, page, Policy};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -70,9 +69,9 @@ impl PruneArgs {
                 || self.dir.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
             );
-            report::html::write(
+            page::write(
                 html,
-                &report::html::page_data(&name, platform, None, &report, &policy),
+                &page::page_data(&name, platform, None, &report, &policy),
             )?;
             println!("size report: {}", html.display());
         }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::archive::GITHUB_ASSET_LIMIT;
-use crate::process;
+use crate::stages::archive::GITHUB_ASSET_LIMIT;
+use crate::util::process;
 
 #[derive(Debug, clap::Args)]
 pub struct ReleaseArgs {

@@ -4,15 +4,15 @@
 //! system limits. Each platform's variants are resolved as their builds would install them
 //! (`--variant`). The pinned sets are written to `<out>/resolved/<platform>[-<variant>].txt`.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::distribution::{Distribution, Variant};
-use crate::platform::Platform;
-use crate::progress::Reporter;
-use crate::{process, project_root, repos, resolve};
+use super::context::Paths;
+use crate::model::distribution::{Distribution, Variant};
+use crate::model::platform::Platform;
+use crate::stages::{repos, resolve};
+use crate::util::process;
+use crate::util::progress::Reporter;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -31,12 +31,8 @@ pub struct ResolveArgs {
     /// platform's default]
     #[arg(long, value_name = "NAME")]
     pub variant: Option<String>,
-    /// The distribution's definition.
-    #[arg(long, value_name = "FILE", default_value_os_t = project_root().join("anymatix/distribution.yml"))]
-    pub manifest: PathBuf,
-    /// The build folder; the pinned sets go to its resolved/ folder.
-    #[arg(long, value_name = "DIR", default_value_os_t = project_root().join("target/portable"))]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub paths: Paths,
     /// The Python to resolve for where the manifest pins none (`python=X.Y` among a platform's
     /// conda_packages); Miniforge's current releases ship this one.
     #[arg(long, value_name = "X.Y", default_value = resolve::DEFAULT_PYTHON)]
@@ -48,7 +44,7 @@ pub struct ResolveArgs {
 
 impl ResolveArgs {
     pub fn run(self) -> Result<()> {
-        let manifest = Distribution::load(&self.manifest)?;
+        let manifest = Distribution::load(&self.paths.manifest)?;
         let platforms = if self.platforms.is_empty() {
             Platform::ALL.to_vec()
         } else {
@@ -60,11 +56,9 @@ impl ResolveArgs {
                 Some(super::context::ALL_VARIANTS) => {
                     variants.extend(manifest.variants_of(platform))
                 }
-                name => variants.push(
-                    manifest
-                        .variant(platform, name)
-                        .with_context(|| format!("bad --variant in {}", self.manifest.display()))?,
-                ),
+                name => variants.push(manifest.variant(platform, name).with_context(|| {
+                    format!("bad --variant in {}", self.paths.manifest.display())
+                })?),
             }
         }
         process::require_tool(
@@ -74,7 +68,7 @@ impl ResolveArgs {
         let reporter = Reporter::new(self.verbose);
         let sh = Shell::new()?;
         let scratch = tempfile::tempdir()?;
-        let out = std::path::absolute(&self.out)?.join("resolved");
+        let out = std::path::absolute(&self.paths.out)?.join("resolved");
         fs_err::create_dir_all(&out)?;
 
         // The repos' requirements, as the build would read them: at each rev.

@@ -2,9 +2,9 @@
 //! gcc, Mach-O files written byte by byte; resolved as each platform's loader would, missing
 //! libraries told apart, and what each binary needs of the system.
 use support::binaries::{elf, elf_from, macho, macho_for, pe, pe_for, MachLink};
-use xtask::platform::Platform;
-use xtask::prune::{prune, Policy};
-use xtask::tree::{listing, normalise};
+use xtask::model::platform::Platform;
+use xtask::stages::prune::{prune, Policy};
+use xtask::util::tree::{listing, normalise};
 
 #[test]
 fn paths_normalise_inside_the_tree_only() {
@@ -323,7 +323,7 @@ fn missing_libraries_are_optional_unexplained_or_broken() {
 
 #[test]
 fn what_binaries_need_of_the_system_and_a_ceiling_over_it() {
-    use xtask::system::{Ceiling, Requirement, Version};
+    use xtask::model::system::{Ceiling, Requirement, Version};
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path();
     // getrandom is versioned GLIBC_2.25; the plain fixture needs at most what every glibc has.

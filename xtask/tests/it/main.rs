@@ -9,17 +9,21 @@
 
 mod archive_cli;
 mod linkage;
+#[cfg(unix)]
 mod package_guard;
 mod package_manager;
 mod package_page;
+#[cfg(unix)]
 mod package_undo;
 mod package_zip;
 mod packages;
 mod plans;
 mod portable;
+mod portable_lock;
+mod portable_sources;
 mod prune;
 mod prune_cli;
-mod prune_report;
+mod prune_page;
 mod pypi_macos_ceiling;
 mod pypi_pillow;
 mod pypi_system_needs;

@@ -8,7 +8,7 @@
 //! pip and a real uv from PyPI in `the_guard_holds_with_the_newest_pip_and_a_real_uv`.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use super::package_zip::*;
@@ -382,28 +382,6 @@ fn markers_set_by_anyone_but_the_tool_lift_nothing() {
     assert!(text(&out).contains("Waiting for another change"));
 }
 
-/// A python holding the lock as the package tool does (recorded as its holder): (it, its pid).
-fn hold_the_lock(root: &Path) -> (std::process::Child, u32) {
-    let mut holder = Command::new(python(root))
-        .args([
-            "-c",
-            "import time, _anymatix_guard; h = _anymatix_guard.hold_lock(); \
-             print('held', flush=True); time.sleep(120)",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "held");
-    let pid = holder.id();
-    (holder, pid)
-}
-
 /// A pip started by the lock's holder (a build backend's pip under packages.sh) does not wait
 /// for its own parent.
 #[test]
@@ -473,6 +451,7 @@ fn a_damaged_protected_core_lets_nothing_change() {
 /// pip as PyPI has it today (the zip's pip upgraded through the tool) and uv run as
 /// ComfyUI-Manager runs it (`python -m uv`): the same spellings refused, uv's own `-c` no way
 /// around, `uv pip sync` refused, and `python -m uv` waits for the lock.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[test]
 #[ignore = "needs PyPI"]
 fn the_guard_holds_with_the_newest_pip_and_a_real_uv() {

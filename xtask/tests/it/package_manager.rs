@@ -5,6 +5,7 @@
 //! own site-packages kept out, and one change at a time. Each test unpacks its own copy of the
 //! shared stand-in zip (`package_zip`).
 
+#[cfg(unix)]
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -542,24 +543,7 @@ fn one_change_at_a_time() {
         .success());
     let before = fingerprint(&root, home);
     // Something holds the lock, as a helper mid-change does.
-    let lock = root.join(".packages/lock");
-    let mut holder = Command::new(python(&root))
-        .args([
-            "-c",
-            "import sys, time, _anymatix_guard; f = open(sys.argv[1], 'a+b'); \
-             _anymatix_guard.lock(f, True); print('held', flush=True); time.sleep(60)",
-        ])
-        .arg(&lock)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "held");
+    let (mut holder, _) = hold_the_lock(&root);
     let waiting: Vec<std::process::Child> = [
         command(&root.join("packages.sh"), &["install", "addon==2.0"], home),
         command(
@@ -611,7 +595,7 @@ fn custom_nodes_requirements_from_pypi() {
     let (_, zip) = built_with_numpy();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("unpacked é x");
-    xtask::archive::extract::extract(zip, &home, 2).unwrap();
+    xtask::stages::archive::extract::extract(zip, &home, 2).unwrap();
     let root = home.join("anymatix");
     let packages = |args: &[&str]| from_pypi(&root.join("packages.sh"), args, dir.path());
     let hashes = |root: &Path| fingerprint(root, dir.path());

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_yaml_ng::Value;
@@ -139,7 +139,7 @@ pub(crate) fn built() -> &'static Built {
 /// The zip unpacked into `dir/unpacked é x/`; returns its `anymatix/`.
 pub(crate) fn unpack(dir: &Path) -> PathBuf {
     let home = dir.join("unpacked é x");
-    xtask::archive::extract::extract(&built().zip, &home, 2).unwrap();
+    xtask::stages::archive::extract::extract(&built().zip, &home, 2).unwrap();
     home.join("anymatix")
 }
 
@@ -291,4 +291,26 @@ pub(crate) fn assert_same(
         .collect();
     assert!(differing.is_empty(), "{what}: these differ: {differing:?}");
     assert_eq!(got.1, want.1, "{what}: pip freeze");
+}
+
+/// A python holding the lock as the package tool does (recorded as its holder): (it, its pid).
+pub(crate) fn hold_the_lock(root: &Path) -> (std::process::Child, u32) {
+    let mut holder = Command::new(python(root))
+        .args([
+            "-c",
+            "import time, _anymatix_guard; h = _anymatix_guard.hold_lock(); \
+             print('held', flush=True); time.sleep(120)",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    let pid = holder.id();
+    (holder, pid)
 }

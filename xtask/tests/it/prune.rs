@@ -4,9 +4,9 @@ use std::path::Path;
 
 use support::write_file as write;
 use walkdir::WalkDir;
-use xtask::platform::Platform;
-use xtask::prune::{prune, Policy, Totals};
-use xtask::tree::listing;
+use xtask::model::platform::Platform;
+use xtask::stages::prune::{prune, Policy, Totals};
+use xtask::util::tree::listing;
 
 const POLICY: &str = "\
 rules:
@@ -109,7 +109,7 @@ fn pruned_fixture_snapshot(platform: Platform) {
     {
         let entry = entry.unwrap();
         let meta = entry.path().symlink_metadata().unwrap();
-        let rel = xtask::tree::rel_path(dir.path(), entry.path());
+        let rel = xtask::util::tree::rel_path(dir.path(), entry.path());
         let (kind, size) = if meta.is_dir() {
             ("dir ", "-".to_string())
         } else if meta.file_type().is_symlink() {

@@ -20,7 +20,7 @@ fn picked(dir: &Path, spec: &str, ceiling: Option<&str>) -> String {
          platform.mac_ver = lambda release='', versioninfo=('', '', ''), machine='': ('15.3', ('', '', ''), 'arm64')\n",
     );
     if let Some(ceiling) = ceiling {
-        let policy = xtask::pip::macos_policy(&ceiling.parse().unwrap());
+        let policy = xtask::stages::pip::macos_policy(&ceiling.parse().unwrap());
         let path = fake.join("policy.py");
         std::fs::write(&path, policy).unwrap();
         site.push_str(&format!(

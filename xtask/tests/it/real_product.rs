@@ -242,11 +242,11 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
         warnings.is_empty(),
         "the build log has warnings: {warnings:#?}"
     );
-    let build_report: serde_json::Value = serde_json::from_str(
+    let build_record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("anymatix-0.0.0-real-linux-x86_64.build.json")).unwrap(),
     )
     .unwrap();
-    let steps: Vec<String> = build_report["steps"]
+    let steps: Vec<String> = build_record["steps"]
         .as_array()
         .unwrap()
         .iter()
@@ -262,7 +262,7 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
 
     let zip = out.join("anymatix-0.0.0-real-linux-x86_64.zip");
     // One zip, or volumes where it is over GitHub's limit: the first holds the manifest.
-    let zips = xtask::archive::zip_or_volumes(&zip);
+    let zips = xtask::stages::archive::zip_or_volumes(&zip);
     assert!(!zips.is_empty(), "no zip nor volumes in {}", out.display());
     let zip_bytes: u64 = zips
         .iter()

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use support::windows::{self, launcher, recorded_run, stand_in_python, stub, wine, wine_path};
 use support::write_file;
-use xtask::platform::Platform;
-use xtask::relocate::{launcher as parse, relocate};
+use xtask::model::platform::Platform;
+use xtask::stages::relocate::{launcher as parse, relocate};
 
 /// Where the environment was installed on the (imagined) Windows build machine.
 const BUILD: &str = r"C:\b\stage\windows-x86_64\env\anymatix";
@@ -35,7 +35,7 @@ fn windows_tree(root: &Path) {
         record.push_str(&format!(
             "../../Scripts/{},sha256={},{}\n",
             rel.rsplit('/').next().unwrap(),
-            xtask::digest::record_digest(&bytes),
+            xtask::util::digest::record_digest(&bytes),
             bytes.len()
         ));
         write_file(root, rel, &bytes);
@@ -82,7 +82,7 @@ fn windows_tree(root: &Path) {
     );
 }
 
-fn relocate_windows(root: &Path) -> xtask::relocate::RelocationReport {
+fn relocate_windows(root: &Path) -> xtask::stages::relocate::Relocated {
     relocate(root, &[BUILD.to_string()], Platform::WindowsX86_64).unwrap()
 }
 
@@ -164,7 +164,7 @@ fn launchers_find_their_python_beside_them_and_the_rest_is_listed() {
         let bytes = std::fs::read(root.join("python/Scripts").join(name)).unwrap();
         let line = format!(
             "../../Scripts/{name},sha256={},{}",
-            xtask::digest::record_digest(&bytes),
+            xtask::util::digest::record_digest(&bytes),
             bytes.len()
         );
         assert!(record.contains(&line), "{record}");
@@ -206,17 +206,17 @@ fn unpacked_windows_tree(dir: &Path) -> PathBuf {
     let unrewritten = std::fs::read(built.join("python/Scripts/tool.exe")).unwrap();
     stand_in_python(&built.join("python/python.exe"), false);
     stand_in_python(&built.join("python/pythonw.exe"), true);
-    for (name, text) in xtask::packages::scripts(Platform::WindowsX86_64) {
+    for (name, text) in xtask::stages::packages::scripts(Platform::WindowsX86_64) {
         write_file(&built, name, text);
     }
     relocate_windows(&built);
     write_file(&built, "python/Scripts/unrewritten.exe", unrewritten);
     let zip = dir.join("anymatix.zip");
-    xtask::archive::archive_with(
+    xtask::stages::archive::archive_with(
         &built,
         "anymatix",
         &zip,
-        xtask::archive::Settings::default(),
+        xtask::stages::archive::Settings::default(),
         &mut |_, _| {},
     )
     .unwrap();
@@ -473,7 +473,7 @@ fn windows_dll_lists_are_delvewheels() {
     assert!(names.status.success(), "{}", support::stderr(&names));
     let names = String::from_utf8(names.stdout).unwrap();
 
-    let shipped = xtask::prune::windows_dlls::x64_list();
+    let shipped = xtask::stages::prune::windows_dlls::x64_list();
     let header: String = shipped
         .lines()
         .take_while(|l| l.starts_with('#'))
@@ -534,7 +534,7 @@ fn a_windows_prefix_of_real_wheels_prunes_relocates_and_zips() {
         "conda-meta/history",
         format!("# cmd: Miniforge3.exe /S /D={BUILD}\\python\n"),
     );
-    for (name, text) in xtask::packages::scripts(Platform::WindowsX86_64) {
+    for (name, text) in xtask::stages::packages::scripts(Platform::WindowsX86_64) {
         write_file(&root, name, text);
     }
     let mut scripts = 0;
@@ -573,7 +573,7 @@ fn a_windows_prefix_of_real_wheels_prunes_relocates_and_zips() {
             let name = format!("{}.exe", name.trim());
             record.push_str(&format!(
                 "../../Scripts/{name},sha256={},{}\n",
-                xtask::digest::record_digest(&bytes),
+                xtask::util::digest::record_digest(&bytes),
                 bytes.len()
             ));
             write_file(&python, &format!("Scripts/{name}"), &bytes);
@@ -588,8 +588,10 @@ fn a_windows_prefix_of_real_wheels_prunes_relocates_and_zips() {
     assert_eq!(scripts, 4, "torchrun, torchfrtrace, f2py, numpy-config");
 
     let policy =
-        xtask::prune::Policy::load(&xtask::project_root().join("anymatix/prune.yml")).unwrap();
-    let report = xtask::prune::prune(&root, &policy, Platform::WindowsX86_64, false).unwrap();
+        xtask::stages::prune::Policy::load(&xtask::project_root().join("anymatix/prune.yml"))
+            .unwrap();
+    let report =
+        xtask::stages::prune::prune(&root, &policy, Platform::WindowsX86_64, false).unwrap();
     let linkage = &report.linkage;
     let unexplained: Vec<String> = linkage
         .unexplained()
@@ -612,11 +614,11 @@ fn a_windows_prefix_of_real_wheels_prunes_relocates_and_zips() {
     let relocation = relocate_windows(&root);
     assert_eq!(relocation.rewritten.len(), scripts);
     let zip = dir.path().join("anymatix-windows.zip");
-    let summary = xtask::archive::archive_with(
+    let summary = xtask::stages::archive::archive_with(
         &root,
         "anymatix",
         &zip,
-        xtask::archive::Settings::default(),
+        xtask::stages::archive::Settings::default(),
         &mut |_, _| {},
     )
     .unwrap();

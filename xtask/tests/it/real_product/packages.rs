@@ -133,7 +133,7 @@ fn relabelled(wheelhouse: &Path, into: &Path, label: &str) -> (String, std::path
         &format!("\nVersion: {labelled}\n"),
         1,
     );
-    let digest = xtask::digest::record_digest(metadata.as_bytes());
+    let digest = xtask::util::digest::record_digest(metadata.as_bytes());
     let record: String = record
         .lines()
         .map(|line| {

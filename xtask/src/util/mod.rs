@@ -1,0 +1,11 @@
+//! The ground floor: what every layer above uses and which knows nothing of builds.
+
+pub mod atomic;
+pub mod digest;
+pub mod http;
+pub mod inputs;
+pub mod process;
+pub mod progress;
+pub mod tools;
+pub mod tree;
+pub mod units;
