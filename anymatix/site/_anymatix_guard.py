@@ -246,6 +246,15 @@ def hold_lock(say=None, inheritable=False):
     return Held(handle)
 
 
+def with_lock(call, *args):
+    """`call(*args)` holding the lock (or inside its holder), released after."""
+    held = hold_lock()
+    try:
+        return call(*args)
+    finally:
+        held.release()
+
+
 def record_owner():
     import secrets
 
@@ -352,13 +361,9 @@ def guard_install(run_install):
             _stderr("ERROR: %s" % e)
             return ERROR
         options.constraints = list(getattr(options, "constraints", None) or []) + [constraints]
-        held = hold_lock()
         if tool is None:
             explain_refusals()
-        try:
-            return run_install(self, options, args)
-        finally:
-            held.release()
+        return with_lock(run_install, self, options, args)
 
     run.anymatix_guarded = True
     return run
@@ -408,11 +413,7 @@ def guard_uninstall(run_uninstall):
         if refusal:
             _stderr(refusal)
             return ERROR
-        held = hold_lock()
-        try:
-            return run_uninstall(self, options, args)
-        finally:
-            held.release()
+        return with_lock(run_uninstall, self, options, args)
 
     run.anymatix_guarded = True
     return run

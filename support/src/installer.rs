@@ -153,8 +153,12 @@ MAMBA
 chmod +x "$PREFIX/bin/mamba"
 
 echo "Installing pip ..."
-# As root (a container, CI), pip would warn about it: Miniforge's installer runs no pip at all.
-PIP_ROOT_USER_ACTION=ignore "$PREFIX/bin/python3" -s -m ensurepip --default-pip > /dev/null
+# Miniforge's installer runs no pip at all; ensurepip's pip warns when run as root (a container,
+# CI) and ignores every PIP_* variable, so that one line is left out of what it says.
+"$PREFIX/bin/python3" -s -m ensurepip --default-pip 2>&1 >/dev/null \
+  | {{ grep -v "Running pip as the 'root' user" >&2 || true; }}
+status=${{PIPESTATUS[0]}}
+[ "$status" = 0 ] || exit "$status"
 echo "installation finished."
 "##
     )

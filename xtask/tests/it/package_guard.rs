@@ -363,23 +363,34 @@ fn markers_set_by_anyone_but_the_tool_lift_nothing() {
 
     // A process holds the lock: a pip carrying its pid as the lock-held marker still waits, as
     // the holder never said it started that pip.
-    let (mut holder, pid) = hold_the_lock(&root);
+    let (holder, pid) = hold_the_lock(&root);
     let mut waiting = forged(&["-m", "pip", "install", "addon==1.0"]);
-    waiting
-        .env("ANYMATIX_PACKAGES_LOCK_HELD", pid.to_string())
+    waiting.env("ANYMATIX_PACKAGES_LOCK_HELD", pid.to_string());
+    let out = waits_for(holder, waiting, &root, "a forged marker skipped the wait");
+    assert!(text(&out).contains("Waiting for another change"));
+}
+
+/// Starts `waiting` while `holder` holds the lock: it must not install addon while the lock is
+/// held, and must once the holder is gone. Returns what it said.
+fn waits_for(
+    mut holder: std::process::Child,
+    mut waiting: std::process::Command,
+    root: &Path,
+    what: &str,
+) -> Output {
+    let waiting = waiting
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let waiting = waiting.spawn().unwrap();
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        !site_packages(&root).join("addon").exists(),
-        "a forged marker skipped the wait"
-    );
+    assert!(!site_packages(root).join("addon").exists(), "{what}");
     holder.kill().unwrap();
     let _ = holder.wait();
     let out = waiting.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("Waiting for another change"));
+    assert!(site_packages(root).join("addon").exists());
+    out
 }
 
 /// A pip started by the lock's holder (a build backend's pip under packages.sh) does not wait
@@ -576,8 +587,8 @@ fn the_guard_holds_with_the_newest_pip_and_a_real_uv() {
     refused_each(&root, home, attempts);
 
     // `python -m uv` waits for the lock, and holds it while the uv program runs.
-    let (mut holder, _) = hold_the_lock(&root);
-    let mut waiting = command(
+    let (holder, _) = hold_the_lock(&root);
+    let waiting = command(
         &python,
         &[
             "-m",
@@ -591,19 +602,5 @@ fn the_guard_holds_with_the_newest_pip_and_a_real_uv() {
         ],
         home,
     );
-    let waiting = waiting
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        !site_packages(&root).join("addon").exists(),
-        "uv did not wait"
-    );
-    holder.kill().unwrap();
-    let _ = holder.wait();
-    let out = waiting.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(site_packages(&root).join("addon").exists());
+    waits_for(holder, waiting, &root, "uv did not wait");
 }

@@ -64,22 +64,13 @@ pub(crate) fn built() -> &'static Built {
             ],
         );
         module_wheel(&wheelhouse, "anyfix-gpu-lib", "2.0.1", &[]);
-        let mut doc: Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-        doc["python_packages"]
-            .as_sequence_mut()
-            .unwrap()
-            .push(Value::from("anyfix-core"));
-        doc["protected"] = serde_yaml_ng::from_str("[anyfix-native, anyfix_core]").unwrap();
-        std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
-        let out = dir.path().join("out");
-        let built = support::portable(&manifest, &out, "0.0.0-test", &[]);
-        assert!(built.status.success(), "{}", stderr(&built));
+        let zip = build_stand_in(
+            dir.path(),
+            &manifest,
+            &["anyfix-core"],
+            "[anyfix-native, anyfix_core]",
+        );
         drop(server);
-        let zip = out.join(format!(
-            "anymatix-0.0.0-test-{}.zip",
-            host_platform().name()
-        ));
 
         let wheels = dir.path().join("later wheels");
         std::fs::create_dir_all(&wheels).unwrap();
@@ -227,6 +218,28 @@ pub(crate) fn site_packages(root: &Path) -> PathBuf {
     ))
 }
 
+/// Builds the world's stand-in with `packages` added and `protected` (YAML) protected; returns
+/// the zip.
+fn build_stand_in(dir: &Path, manifest: &Path, packages: &[&str], protected: &str) -> PathBuf {
+    let mut doc: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    for name in packages {
+        doc["python_packages"]
+            .as_sequence_mut()
+            .unwrap()
+            .push(Value::from(*name));
+    }
+    doc["protected"] = serde_yaml_ng::from_str(protected).unwrap();
+    std::fs::write(manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+    let out = dir.join("out");
+    let built = support::portable(manifest, &out, "0.0.0-test", &[]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    out.join(format!(
+        "anymatix-0.0.0-test-{}.zip",
+        host_platform().name()
+    ))
+}
+
 /// A stand-in zip with numpy from PyPI and a protected stand-in torch that requires it.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) fn built_with_numpy() -> &'static (tempfile::TempDir, PathBuf) {
@@ -244,24 +257,8 @@ pub(crate) fn built_with_numpy() -> &'static (tempfile::TempDir, PathBuf) {
             &python,
         );
         module_wheel(&wheelhouse, "torch", "2.11.0", &["numpy"]);
-        let mut doc: Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-        for name in ["numpy==2.2.6", "torch"] {
-            doc["python_packages"]
-                .as_sequence_mut()
-                .unwrap()
-                .push(Value::from(name));
-        }
-        doc["protected"] = serde_yaml_ng::from_str("[torch]").unwrap();
-        std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
-        let out = dir.path().join("out");
-        let built = support::portable(&manifest, &out, "0.0.0-test", &[]);
-        assert!(built.status.success(), "{}", stderr(&built));
+        let zip = build_stand_in(dir.path(), &manifest, &["numpy==2.2.6", "torch"], "[torch]");
         drop(server);
-        let zip = out.join(format!(
-            "anymatix-0.0.0-test-{}.zip",
-            host_platform().name()
-        ));
         (dir, zip)
     })
 }

@@ -189,6 +189,11 @@ fn module_of(rel: &Path) -> Option<(String, String)> {
     }
 }
 
+fn first_component(rel: &Path) -> String {
+    let first = rel.components().next().expect("a relative path");
+    first.as_os_str().to_string_lossy().into_owned()
+}
+
 /// Every `crate::layer::module` a file's code names (unit tests aside: they may reach anywhere),
 /// and `super::module` where a file directly in a layer's folder names a sibling.
 fn imports(rel: &Path, text: &str) -> Vec<(String, String)> {
@@ -209,13 +214,7 @@ fn imports(rel: &Path, text: &str) -> Vec<(String, String)> {
         }
     }
     if rel.components().count() == 2 {
-        let layer = rel
-            .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_string_lossy()
-            .into_owned();
+        let layer = first_component(rel);
         for (i, _) in code.match_indices("super::") {
             let module: String = code[i + 7..]
                 .chars()
@@ -235,13 +234,7 @@ fn layers_only_look_down_and_no_modules_import_each_other_round_a_circle() {
         Default::default();
     for file in rust_files(&src) {
         let rel = file.strip_prefix(&src).unwrap();
-        let top = rel
-            .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_string_lossy()
-            .into_owned();
+        let top = first_component(rel);
         if top == "lib.rs" || top == "main.rs" {
             continue;
         }
