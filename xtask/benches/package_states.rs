@@ -24,14 +24,16 @@ const FILES: usize = 46_621;
 const BYTES: u64 = 5_500_000_000;
 const LARGE_FILES: usize = 24;
 
-const DRIVER: &str = r#"import sys, time
+/// Keeps or restores as the tool does: a walk of the tree, then the state linked and its
+/// listing recorded; a restore that puts each differing file in place with a rename.
+const DRIVER: &str = r#"import os, sys, time
 from anymatix_packages import states
 action, tree, state = sys.argv[1:4]
 started = time.monotonic()
 if action == "keep":
-    states.keep(tree, state)
+    states.keep(tree, state, states.walk(tree))
 else:
-    states.restore(state, tree)
+    states.restore(state, tree, by_inode=os.name != "nt")
 print(time.monotonic() - started)
 "#;
 

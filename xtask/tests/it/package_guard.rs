@@ -37,8 +37,7 @@ fn refused_each(root: &Path, home: &Path, attempts: Vec<Attempt>) -> Vec<(&'stat
 
 #[test]
 fn a_build_with_another_local_label_is_refused_however_pip_is_spelled() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let b = built();
     let before = fingerprint(&root, home);
@@ -234,8 +233,7 @@ fn a_build_with_another_local_label_is_refused_however_pip_is_spelled() {
 
 #[test]
 fn every_spelling_of_uninstalling_a_protected_package_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     assert!(packages(&root, &["install", "addon==1.0"], home)
         .status
@@ -318,8 +316,7 @@ fn every_spelling_of_uninstalling_a_protected_package_is_refused() {
 #[cfg(unix)]
 #[test]
 fn markers_set_by_anyone_but_the_tool_lift_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     assert!(packages(&root, &["list"], home).status.success());
     let empty = dir.path().join("empty.txt");
@@ -397,8 +394,7 @@ fn waits_for(
 /// for its own parent.
 #[test]
 fn a_pip_started_by_the_locks_holder_does_not_wait() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let nested = "import subprocess, sys, _anymatix_guard; h = _anymatix_guard.hold_lock(); \
         sys.exit(subprocess.run([sys.executable, '-m', 'pip', 'install', 'addon==1.0'], \
@@ -413,8 +409,7 @@ fn a_pip_started_by_the_locks_holder_does_not_wait() {
 /// as it was.
 #[test]
 fn nothing_is_left_in_the_environment_of_a_process_that_is_not_pip() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     assert!(packages(&root, &["list"], home).status.success());
     let probe = "import os, subprocess, sys\n\
@@ -434,8 +429,7 @@ fn nothing_is_left_in_the_environment_of_a_process_that_is_not_pip() {
 /// than protecting nothing.
 #[test]
 fn a_damaged_protected_core_lets_nothing_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let file = root.join("tools/protected.txt");
     for damage in ["emptied", "removed"] {
@@ -466,8 +460,7 @@ fn a_damaged_protected_core_lets_nothing_change() {
 #[test]
 #[ignore = "needs PyPI"]
 fn the_guard_holds_with_the_newest_pip_and_a_real_uv() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let upgraded = from_pypi(
         &root.join("packages.sh"),

@@ -85,8 +85,7 @@ fn the_zip_carries_the_protected_core_at_the_versions_the_build_installed() {
 
 #[test]
 fn a_protected_package_at_another_version_is_refused_however_pip_is_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let before = fingerprint(&root, home);
     let python = python(&root);
@@ -203,8 +202,7 @@ fn a_protected_package_at_another_version_is_refused_however_pip_is_run() {
 
 #[test]
 fn unprotect_changes_it_deliberately_and_check_and_undo_follow() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let before = fingerprint(&root, home);
     let healthy = packages(&root, &["check"], home);
@@ -265,8 +263,7 @@ fn unprotect_changes_it_deliberately_and_check_and_undo_follow() {
 
 #[test]
 fn check_names_a_broken_protected_package() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let site = site_packages(&root);
     std::fs::write(
@@ -300,8 +297,7 @@ fn check_names_a_broken_protected_package() {
 
 #[test]
 fn install_then_undo_gives_back_every_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let start = fingerprint(&root, home);
 
@@ -351,8 +347,7 @@ fn install_then_undo_gives_back_every_file() {
 
 #[test]
 fn undo_works_after_the_folder_was_moved() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let start = fingerprint(&root, home);
     assert!(packages(&root, &["install", "addon-friend"], home)
@@ -369,8 +364,7 @@ fn undo_works_after_the_folder_was_moved() {
 #[cfg(unix)]
 #[test]
 fn an_install_killed_midway_is_undone_by_the_next_undo() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     // One change first, so the state before the killed one is not the first state.
     assert!(packages(&root, &["install", "addon==1.0"], home)
@@ -476,8 +470,7 @@ fn the_users_own_site_packages_stay_out() {
 
 #[test]
 fn bad_input_is_named_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let unknown = packages(&root, &["instal", "addon"], home);
     assert_eq!(unknown.status.code(), Some(2));
@@ -534,8 +527,7 @@ fn bad_input_is_named_and_changes_nothing() {
 
 #[test]
 fn one_change_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     assert!(packages(&root, &["list"], home).status.success());
     assert!(packages(&root, &["install", "addon==1.0"], home)
@@ -701,8 +693,7 @@ fn a_read_only_unpack_folder_is_named() {
 /// records it as a change made outside, and undo goes back through it, then past it.
 #[test]
 fn a_change_made_outside_is_recorded_and_undone() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let start = fingerprint(&root, home);
     assert!(packages(&root, &["install", "addon==1.0"], home)

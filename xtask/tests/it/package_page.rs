@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::package_zip::{assert_same, fingerprint, packages, unpack};
+use super::package_zip::{assert_same, fingerprint, packages, unpacked};
 use support::http_exchange;
 use support::package_page::Page;
 
@@ -34,8 +34,7 @@ fn chromium() -> Option<PathBuf> {
 
 #[test]
 fn the_page_is_only_for_whoever_has_its_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let page = serve(&root, home);
     assert!(page.token.len() >= 22, "at least 128 bits: {}", page.url);
@@ -112,8 +111,7 @@ fn the_page_is_only_for_whoever_has_its_token() {
 
 #[test]
 fn changes_through_the_api_are_those_of_packages_sh() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let start = fingerprint(&root, home);
     let page = serve(&root, home);
@@ -210,8 +208,7 @@ fn the_page_renders_in_chromium_with_the_packages() {
         eprintln!("skipped: no chromium (apt-get install chromium)");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     assert!(packages(&root, &["install", "addon==1.0"], home)
         .status
@@ -278,8 +275,7 @@ fn the_page_renders_in_chromium_with_the_packages() {
 #[test]
 fn the_browser_is_opened_without_the_token_on_its_command_line() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let record = dir.path().join("browser-args.txt");
     let browser = dir.path().join("browser.sh");
@@ -366,8 +362,7 @@ fn raw(port: u16, request: &str) -> (u16, String) {
 #[test]
 fn the_pages_connections_are_bounded() {
     use std::io::Read;
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     let before = fingerprint(&root, home);
     let page = serve(&root, home);

@@ -241,8 +241,7 @@ fn killed_while_an_old_state_is_removed_the_next_run_needs_no_hand() {
 /// traceback in a log.
 #[test]
 fn an_unexpected_error_ends_in_a_line_not_a_traceback() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     assert!(packages(&root, &["list"], home).status.success());
     let states = root.join(".packages/states");
@@ -382,8 +381,7 @@ fn on_a_drive_without_hard_links_states_are_copies_that_still_undo() {
 /// package edited in place (the history says undo cannot bring it back).
 #[test]
 fn what_cannot_be_stopped_is_caught_and_named_with_its_way_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     assert!(packages(&root, &["list"], home).status.success());
     let start = fingerprint(&root, home);
@@ -501,8 +499,7 @@ fn a_uv_from_outside_is_caught_at_the_next_run() {
         eprintln!("skipped: no uv");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     assert!(packages(&root, &["list"], home).status.success());
     let start = fingerprint(&root, home);
@@ -536,8 +533,7 @@ fn a_uv_from_outside_is_caught_at_the_next_run() {
 /// names them) is moved aside by an undo that removes it, not deleted.
 #[test]
 fn undo_moves_aside_what_no_package_installed() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = unpack(dir.path());
+    let (dir, root) = unpacked();
     let home = dir.path();
     assert!(packages(&root, &["list"], home).status.success());
     let start = fingerprint(&root, home);

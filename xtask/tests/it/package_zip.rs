@@ -127,6 +127,14 @@ pub(crate) fn built() -> &'static Built {
     })
 }
 
+/// A fresh copy of the zip, unpacked: (its temporary folder, which the tests also give its
+/// programs as HOME; its `anymatix/`).
+pub(crate) fn unpacked() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    (dir, root)
+}
+
 /// The zip unpacked into `dir/unpacked é x/`; returns its `anymatix/`.
 pub(crate) fn unpack(dir: &Path) -> PathBuf {
     let home = dir.join("unpacked é x");
