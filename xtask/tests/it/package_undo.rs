@@ -361,7 +361,9 @@ fn on_a_drive_without_hard_links_states_are_copies_that_still_undo() {
     let middle = fingerprint(&root, home);
     let friend = packages(&root, &["install", "addon-friend"], home);
     assert!(friend.status.success(), "{}", text(&friend));
-    killed(&root, home, &["undo"], "replace", 2, r"/lib/python");
+    // Killed at its first removal: the old tool removed every file that differed before putting
+    // any back, and the next run did not finish it.
+    killed(&root, home, &["undo"], "unlink", 1, r"/lib/python");
     let next = packages(&root, &["list"], home);
     assert!(next.status.success(), "{}", text(&next));
     assert_same(
