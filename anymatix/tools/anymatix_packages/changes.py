@@ -30,7 +30,7 @@ class Ownership:
     others (a package's downloads) aside instead of deleting them."""
 
     def __init__(self, env):
-        self.owned = env.owned_files()
+        self.owned = env.file_owners()
         self.sites = [env.relative(d) + "/" for d in env.site_dirs]
 
     def unowned(self, rel):
@@ -86,12 +86,17 @@ class Session:
     def state_path(self, state):
         return os.path.join(self.states_dir, str(state))
 
+    def _by_inode(self, state):
+        """Whether a kept state is compared by inode: its files are links (on Windows the
+        walk gives no inodes)."""
+        return states.POSIX and bool(self.history.states.get(state, {}).get("linked"))
+
     def _recorded(self, state):
         """(listing, compare by inode) of a kept state, or (None, False)."""
         if state is None or not os.path.isdir(self.state_path(state)):
             return None, False
-        listing, linked = states.load_listing(self.state_path(state))
-        return listing, bool(linked) and states.POSIX
+        listing, _ = states.load_listing(self.state_path(state))
+        return listing, self._by_inode(state)
 
     def _verify(self):
         try:
@@ -238,7 +243,7 @@ class Session:
         entry["then"] = then
         self.history.save()
         started = time.monotonic()
-        _, by_inode = self._recorded(target)
+        by_inode = self._by_inode(target)
         aside = os.path.join(self.env.state_dir, "set-aside", str(entry["id"]))
         moved = states.restore(
             self.state_path(target), self.env.prefix, by_inode, aside, Ownership(self.env)

@@ -103,6 +103,7 @@ def main(argv):
 def unexpected(error):
     """No command ends in a traceback: one line says what happened, and the traceback goes to
     a log beside the history for whoever looks into it."""
+    script = "packages.bat" if os.name == "nt" else "packages.sh"
     log = os.path.join(guard.STATE_DIR, "errors.log")
     where = "the details could not be written"
     try:
@@ -113,9 +114,9 @@ def unexpected(error):
     except OSError:
         pass
     sys.stderr.write(
-        "error: something unexpected stopped this command (%s: %s); %s. The environment is "
-        "left as a finished change left it: `%s list` shows it\n"
-        % (type(error).__name__, error, where, "packages.bat" if os.name == "nt" else "packages.sh")
+        "error: something unexpected stopped this command (%s: %s); %s. The next run finds what "
+        "it left half done: `%s list` shows where the environment stands, `%s undo` goes back\n"
+        % (type(error).__name__, error, where, script, script)
     )
     return UNEXPECTED
 
@@ -195,19 +196,20 @@ def uninstall(env, args, outcome):
 
 def settle(env):
     """Opens a session and closes it: a change made outside this tool since its last run is
-    recorded now. Where the folder cannot be written, the history is shown as it is."""
+    recorded now. Returns the protected packages that differ from the zip's, as the session
+    found them (None where the folder cannot be written: the history is shown as it is)."""
     try:
-        with Session(env, say):
-            pass
+        with Session(env, say) as session:
+            return session.protected_before
     except NotWritable:
-        pass
+        return None
 
 
 def list_packages(env, args, outcome):
     no_arguments("list", args)
-    settle(env)
+    differences = settle(env)
     history = read_history(env)
-    view = packages_view(env, history)
+    view = packages_view(env, history, differences)
     say("Protected (what the environment's ComfyUI depends on; see `%s --help`):" % env.script())
     for p in view["protected"]:
         now = p["version"] or "not installed"

@@ -85,15 +85,17 @@ class Environment:
         """A path under python/ as the states name it (forward slashes)."""
         return os.path.relpath(path, self.prefix).replace(os.sep, "/")
 
-    def owned_files(self):
-        """The files (relative to python/) that the installed packages' RECORDs name."""
+    def file_owners(self):
+        """{file relative to python/: [(name, version) of each package whose RECORD names it]}."""
         from importlib.metadata import distributions
 
-        owned = set()
+        owners = {}
         for dist in distributions(path=self.site_dirs):
+            owner = (dist.metadata["Name"] or "", dist.version)
             for file in dist.files or []:
-                owned.add(self.relative(os.path.normpath(file.locate())))
-        return owned
+                rel = self.relative(os.path.normpath(file.locate()))
+                owners.setdefault(rel, []).append(owner)
+        return owners
 
     def installed(self):
         """{canonical name: (name, version)} of what is installed now, read from the metadata."""

@@ -238,6 +238,10 @@ class Handler(BaseHTTPRequestHandler):
     def refuse(self, status, why):
         self.send(status, {"error": why})
 
+    def refuse_token(self):
+        self.refuse(403, "the token is missing or wrong: open the address `%s gui` printed"
+                    % self.app.env.script())
+
     def right_host(self):
         if self.headers.get("Host", "") != self.app.host:
             self.refuse(403, "this server answers only to %s" % self.app.host)
@@ -262,7 +266,7 @@ class Handler(BaseHTTPRequestHandler):
             return False
         if (self.has_token() if api else self.session()):
             return True
-        self.refuse(403, "the token is missing or wrong: open the address packages.sh gui printed")
+        self.refuse_token()
         return False
 
     def do_GET(self):
@@ -294,7 +298,7 @@ class Handler(BaseHTTPRequestHandler):
         good = (hmac.compare_digest(token.encode("utf-8"), self.app.token.encode("utf-8"))
                 if token else bool(code) and self.app.spend(code))
         if not good:
-            self.refuse(403, "the token is missing or wrong: open the address packages.sh gui printed")
+            self.refuse_token()
             return
         cookie = "%s=%s; HttpOnly; SameSite=Strict; Path=/" % (self.app.cookie, self.app.new_session())
         self.send(303, b"", "text/plain", headers=(("Location", "/"), ("Set-Cookie", cookie)))

@@ -160,18 +160,13 @@ def _save(path, cache):
 
 
 def owners(env, paths, skip):
-    """{path: name of the package whose RECORD also names it}, for files of protected packages
-    (`paths`, relative to site-packages) that another package (not in `skip`) installed."""
-    from importlib.metadata import distributions
-
-    wanted = {os.path.normpath(os.path.join(env.purelib, p)): p for p in paths}
+    """{path: "name version" of another package (not in `skip`) whose RECORD also names it},
+    for files of protected packages (`paths`, relative to site-packages)."""
+    named = env.file_owners()
     found = {}
-    for dist in distributions(path=env.site_dirs):
-        name = dist.metadata["Name"] or ""
-        if canonical(name) in skip:
-            continue
-        for file in dist.files or []:
-            located = os.path.normpath(str(file.locate()))
-            if located in wanted:
-                found[wanted[located]] = "%s %s" % (name, dist.version)
+    for path in paths:
+        rel = env.relative(os.path.normpath(os.path.join(env.purelib, path)))
+        for name, version in named.get(rel, []):
+            if canonical(name) not in skip:
+                found[path] = "%s %s" % (name, version)
     return found

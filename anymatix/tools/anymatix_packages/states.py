@@ -265,8 +265,9 @@ def _skip_busy(function, path, error):
 
 
 def held_bytes(kept, current):
-    """The bytes the kept states hold beyond the environment itself: files no longer in python/
-    (counted once however many states share them). A copied state holds all of its files."""
+    """The bytes the kept states (`kept`: [(folder, whether its files are links)]) hold beyond
+    the environment itself: files no longer in python/ (counted once however many states share
+    them). A copied state holds all of its files."""
 
     def identity(kind):
         return kind[1] if POSIX else (kind[2], kind[3])
@@ -274,8 +275,7 @@ def held_bytes(kept, current):
     live = {identity(kind) for kind in current.values() if kind[0] == "f"}
     seen = set()
     total = 0
-    for state in kept:
-        _, linked = load_listing(state)
+    for state, linked in kept:
         for kind in walk(state).values():
             if kind[0] != "f":
                 continue

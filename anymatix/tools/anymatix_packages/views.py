@@ -97,8 +97,8 @@ def bring_back(env, history, name, version, in_place):
 def states_view(env, history):
     folder = os.path.join(env.state_dir, "states")
     kept = [
-        os.path.join(folder, str(s))
-        for s in sorted(history.states)
+        (os.path.join(folder, str(s)), bool(record.get("linked")))
+        for s, record in sorted(history.states.items())
         if os.path.isdir(os.path.join(folder, str(s)))
     ]
     keep = history.keep_count

@@ -214,7 +214,8 @@ fn the_page_renders_in_chromium_with_the_packages() {
         .status
         .success());
     let page = serve(&root, home);
-    let headless = |args: &[&str]| {
+    // Each run of the browser with a profile of its own, at `url`.
+    let browse = |url: &str, profile: &str, args: &[&str]| {
         Command::new(&chromium)
             .args([
                 "--headless",
@@ -224,14 +225,23 @@ fn the_page_renders_in_chromium_with_the_packages() {
             ])
             .arg(format!(
                 "--user-data-dir={}",
-                dir.path().join("chromium").display()
+                dir.path().join(profile).display()
             ))
             .args(["--virtual-time-budget=5000"])
             .args(args)
-            .arg(&page.url)
+            .arg(url)
             .output()
             .unwrap()
     };
+    let headless = |args: &[&str]| browse(&page.url, "chromium", args);
+    // Without the token, a browser gets the refusal and nothing of the page.
+    let bare = format!("http://127.0.0.1:{}/", page.port);
+    let refused = browse(&bare, "no token", &["--dump-dom"]);
+    let refused = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        refused.contains("the token is missing or wrong") && !refused.contains("anyfix-native"),
+        "{refused}"
+    );
     let dom = headless(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
     let address = format!(
@@ -265,6 +275,18 @@ fn the_page_renders_in_chromium_with_the_packages() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let out = browse(
+            &bare,
+            "no token",
+            &[
+                "--window-size=1280,800",
+                &format!(
+                    "--screenshot={}",
+                    shots.join("page-without-token.png").display()
+                ),
+            ],
+        );
+        assert!(out.status.success());
     }
 }
 
