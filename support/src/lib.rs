@@ -4,6 +4,7 @@
 //! helpers that run `cargo xtask` and read what it made.
 
 pub mod binaries;
+pub mod constructor;
 pub mod http;
 pub mod installer;
 pub mod package_page;

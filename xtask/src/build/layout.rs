@@ -31,6 +31,8 @@ pub struct Layout {
     pub tree: PathBuf,
     /// pip's `--report` of what it installed, for the lock.
     pub pip_report: PathBuf,
+    /// The cross route: the installer's files taken out, its packages unpacked there to link.
+    pub installer_payload: PathBuf,
     /// The lock's requirements, pinned and hashed, for `--locked`.
     pub locked_requirements: PathBuf,
     /// Where pip's wheel policy (`_manylinux.py`) is written, beside the environment.
@@ -75,6 +77,7 @@ impl Layout {
             tree: dist.join("anymatix"),
             dist,
             pip_report: env.join("pip-report.json"),
+            installer_payload: env.join("installer-payload"),
             locked_requirements: env.join("locked-requirements.txt"),
             pip_policy: env.join("pip-policy"),
             bytecode_cache: env.join("bytecode-cache"),

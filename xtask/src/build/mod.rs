@@ -3,6 +3,7 @@
 //! folders a build works in.
 
 pub mod cache;
+pub mod cross;
 pub mod fetch;
 pub mod layout;
 pub mod plan;

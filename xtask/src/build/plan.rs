@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::build::cross::Route;
+use crate::build::cross::{cross_pip_steps, runner_for};
 use crate::build::layout::{Artifacts, Layout};
 use crate::build::step::Step;
 use crate::model::distribution::{Distribution, Release};
@@ -13,6 +15,7 @@ use crate::model::lock::Lock;
 use crate::model::platform::{Os, Platform};
 use crate::stages::archive::{Archive, Compression};
 use crate::stages::bytecode::CompileImported;
+use crate::stages::conda::LinkBase;
 use crate::stages::install::{CondaInstall, InstallBase};
 use crate::stages::manifest::WriteManifest;
 use crate::stages::miniforge::{DownloadInstaller, Tag};
@@ -28,6 +31,7 @@ use crate::stages::verify::{SmokeInstalled, Verify};
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub platform: Platform,
+    pub route: Route,
     pub version: String,
     pub layout: Layout,
     pub artifacts: Artifacts,
@@ -47,6 +51,8 @@ pub struct Options<'a> {
     /// Zips larger than this are written as volumes of at most this size; 0 never splits.
     pub split_size: u64,
     pub compression: Compression,
+    /// `None`: [`Route::for_target`].
+    pub route: Option<Route>,
 }
 
 impl Default for Options<'_> {
@@ -57,6 +63,7 @@ impl Default for Options<'_> {
             offline: false,
             split_size: 0,
             compression: Compression::Default,
+            route: None,
         }
     }
 }
@@ -79,6 +86,8 @@ pub fn plan(
 ) -> Plan {
     let artifacts = layout.artifacts(version);
     let locked = options.locked;
+    let route = options.route.unwrap_or(Route::for_target(platform));
+    let runner = runner_for(route, platform, layout);
     let mut steps = base_steps(
         distribution,
         platform,
@@ -86,6 +95,7 @@ pub fn plan(
         &layout.prefix,
         &options,
         false,
+        route,
     );
 
     let mut requirement_files = Vec::new();
@@ -113,24 +123,36 @@ pub fn plan(
     }
 
     let python = layout.prefix.join(platform.python_in_prefix());
-    let (written, request) = pip_request(
-        distribution,
-        platform,
-        PipSetting {
-            python: &python,
-            policy_dir: &layout.pip_policy,
-            locked_file: &layout.locked_requirements,
+    if route == Route::Cross {
+        steps.extend(cross_pip_steps(
+            distribution,
+            platform,
+            layout,
             locked,
+            options.offline,
             requirement_files,
-            offline_wheelhouse: options.offline.then(|| layout.wheelhouse.clone()),
-        },
-    );
-    steps.extend(written.into_iter().map(Step::WriteFile));
-    steps.push(Step::PipInstall(PipInstall {
-        request,
-        report: layout.pip_report.clone(),
-    }));
+        ));
+    } else {
+        let (written, request) = pip_request(
+            distribution,
+            platform,
+            PipSetting {
+                python: &python,
+                policy_dir: &layout.pip_policy,
+                locked_file: &layout.locked_requirements,
+                locked,
+                requirement_files,
+                offline_wheelhouse: options.offline.then(|| layout.wheelhouse.clone()),
+            },
+        );
+        steps.extend(written.into_iter().map(Step::WriteFile));
+        steps.push(Step::PipInstall(PipInstall {
+            request,
+            report: layout.pip_report.clone(),
+        }));
+    }
     steps.push(Step::SmokeInstalled(SmokeInstalled {
+        runner: runner.clone(),
         python,
         smoke: distribution.smoke_for(platform),
         bytecode_cache: layout.bytecode_cache.clone(),
@@ -144,6 +166,7 @@ pub fn plan(
     if !leave_out.is_empty() {
         steps.push(Step::LeaveOut(LeaveOutPackages {
             platform,
+            runner: runner.clone(),
             tree: layout.tree.clone(),
             entries: leave_out,
         }));
@@ -167,6 +190,7 @@ pub fn plan(
     steps.push(Step::PackageTools(PackageTools {
         version: version.to_string(),
         platform,
+        runner: runner.clone(),
         tree: layout.tree.clone(),
         protected: distribution.protected_for(platform),
         smoke: distribution.smoke_for(platform),
@@ -174,6 +198,7 @@ pub fn plan(
     }));
     steps.push(Step::CompileImported(CompileImported {
         platform,
+        runner: runner.clone(),
         tree: layout.tree.clone(),
         smoke: distribution.smoke_for(platform),
         mode: policy.policy.bytecode,
@@ -197,6 +222,7 @@ pub fn plan(
     }));
     steps.push(Step::Verify(Verify {
         platform,
+        runner,
         zip: artifacts.staged_zip.clone(),
         unpack: layout.unpack.clone(),
         env: layout.env.clone(),
@@ -211,6 +237,7 @@ pub fn plan(
     }));
     Plan {
         platform,
+        route,
         version: version.to_string(),
         layout: layout.clone(),
         artifacts,
@@ -232,7 +259,15 @@ pub fn fetch_plan(
     };
     let scratch = &layout.fetch_scratch;
     let prefix = layout.fetch_prefix();
-    let mut steps = base_steps(distribution, platform, layout, &prefix, &options, true);
+    let mut steps = base_steps(
+        distribution,
+        platform,
+        layout,
+        &prefix,
+        &options,
+        true,
+        Route::Native,
+    );
     let mut requirement_files = Vec::new();
     for repo in &distribution.repos {
         let requirements = repo.requirements.as_ref().map(|r| {
@@ -282,6 +317,7 @@ fn base_steps(
     prefix: &Path,
     options: &Options,
     scratch: bool,
+    route: Route,
 ) -> Vec<Step> {
     let installer = &distribution.installer;
     let tag = match (options.locked, &options.tag, &installer.release) {
@@ -299,13 +335,21 @@ fn base_steps(
         offline: options.offline,
         locked_sha256: options.locked.map(|l| l.miniforge.sha256.clone()),
     };
-    let mut steps = vec![Step::InstallBase(InstallBase {
-        platform,
-        installer: fetch.installer(),
-        prefix: prefix.to_path_buf(),
-        scratch,
-    })];
-    steps.insert(0, Step::DownloadInstaller(fetch));
+    let base = match route {
+        Route::Native => Step::InstallBase(InstallBase {
+            platform,
+            installer: fetch.installer(),
+            prefix: prefix.to_path_buf(),
+            scratch,
+        }),
+        Route::Cross => Step::LinkBase(LinkBase {
+            platform,
+            installer: fetch.installer(),
+            payload: layout.installer_payload.clone(),
+            prefix: prefix.to_path_buf(),
+        }),
+    };
+    let mut steps = vec![Step::DownloadInstaller(fetch), base];
     let packages = distribution.conda_packages_for(platform);
     if !packages.is_empty() {
         steps.push(Step::CondaInstall(CondaInstall {

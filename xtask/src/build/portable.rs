@@ -73,6 +73,7 @@ pub fn build(b: &Build) -> Result<Built> {
             offline: b.offline,
             split_size: b.split_size,
             compression: b.compression,
+            route: None,
         },
     );
     if verify::restore_moved_aside(&layout.env)? {

@@ -130,10 +130,12 @@ fn dispatch(step: &Step, tools: &Tools, found: &mut Results) -> Result<()> {
     match step {
         Step::DownloadInstaller(s) => found.installed.miniforge = Some(s.run(tools)?),
         Step::InstallBase(s) => s.run(tools)?,
+        Step::LinkBase(s) => s.run(tools)?,
         Step::CondaInstall(s) => s.run(tools)?,
         Step::Clone(s) => found.installed.checkouts.push(s.run(tools)?),
         Step::WriteFile(s) => s.run()?,
         Step::PipInstall(s) => found.installed.pip = Some(s.run(tools)?),
+        Step::CrossPipInstall(s) => found.installed.pip = Some(s.run(tools)?),
         Step::SmokeInstalled(s) => s.run(tools)?,
         Step::LinkTree(s) => s.run(tools)?,
         Step::LeaveOut(s) => found.left_out = s.run(tools)?,

@@ -6,11 +6,13 @@ use std::fmt;
 
 use crate::stages::archive::Archive;
 use crate::stages::bytecode::CompileImported;
+use crate::stages::conda::LinkBase;
 use crate::stages::describe::{Describe, Stage};
 use crate::stages::install::{CondaInstall, InstallBase};
 use crate::stages::manifest::WriteManifest;
 use crate::stages::miniforge::DownloadInstaller;
 use crate::stages::packages::PackageTools;
+use crate::stages::pip::cross::CrossPipInstall;
 use crate::stages::pip::leave_out::LeaveOutPackages;
 use crate::stages::pip::{PipInstall, Wheelhouse, WriteFile};
 use crate::stages::prune::{LinkTree, Prune};
@@ -24,10 +26,12 @@ use crate::stages::verify::{SmokeInstalled, Verify};
 pub enum Step {
     DownloadInstaller(DownloadInstaller),
     InstallBase(InstallBase),
+    LinkBase(LinkBase),
     CondaInstall(CondaInstall),
     Clone(CloneRepo),
     WriteFile(WriteFile),
     PipInstall(PipInstall),
+    CrossPipInstall(CrossPipInstall),
     SmokeInstalled(SmokeInstalled),
     LinkTree(LinkTree),
     LeaveOut(LeaveOutPackages),
@@ -49,10 +53,12 @@ impl Step {
         match self {
             Step::DownloadInstaller(s) => s,
             Step::InstallBase(s) => s,
+            Step::LinkBase(s) => s,
             Step::CondaInstall(s) => s,
             Step::Clone(s) => s,
             Step::WriteFile(s) => s,
             Step::PipInstall(s) => s,
+            Step::CrossPipInstall(s) => s,
             Step::SmokeInstalled(s) => s,
             Step::LinkTree(s) => s,
             Step::LeaveOut(s) => s,

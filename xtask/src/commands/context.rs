@@ -135,15 +135,37 @@ impl Target {
 }
 
 impl Context {
-    /// A build runs on its own platform, with the tools it shells out to.
+    /// A build runs on its own platform (the native route) or, for Windows, on a Linux x86_64
+    /// host (the cross route), with the tools it shells out to.
     pub fn check_host(&self) -> Result<()> {
         let platform = self.platform;
-        if Platform::host() != Some(platform) {
-            bail!(
-                "cannot build {platform} on this {} host: Miniforge's installer must run on its own platform. \
-                 Build it on a {platform} machine (CI has a runner for each), or pass --dry-run to see its plan",
-                Platform::host().map_or("unknown", |p| p.name())
-            );
+        let host = Platform::host();
+        if host != Some(platform) {
+            if !(platform.is_windows() && host == Some(Platform::LinuxX86_64)) {
+                bail!(
+                    "cannot build {platform} on this {} host: the cross route builds Windows zips on \
+                     Linux x86_64 so far; others run Miniforge's installer on their own platform. \
+                     Build it on a {platform} machine (CI has a runner for each), or pass --dry-run to see its plan",
+                    host.map_or("unknown", |p| p.name())
+                );
+            }
+            let conda = self.distribution.conda_packages_for(platform);
+            if !conda.is_empty() {
+                bail!(
+                    "{platform} asks for conda packages ({}), which need conda's solver: the cross route \
+                     links only the installer's own packages. Build it on {platform}",
+                    conda.join(" ")
+                );
+            }
+            for (tool, hint) in [
+                ("uv", "the cross route resolves for the target with uv: python3 -m pip install uv"),
+                ("python3", "the cross route downloads the target's wheels with this machine's pip"),
+                ("wine", "the Windows python runs under Wine here: apt-get install wine"),
+                ("x86_64-w64-mingw32-gcc", "Wine's adapters are built with mingw-w64: apt-get install gcc-mingw-w64-x86-64"),
+            ] {
+                process::require_tool(tool, hint)?;
+            }
+            crate::stages::conda::constructor::seven_zip()?;
         }
         if !platform.is_windows() {
             process::require_tool(

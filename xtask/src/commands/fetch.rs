@@ -52,6 +52,15 @@ impl FetchArgs {
         let ctx = self.target.resolve(&self.lock)?;
         let layout = &ctx.layout;
         ctx.check_host()?;
+        if plan::Route::for_target(ctx.platform) == plan::Route::Cross {
+            anyhow::bail!(
+                "fetch for {} on this host (the cross route) is not built yet: a cross build keeps the \
+                 installer and every wheel it downloads in {}, so build once online; `--offline` then \
+                 needs the repos' mirrors, which only a native fetch makes so far",
+                ctx.platform,
+                layout.cache.display()
+            );
+        }
 
         eprintln!(
             "Fetching for {} into {}",

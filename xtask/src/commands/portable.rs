@@ -178,6 +178,7 @@ fn print_plan(plan: &Plan) {
         "Plan for {} on {} (dry run: nothing is done)",
         plan.artifacts.zip_name, plan.layout.variant
     );
+    println!("Route: {}", plan.route);
     let mut stage = None;
     for (i, step) in plan.steps.iter().enumerate() {
         if stage != Some(step.stage()) {

@@ -15,13 +15,13 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use xshell::cmd;
 
 use crate::model::platform::Platform;
 use crate::model::smoke::Smoke;
 use crate::stages::describe::{Describe, Stage};
 use crate::stages::verify;
 use crate::util::inputs::Inputs;
+use crate::util::runner::Runner;
 use crate::util::tools::Tools;
 use crate::util::tree::rel_path;
 use crate::util::units::human_bytes;
@@ -95,6 +95,8 @@ for rel in names:
 #[derive(Debug, Clone)]
 pub struct CompileImported {
     pub platform: Platform,
+    /// How the tree's python runs here (under Wine for a Windows tree on Linux).
+    pub runner: Runner,
     /// The pruned, relocated tree (`anymatix/`), which becomes the zip.
     pub tree: PathBuf,
     pub smoke: Smoke,
@@ -119,16 +121,19 @@ impl CompileImported {
             .join("python")
             .join(self.platform.python_in_prefix());
         let sh = &tools.sh;
-        let site = cmd!(
-            sh,
-            "{python} -s -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'"
-        )
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONHOME")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .read()
-        .context("cannot ask the tree's python where its site-packages is")?;
-        let site = PathBuf::from(site.trim());
+        let runner = &self.runner;
+        runner.prepare(&tools.reporter)?;
+        let mut ask = runner.python(&python, &["-s"]).args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ]);
+        ask.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
+        let site = ask
+            .to_cmd(sh)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .read()
+            .context("cannot ask the tree's python where its site-packages is")?;
+        let site = runner.host_path(site.trim());
 
         let before = snapshot(&self.tree)?;
         let records = tempfile::tempdir()?;
@@ -156,6 +161,7 @@ impl CompileImported {
         let ran = verify::run_checks_and_commands(
             sh,
             &tools.reporter,
+            runner,
             &python,
             &self.tree,
             &self.smoke,
@@ -179,7 +185,7 @@ impl CompileImported {
             ));
         }
 
-        let modules = recorded(records.path(), &self.tree)?;
+        let modules = recorded(records.path(), &self.tree, runner)?;
         if modules.is_empty() {
             bail!(
                 "no module of {} was recorded as imported: the recorder in {} did not run",
@@ -191,7 +197,7 @@ impl CompileImported {
         let listing: String = modules.iter().map(|m| format!("{m}\n")).collect();
         fs_err::write(&self.listing, &listing)?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        compile(&python, &self.tree, &modules, workers)?;
+        compile(runner, &python, &self.tree, &modules, workers)?;
         let after = snapshot(&self.tree)?;
         let bytes: u64 = after
             .iter()
@@ -280,7 +286,13 @@ fn make_dir_link(_: &Path, _: &Path) -> Result<()> {
 /// Compiles `modules` (paths relative to `tree`) with `workers` processes of `python` at once,
 /// each taking every `workers`-th module. A `.pyc` depends only on its source and the name
 /// stored in it, so the bytes are the same for any number of workers.
-pub fn compile(python: &Path, tree: &Path, modules: &[String], workers: usize) -> Result<()> {
+pub fn compile(
+    runner: &Runner,
+    python: &Path,
+    tree: &Path,
+    modules: &[String],
+    workers: usize,
+) -> Result<()> {
     let workers = workers.clamp(1, modules.len().max(1));
     let shares: Vec<String> = (0..workers)
         .map(|w| {
@@ -295,7 +307,7 @@ pub fn compile(python: &Path, tree: &Path, modules: &[String], workers: usize) -
     std::thread::scope(|scope| {
         let running: Vec<_> = shares
             .iter()
-            .map(|share| scope.spawn(move || compile_share(python, tree, share)))
+            .map(|share| scope.spawn(move || compile_share(runner, python, tree, share)))
             .collect();
         running
             .into_iter()
@@ -303,12 +315,14 @@ pub fn compile(python: &Path, tree: &Path, modules: &[String], workers: usize) -
     })
 }
 
-fn compile_share(python: &Path, tree: &Path, share: &str) -> Result<()> {
+fn compile_share(runner: &Runner, python: &Path, tree: &Path, share: &str) -> Result<()> {
     use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(python)
-        .args(["-s", "-c", COMPILE])
-        .arg(tree)
+    use std::process::Stdio;
+    let command = runner
+        .python(python, &["-s"])
+        .args(["-c", COMPILE])
+        .arg(tree.to_string_lossy());
+    let mut child = Runner::std_command(&command)
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
         .env_remove("PYTHONPYCACHEPREFIX")
@@ -387,14 +401,14 @@ fn clean_up(tree: &Path, before: &Snapshot) -> Result<usize> {
 }
 
 /// The recorded module files that are in the tree, relative to it, sorted.
-fn recorded(records: &Path, tree: &Path) -> Result<Vec<String>> {
+fn recorded(records: &Path, tree: &Path, runner: &Runner) -> Result<Vec<String>> {
     let tree = fs_err::canonicalize(tree)?;
     let mut modules = BTreeSet::new();
     for record in fs_err::read_dir(records)? {
         let text = fs_err::read_to_string(record?.path())?;
         for line in text.lines().filter(|l| !l.is_empty()) {
-            let path = Path::new(line);
-            let path = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let path = runner.host_path(line);
+            let path = fs_err::canonicalize(&path).unwrap_or(path);
             if path.starts_with(&tree) && path.is_file() {
                 modules.insert(rel_path(&tree, &path));
             }
@@ -430,8 +444,22 @@ mod tests {
         }
         crate::util::tree::link_copy(&dir.path().join("one"), &dir.path().join("many")).unwrap();
         let python = Path::new("python3");
-        compile(python, &dir.path().join("one"), &modules, 1).unwrap();
-        compile(python, &dir.path().join("many"), &modules, 7).unwrap();
+        compile(
+            &Runner::Native,
+            python,
+            &dir.path().join("one"),
+            &modules,
+            1,
+        )
+        .unwrap();
+        compile(
+            &Runner::Native,
+            python,
+            &dir.path().join("many"),
+            &modules,
+            7,
+        )
+        .unwrap();
         let (one, many) = (
             caches(&dir.path().join("one")),
             caches(&dir.path().join("many")),
@@ -492,14 +520,24 @@ mod tests {
             "the first process compiled it into the cache"
         );
         run(format!("import {RECORDER_MODULE}; {load}"));
-        assert_eq!(recorded(&records, &tree).unwrap(), ["by_path.py"]);
+        assert_eq!(
+            recorded(&records, &tree, &Runner::Native).unwrap(),
+            ["by_path.py"]
+        );
     }
 
     #[test]
     fn a_module_that_does_not_compile_fails_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         fs_err::write(dir.path().join("bad.py"), "def (:\n").unwrap();
-        let err = compile(Path::new("python3"), dir.path(), &["bad.py".into()], 2).unwrap_err();
+        let err = compile(
+            &Runner::Native,
+            Path::new("python3"),
+            dir.path(),
+            &["bad.py".into()],
+            2,
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("bad.py"), "{err:#}");
     }
 }

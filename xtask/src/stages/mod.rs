@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod bytecode;
+pub mod conda;
 pub mod describe;
 pub mod install;
 pub mod manifest;

@@ -6,6 +6,8 @@ pub mod http;
 pub mod inputs;
 pub mod process;
 pub mod progress;
+pub mod runner;
 pub mod tools;
 pub mod tree;
 pub mod units;
+pub mod wine;

@@ -49,7 +49,7 @@ impl Command {
     }
 
     /// The command as xshell runs it: environment set and removed, never through a shell.
-    fn to_cmd<'a>(&self, sh: &'a Shell) -> xshell::Cmd<'a> {
+    pub fn to_cmd<'a>(&self, sh: &'a Shell) -> xshell::Cmd<'a> {
         let program = &self.program;
         let args = &self.args;
         let mut cmd = cmd!(sh, "{program} {args...}").quiet();

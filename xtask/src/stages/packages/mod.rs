@@ -19,6 +19,7 @@ use crate::model::smoke::Smoke;
 use crate::model::smoke::{smoke_steps, SmokeStep};
 use crate::stages::describe::{Describe, Stage};
 use crate::util::inputs::Inputs;
+use crate::util::runner::Runner;
 use crate::util::tools::Tools;
 
 pub use protected::{HeldFiles, ProtectedPackage};
@@ -124,6 +125,7 @@ struct Setup<'a> {
 pub struct PackageTools {
     pub version: String,
     pub platform: Platform,
+    pub runner: Runner,
     pub tree: PathBuf,
     /// (key, name) as distribution.yml gives them.
     pub protected: Vec<(String, String)>,
@@ -138,7 +140,13 @@ impl PackageTools {
             .tree
             .join("python")
             .join(self.platform.python_in_prefix());
-        let core = protected::protected_closure(tools, &python, &self.protected, self.platform)?;
+        let core = protected::protected_closure(
+            tools,
+            &self.runner,
+            &python,
+            &self.protected,
+            self.platform,
+        )?;
         lay_out(&Shipped {
             version: &self.version,
             platform: self.platform,

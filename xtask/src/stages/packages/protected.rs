@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::util::runner::Runner;
 use crate::util::tools::Tools;
 
 /// One protected package, for manifest.json and the zip's tools.
@@ -115,14 +116,17 @@ struct Closure {
 /// The protected core of the tree whose python is `python`.
 pub fn protected_closure(
     tools: &Tools,
+    runner: &Runner,
     python: &Path,
     named: &[(String, String)],
     platform: impl std::fmt::Display,
 ) -> Result<ProtectedCore> {
     let named_json = serde_json::to_string(named)?;
-    let out = crate::stages::pip::ask_python(&tools.sh, python, CLOSURE, &named_json)?;
-    let found: Closure = serde_json::from_str(&out)
+    runner.prepare(&tools.reporter)?;
+    let out = crate::stages::pip::ask_python(&tools.sh, runner, python, CLOSURE, &named_json)?;
+    let mut found: Closure = serde_json::from_str(&out)
         .with_context(|| format!("the protected packages, as python told them: {out}"))?;
+    found.site = runner.host_path(&found.site.to_string_lossy());
     let missing: Vec<String> = found
         .missing
         .iter()

@@ -17,6 +17,7 @@ use crate::model::distribution::{normalise_package_name, LeftOutEntry};
 use crate::model::platform::Platform;
 use crate::stages::describe::{Describe, Stage};
 use crate::util::inputs::Inputs;
+use crate::util::runner::Runner;
 use crate::util::tools::Tools;
 use crate::util::tree::{normalise, rel_path};
 use crate::util::units::human_bytes;
@@ -79,6 +80,7 @@ struct Installed {
 #[derive(Debug, Clone)]
 pub struct LeaveOutPackages {
     pub platform: Platform,
+    pub runner: Runner,
     /// The zip's tree (`anymatix/`), a hard-linked copy of the environment.
     pub tree: PathBuf,
     pub entries: Vec<LeftOutEntry>,
@@ -96,9 +98,11 @@ impl LeaveOutPackages {
             .map(|e| normalise_package_name(&e.entry.name))
             .collect();
         let names_json = serde_json::to_string(&names)?;
-        let out = super::ask_python(&tools.sh, &python, REQUIREMENTS, &names_json)?;
-        let found: Installed = serde_json::from_str(&out)
+        self.runner.prepare(&tools.reporter)?;
+        let out = super::ask_python(&tools.sh, &self.runner, &python, REQUIREMENTS, &names_json)?;
+        let mut found: Installed = serde_json::from_str(&out)
             .with_context(|| format!("the installed packages, as python told them: {out}"))?;
+        found.site = self.runner.host_path(&found.site.to_string_lossy());
         let plan = check(&self.entries, &found, self.platform)?;
         let dist_infos = dist_infos(&found.site)?;
         let mut left = Vec::new();

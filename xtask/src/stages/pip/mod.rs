@@ -2,8 +2,10 @@
 //! (for `fetch`) gathers every wheel of it into a wheelhouse; and tells what it installed. Its
 //! package sources are the distribution's alone (see [`settings`]).
 
+pub mod cross;
 pub mod leave_out;
 pub mod settings;
+pub mod wheel;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use crate::model::platform::Platform;
 use crate::stages::describe::{Describe, Stage};
 use crate::util::inputs::Inputs;
 use crate::util::process::{self, path_arg, Command};
+use crate::util::runner::Runner;
 use crate::util::tools::Tools;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -351,10 +354,16 @@ pub fn python_version(sh: &Shell, python: &Path) -> Result<String> {
 /// Runs `code` (with `arg` as its argv[1]) with a tree's or an environment's own python, away
 /// from this machine's Python settings and the user site, writing no bytecode; returns what it
 /// printed. How the stages ask a python what is installed (`leave_out`, the protected core).
-pub fn ask_python(sh: &Shell, python: &Path, code: &str, arg: &str) -> Result<String> {
-    cmd!(sh, "{python} -s -c {code} {arg}")
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONHOME")
+pub fn ask_python(
+    sh: &Shell,
+    runner: &Runner,
+    python: &Path,
+    code: &str,
+    arg: &str,
+) -> Result<String> {
+    let mut ask = runner.python(python, &["-s"]).args(["-c", code, arg]);
+    ask.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
+    ask.to_cmd(sh)
         .env("PYTHONNOUSERSITE", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .quiet()

@@ -147,6 +147,37 @@ pub fn with_interpreter(launcher: &Launcher, interpreter: &str) -> Vec<u8> {
     out
 }
 
+/// A new console (or GUI) script launcher, as pip's distlib writes one on Windows: the stub,
+/// `#!<interpreter>` ended by `\n\r\n`, and a zip holding `__main__.py`, here stored with a fixed
+/// time so the same script gives the same bytes.
+pub fn new_launcher(stub: &[u8], interpreter: &str, main_py: &str) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut archive = Vec::new();
+    {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(&mut archive));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .last_modified_time(zip::DateTime::default());
+        zip.start_file("__main__.py", options)?;
+        zip.write_all(main_py.as_bytes())?;
+        zip.finish()?;
+    }
+    let mut bytes = stub.to_vec();
+    bytes.extend_from_slice(format!("#!{interpreter}\n\r\n").as_bytes());
+    bytes.extend_from_slice(&archive);
+    Ok(bytes)
+}
+
+/// The `__main__.py` pip writes for an entry point `module:attr` (`attr` may be dotted).
+pub fn entry_point_main(module: &str, attr: &str) -> String {
+    let import_name = attr.split('.').next().unwrap_or(attr);
+    format!(
+        "# -*- coding: utf-8 -*-\nimport re\nimport sys\nfrom {module} import {import_name}\n\
+         if __name__ == '__main__':\n    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n    \
+         sys.exit({attr}())\n"
+    )
+}
+
 /// The interpreter as a path: quotes removed, `\` as `/`.
 pub fn interpreter_path(interpreter: &str) -> String {
     interpreter.trim().trim_matches('"').replace('\\', "/")

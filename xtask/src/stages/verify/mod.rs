@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::model::platform::Platform;
 use crate::model::smoke::{smoke_steps, Smoke, SmokeCommand, SMOKE_MARK, SMOKE_RUNNER};
 use crate::stages::describe::{Describe, Stage};
 use crate::util::inputs::Inputs;
-use crate::util::process;
+use crate::util::process::{self, Command};
 use crate::util::progress::Reporter;
+use crate::util::runner::Runner;
 use crate::util::tools::Tools;
 use crate::util::units::human_duration;
 
@@ -23,6 +24,7 @@ use crate::util::units::human_duration;
 #[derive(Debug, Clone)]
 pub struct SmokeInstalled {
     pub python: PathBuf,
+    pub runner: Runner,
     pub smoke: Smoke,
     /// Where their bytecode goes, outside the environment, for the zip's recording run too.
     pub bytecode_cache: PathBuf,
@@ -30,9 +32,11 @@ pub struct SmokeInstalled {
 
 impl SmokeInstalled {
     pub fn run(&self, tools: &Tools) -> Result<()> {
+        self.runner.prepare(&tools.reporter)?;
         smoke_installed(
             &tools.sh,
             &tools.reporter,
+            &self.runner,
             &self.python,
             &self.smoke,
             &self.bytecode_cache,
@@ -67,6 +71,7 @@ impl Describe for SmokeInstalled {
 #[derive(Debug, Clone)]
 pub struct Verify {
     pub platform: Platform,
+    pub runner: Runner,
     pub zip: PathBuf,
     pub unpack: PathBuf,
     pub env: PathBuf,
@@ -81,9 +86,11 @@ impl Verify {
             "{} is moved aside while the unpacked copy runs",
             self.env.display()
         ));
+        self.runner.prepare(&tools.reporter)?;
         smoke_unpacked(
             &tools.sh,
             &tools.reporter,
+            &self.runner,
             self.platform,
             &root,
             &self.smoke,
@@ -175,6 +182,7 @@ pub fn unpack(zip: &Path, unpack: &Path) -> Result<PathBuf> {
 pub fn smoke_installed(
     sh: &Shell,
     reporter: &Reporter,
+    runner: &Runner,
     python: &Path,
     smoke: &Smoke,
     cache: &Path,
@@ -183,7 +191,7 @@ pub fn smoke_installed(
     let cache = BytecodeCache::new(sh, cache);
     let _cwd = sh.push_dir(scratch.path());
     let _user_site = sh.push_env("PYTHONNOUSERSITE", "1");
-    imports_and_checks(sh, reporter, python, scratch.path(), smoke)?;
+    imports_and_checks(sh, reporter, runner, python, scratch.path(), smoke)?;
     drop(cache);
     Ok(())
 }
@@ -215,6 +223,7 @@ impl<'a> BytecodeCache<'a> {
 pub fn smoke_unpacked(
     sh: &Shell,
     reporter: &Reporter,
+    runner: &Runner,
     platform: Platform,
     root: &Path,
     smoke: &Smoke,
@@ -226,25 +235,27 @@ pub fn smoke_unpacked(
     let _user_site = sh.push_env("PYTHONNOUSERSITE", "1");
     let _quiet_pip = sh.push_env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
 
-    check(reporter, "python -m pip --version", || {
-        cmd!(sh, "{python} -s -m pip --version")
-            .env_remove("PYTHONPATH")
-            .env_remove("PYTHONHOME")
-    })?;
-    imports_and_checks(sh, reporter, &python, scratch.path(), smoke)?;
+    let mut pip = runner
+        .python(&python, &["-s"])
+        .args(["-m", "pip", "--version"]);
+    pip.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
+    check(reporter, "python -m pip --version", || pip.to_cmd(sh))?;
+    imports_and_checks(sh, reporter, runner, &python, scratch.path(), smoke)?;
     let helper = root.join(platform.helper_script_name());
     // `pip install --help` proves the script finds its python from wherever it is unpacked.
     let name = format!("{} --help", platform.helper_script_name());
-    check(reporter, &name, || {
-        let cmd = if platform.is_windows() {
-            cmd!(sh, "cmd /C {helper} --help")
-        } else {
-            cmd!(sh, "{helper} --help")
-        };
-        cmd.ignore_stdout()
-    })?;
+    let helper = if platform.is_windows() {
+        runner
+            .program(Path::new("cmd"))
+            .arg("/C")
+            .arg(process::path_arg(&helper))
+    } else {
+        runner.program(&helper)
+    }
+    .arg("--help");
+    check(reporter, &name, || helper.to_cmd(sh).ignore_stdout())?;
     for command in &smoke.commands {
-        run_command(reporter, command, &python, root, None)?;
+        run_command(reporter, runner, command, &python, root, None)?;
     }
     Ok(())
 }
@@ -255,6 +266,7 @@ pub fn smoke_unpacked(
 pub fn run_checks_and_commands(
     sh: &Shell,
     reporter: &Reporter,
+    runner: &Runner,
     python: &Path,
     root: &Path,
     smoke: &Smoke,
@@ -263,9 +275,9 @@ pub fn run_checks_and_commands(
     let scratch = tempfile::tempdir()?;
     let _cwd = sh.push_dir(scratch.path());
     let _user_site = sh.push_env("PYTHONNOUSERSITE", "1");
-    imports_and_checks(sh, reporter, python, scratch.path(), smoke)?;
+    imports_and_checks(sh, reporter, runner, python, scratch.path(), smoke)?;
     for command in &smoke.commands {
-        run_command(reporter, command, python, root, Some(&cache.dir))?;
+        run_command(reporter, runner, command, python, root, Some(&cache.dir))?;
     }
     Ok(())
 }
@@ -276,6 +288,7 @@ pub fn run_checks_and_commands(
 fn imports_and_checks(
     sh: &Shell,
     reporter: &Reporter,
+    runner: &Runner,
     python: &Path,
     scratch: &Path,
     smoke: &Smoke,
@@ -285,10 +298,12 @@ fn imports_and_checks(
         return Ok(());
     }
     let steps_json = serde_json::to_string(&steps)?;
-    let output = cmd!(sh, "{python} -s -c {SMOKE_RUNNER} {steps_json}")
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONHOME")
-        .quiet()
+    let mut command = runner
+        .python(python, &["-s"])
+        .args(["-c", SMOKE_RUNNER, &steps_json]);
+    command.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
+    let output = command
+        .to_cmd(sh)
         .ignore_status()
         .output()
         .context("the smoke checks could not start")?;
@@ -338,6 +353,29 @@ fn imports_and_checks(
     Ok(())
 }
 
+/// A smoke command as the runner runs it: `{python}` with its flags through the runner's python
+/// (under Wine, its adapter follows the flags), any other program through the runner.
+fn target_command(
+    runner: &Runner,
+    command: &SmokeCommand,
+    python: &Path,
+    args: &[String],
+) -> Command {
+    if command.run.first().map(String::as_str) == Some("{python}") {
+        let flags = args[1..]
+            .iter()
+            .take_while(|a| a.starts_with('-') && !matches!(a.as_str(), "-c" | "-m"))
+            .count();
+        let flag_args: Vec<&str> = args[1..1 + flags].iter().map(String::as_str).collect();
+        return runner
+            .python(python, &flag_args)
+            .args(args[1 + flags..].iter().cloned());
+    }
+    runner
+        .program(Path::new(&args[0]))
+        .args(args[1..].iter().cloned())
+}
+
 /// `{python}` and `{root}` in a smoke command's arguments.
 fn substitute(arg: &str, python: &Path, root: &Path) -> String {
     arg.replace("{python}", &python.to_string_lossy())
@@ -348,6 +386,7 @@ fn substitute(arg: &str, python: &Path, root: &Path) -> String {
 /// or on a line of output that holds one of its `fail_on` texts, showing what it printed.
 fn run_command(
     reporter: &Reporter,
+    runner: &Runner,
     command: &SmokeCommand,
     python: &Path,
     root: &Path,
@@ -369,9 +408,8 @@ fn run_command(
             cwd.display()
         );
     }
-    let mut process = std::process::Command::new(&args[0]);
+    let mut process = Runner::std_command(&target_command(runner, command, python, &args));
     process
-        .args(&args[1..])
         .current_dir(&cwd)
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
@@ -587,7 +625,7 @@ mod tests {
         let python = Path::new("python3");
         let scratch = tempfile::tempdir().unwrap();
         let run = |s: &Smoke| {
-            imports_and_checks(&sh, &reporter, python, scratch.path(), s)
+            imports_and_checks(&sh, &reporter, &Runner::Native, python, scratch.path(), s)
                 .map_err(|e| format!("{e:#}"))
         };
         // One process: what the first check sets up, the next sees.

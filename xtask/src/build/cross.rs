@@ -1,0 +1,130 @@
+//! The cross route: how a build makes the environment for a platform this machine is not. The
+//! route is chosen once, for the whole plan ([`Route`]); here are the steps it changes: the base
+//! linked from the installer's packages (in `plan`), the pip install of the target's wheels, and
+//! the runner of the target's python (Wine for a Windows zip built on Linux).
+
+use std::path::PathBuf;
+
+use crate::build::layout::Layout;
+use crate::build::step::Step;
+use crate::model::distribution::{Distribution, PipSources};
+use crate::model::lock::Lock;
+use crate::model::platform::Platform;
+use crate::stages::pip::cross::{CrossPipInstall, CrossWanted};
+use crate::stages::pip::WriteFile;
+use crate::stages::resolve;
+use crate::util::process::{path_arg, Command};
+use crate::util::runner::Runner;
+use crate::util::wine::Wine;
+
+/// How a build makes the environment, chosen once for the whole plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// On the target itself: Miniforge's installer runs, then the base's own pip.
+    Native,
+    /// From another platform: the installer's conda packages linked for the target, the
+    /// target's wheels resolved by uv and installed by this tool, the target's python run under
+    /// Wine for a Windows zip built on Linux.
+    Cross,
+}
+
+impl Route {
+    /// Native on the target's own platform; cross for Windows elsewhere. macOS and Linux ARM
+    /// are built natively on their own machines until the cross route reads `.sh` installers.
+    pub fn for_target(platform: Platform) -> Route {
+        if Platform::host() != Some(platform) && platform.is_windows() {
+            Route::Cross
+        } else {
+            Route::Native
+        }
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Route::Native => "native (Miniforge's installer and pip run on the target itself)",
+            Route::Cross => "cross (the installer's packages linked and the wheels installed for the target by this tool)",
+        })
+    }
+}
+
+/// How the target's python runs here on `route`.
+pub fn runner_for(route: Route, platform: Platform, layout: &Layout) -> Runner {
+    match route {
+        Route::Cross if platform.is_windows() => Runner::Wine(Wine {
+            dir: layout.cache.join("wine"),
+        }),
+        _ => Runner::Native,
+    }
+}
+
+/// The cross route's pip: the set uv resolves for the target (or the lock's), its wheels
+/// downloaded by this machine's pip and installed by the tool.
+pub fn cross_pip_steps(
+    distribution: &Distribution,
+    platform: Platform,
+    layout: &Layout,
+    locked: Option<&Lock>,
+    offline: bool,
+    requirement_files: Vec<PathBuf>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let resolved = layout.env.join("cross-resolved.txt");
+    let wanted = match locked {
+        Some(lock) => {
+            steps.push(Step::WriteFile(WriteFile {
+                title: "Write the locked requirements".into(),
+                path: layout.locked_requirements.clone(),
+                contents: lock.requirements(),
+            }));
+            CrossWanted::Locked(layout.locked_requirements.clone())
+        }
+        None => {
+            let packages_file = layout.env.join("cross-packages.txt");
+            let python = resolve::python_version(distribution, platform, resolve::DEFAULT_PYTHON);
+            // Offline, uv resolves from the wheelhouse alone, as the download then takes it.
+            let mut sources = distribution.clone();
+            if offline {
+                sources.pip = PipSources {
+                    find_links: vec![path_arg(&layout.wheelhouse)],
+                    no_index: true,
+                    ..PipSources::default()
+                };
+            }
+            let compile = resolve::compile_command(
+                &sources,
+                platform,
+                &python,
+                &packages_file,
+                &requirement_files,
+                &resolved,
+            )
+            .map(|c| c.arg("--generate-hashes"))
+            .unwrap_or_else(|e| Command::new("false").arg(format!("{e:#}")));
+            CrossWanted::Resolve {
+                compile,
+                packages: distribution.python_packages_for(platform),
+                packages_file,
+            }
+        }
+    };
+    let mut sources = if offline {
+        vec!["--no-index".to_string()]
+    } else {
+        distribution.pip.args()
+    };
+    if !offline {
+        sources.extend(distribution.pip_args_for(platform));
+    }
+    steps.push(Step::CrossPipInstall(CrossPipInstall {
+        platform,
+        prefix: layout.prefix.clone(),
+        wanted,
+        resolved,
+        sources,
+        wheelhouse: layout.wheelhouse.clone(),
+        downloads: layout.env.join("wheels"),
+    }));
+    steps
+}

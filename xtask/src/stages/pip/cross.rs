@@ -1,0 +1,286 @@
+//! The cross route's pip install: the same set a native build's pip would install, for a target
+//! this machine is not. uv resolves it for the target (markers and wheel tags evaluated for it;
+//! pip evaluates markers for the host), or the lock gives it; this machine's pip downloads
+//! exactly those wheels for the target's tags, each checked by its digest; and each wheel is
+//! installed into the target's prefix by [`wheel`], as pip would there.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::model::lock::LockedPackage;
+use crate::model::platform::Platform;
+use crate::stages::describe::{Describe, Stage};
+use crate::stages::pip::wheel::{self, Scheme};
+use crate::stages::pip::{settings, Installed, Package};
+use crate::util::digest;
+use crate::util::inputs::Inputs;
+use crate::util::process::{self, path_arg, Command};
+use crate::util::tools::Tools;
+
+/// What the target's set is.
+#[derive(Debug, Clone)]
+pub enum CrossWanted {
+    /// `uv pip compile` for the target (its `--python-version` set to the base's Python when it
+    /// runs), writing `resolved`; `packages` are written to `packages_file` first.
+    Resolve {
+        compile: Command,
+        packages: Vec<String>,
+        packages_file: PathBuf,
+    },
+    /// The lock's requirements, pinned with digests (written before).
+    Locked(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct CrossPipInstall {
+    pub platform: Platform,
+    pub prefix: PathBuf,
+    pub wanted: CrossWanted,
+    /// The pinned, hashed requirements pip downloads.
+    pub resolved: PathBuf,
+    /// The distribution's sources and the platform's options, as the native pip is given them.
+    pub sources: Vec<String>,
+    /// Kept across builds: the downloads are looked for here first, and added here.
+    pub wheelhouse: PathBuf,
+    /// Where this build's wheels are downloaded (exactly the set, nothing else).
+    pub downloads: PathBuf,
+}
+
+impl CrossPipInstall {
+    /// `python3 -m pip download` of exactly the resolved wheels for the target's tags.
+    pub fn download_command(&self, python: &str) -> Command {
+        let abi = format!("cp{}", python.replace('.', ""));
+        let mut cmd = Command::new("python3")
+            .env(
+                "PIP_CONFIG_FILE",
+                settings::no_config_file(Platform::host().unwrap_or(Platform::LinuxX86_64)),
+            )
+            .args(["-s", "-m", "pip", "download", "--disable-pip-version-check"])
+            .args(["--only-binary=:all:", "--no-deps", "--require-hashes"])
+            .args(["--platform", platform_tag(self.platform)])
+            .args(["--python-version", python])
+            .args([
+                "--implementation",
+                "cp",
+                "--abi",
+                &abi,
+                "--abi",
+                "abi3",
+                "--abi",
+                "none",
+            ])
+            .arg("--dest")
+            .arg(path_arg(&self.downloads))
+            .arg("--find-links")
+            .arg(path_arg(&self.wheelhouse))
+            .args(self.sources.iter().cloned())
+            .arg("-r")
+            .arg(path_arg(&self.resolved));
+        cmd.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
+        cmd
+    }
+
+    pub fn run(&self, tools: &Tools) -> Result<Installed> {
+        let python = base_python(&self.prefix)?;
+        let python_xy = python.split('.').take(2).collect::<Vec<_>>().join(".");
+        match &self.wanted {
+            CrossWanted::Resolve {
+                compile,
+                packages,
+                packages_file,
+            } => {
+                process::require_tool(
+                    "uv",
+                    "the cross route resolves for the target with uv: `python3 -m pip install uv`",
+                )?;
+                fs_err::write(packages_file, packages.join("\n") + "\n")?;
+                let compile = with_python_version(compile, &python_xy);
+                process::run(&tools.sh, &tools.reporter, &compile)
+                    .context("uv could not resolve the set for the target")?;
+            }
+            CrossWanted::Locked(file) => {
+                fs_err::copy(file, &self.resolved)?;
+            }
+        }
+        if self.downloads.exists() {
+            fs_err::remove_dir_all(&self.downloads)?;
+        }
+        fs_err::create_dir_all(&self.downloads)?;
+        fs_err::create_dir_all(&self.wheelhouse)?;
+        let download = self.download_command(&python_xy);
+        process::run(&tools.sh, &tools.reporter, &without_pip_variables(download))
+            .context("pip could not download the target's wheels")?;
+
+        let scheme = match self.platform {
+            Platform::WindowsX86_64 => Scheme::windows(&self.prefix)?,
+            other => {
+                bail!("wheels are installed for {other} by the cross route only for Windows so far")
+            }
+        };
+        let mut wheels: Vec<PathBuf> = fs_err::read_dir(&self.downloads)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()?;
+        wheels.sort();
+        let mut locked = Vec::new();
+        for wheel in &wheels {
+            let name = wheel.file_name().unwrap_or_default().to_string_lossy();
+            if !name.ends_with(".whl") {
+                bail!("pip downloaded {name}, which is not a wheel: the cross route installs wheels only");
+            }
+            let installed = wheel::install(wheel, &scheme)?;
+            locked.push(LockedPackage {
+                name: installed.name.to_lowercase(),
+                version: installed.version,
+                sha256: digest::sha256_file(wheel)?,
+            });
+            let kept = self.wheelhouse.join(wheel.file_name().unwrap_or_default());
+            if !kept.exists() {
+                fs_err::copy(wheel, &kept)?;
+            }
+        }
+        locked.sort();
+        let packages = installed_packages(&self.prefix.join(&scheme.site_packages))?;
+        tools.reporter.note(format!(
+            "Python {python} ({}), {} wheels installed for {}, {} packages",
+            self.platform,
+            locked.len(),
+            self.platform,
+            packages.len()
+        ));
+        Ok(Installed {
+            python,
+            packages,
+            locked_packages: locked,
+        })
+    }
+}
+
+impl Describe for CrossPipInstall {
+    fn title(&self) -> String {
+        "Install Python packages".into()
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Env
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.wanted {
+            CrossWanted::Resolve { compile, .. } => {
+                writeln!(f, "resolve for {} (one resolve): {compile}", self.platform)?
+            }
+            CrossWanted::Locked(file) => writeln!(
+                f,
+                "the set for {}: the lock's {}",
+                self.platform,
+                file.display()
+            )?,
+        }
+        writeln!(
+            f,
+            "      download its wheels: {}",
+            self.download_command("X.Y")
+        )?;
+        write!(
+            f,
+            "      install each into {} as pip would on {} (RECORD, INSTALLER, launchers)",
+            self.prefix.display(),
+            self.platform
+        )
+    }
+
+    fn inputs(&self, inputs: &mut Inputs) {
+        match &self.wanted {
+            CrossWanted::Resolve {
+                compile, packages, ..
+            } => {
+                inputs.set("pip: packages", packages.join(" "));
+                inputs.set("pip: resolve", compile.to_string());
+            }
+            CrossWanted::Locked(file) => inputs.set("pip: locked requirements", path_arg(file)),
+        }
+        inputs.set("pip: sources", self.sources.join(" "));
+        inputs.set(
+            "pip: route",
+            "cross (uv resolve, wheels installed by the tool)",
+        );
+    }
+}
+
+/// pip's platform tag of the target's wheels.
+fn platform_tag(platform: Platform) -> &'static str {
+    match platform {
+        Platform::WindowsX86_64 => "win_amd64",
+        Platform::LinuxX86_64 => "manylinux_2_28_x86_64",
+        Platform::LinuxAarch64 => "manylinux_2_28_aarch64",
+        Platform::MacosArm64 => "macosx_14_0_arm64",
+        Platform::MacosX86_64 => "macosx_10_15_x86_64",
+    }
+}
+
+/// `compile` with its `--python-version` value set to `python`.
+fn with_python_version(compile: &Command, python: &str) -> Command {
+    let mut compile = compile.clone();
+    if let Some(at) = compile.args.iter().position(|a| a == "--python-version") {
+        if let Some(value) = compile.args.get_mut(at + 1) {
+            *value = python.to_string();
+        }
+    }
+    compile
+}
+
+/// The command without the machine's `PIP_*` variables: the distribution names the sources.
+fn without_pip_variables(mut command: Command) -> Command {
+    command.env_remove.extend(
+        std::env::vars_os()
+            .filter_map(|(key, _)| key.into_string().ok())
+            .filter(|key| key.starts_with("PIP_") && key != "PIP_CONFIG_FILE"),
+    );
+    command
+}
+
+/// The linked base's Python version, from its conda record.
+fn base_python(prefix: &Path) -> Result<String> {
+    let meta = prefix.join("conda-meta");
+    for entry in fs_err::read_dir(&meta)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix("python-") {
+            if let Some(version) = rest.split('-').next() {
+                if version.starts_with(|c: char| c.is_ascii_digit()) {
+                    return Ok(version.to_string());
+                }
+            }
+        }
+    }
+    bail!(
+        "the base in {} has no python package in conda-meta",
+        prefix.display()
+    )
+}
+
+/// Every distribution in `site` (name and version from each `.dist-info`'s METADATA), sorted by
+/// name, as `pip list` gives them.
+pub fn installed_packages(site: &Path) -> Result<Vec<Package>> {
+    let mut packages = Vec::new();
+    for entry in fs_err::read_dir(site)? {
+        let path = entry?.path();
+        if !path.to_string_lossy().ends_with(".dist-info") {
+            continue;
+        }
+        let metadata = fs_err::read_to_string(path.join("METADATA"))?;
+        let field = |key: &str| {
+            metadata
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        };
+        let (Some(name), Some(version)) = (field("Name:"), field("Version:")) else {
+            bail!("{} has no Name or Version", path.join("METADATA").display());
+        };
+        packages.push(Package { name, version });
+    }
+    packages.sort_by_key(|p| p.name.to_lowercase());
+    Ok(packages)
+}
