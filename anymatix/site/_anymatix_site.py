@@ -11,6 +11,10 @@ site module runs the `import` lines of .pth files, with or without -s). It does 
    `python -m uv` to `_anymatix_guard` (beside it) the moment they are imported: the guard keeps
    the protected core, and one change at a time. Nothing else is imported, and nothing is put
    into the environment of a process that is not pip or uv.
+3. When GitPython (`git`) is first imported and no git program is on PATH (most Windows
+   machines), it is told to stay quiet (`GIT_PYTHON_REFRESH=quiet`, unless the user set it):
+   ComfyUI-Manager imports it when it loads and, without that, fails to load at all ("Bad git
+   executable"). Its registry installs then work; what needs git fails when used, saying so.
 
 Nothing here may fail a start: an error is swallowed, and in a python that is not this
 environment's (a virtual environment made from it) the guard does nothing.
@@ -52,12 +56,28 @@ def keep_user_site_out():
     del sys.path[start:end]
 
 
+def quiet_missing_git():
+    if "GIT_PYTHON_REFRESH" in os.environ or "GIT_PYTHON_GIT_EXECUTABLE" in os.environ:
+        return
+    names = ("git.exe", "git.cmd") if os.name == "nt" else ("git",)
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if folder and any(os.path.isfile(os.path.join(folder, n)) for n in names):
+            return
+    os.environ["GIT_PYTHON_REFRESH"] = "quiet"
+
+
 class InstallerWatch:
     """The first of sys.meta_path: passes the guarded modules to the guard, and steps aside for
     every other import."""
 
     @staticmethod
     def find_spec(name, path=None, target=None):
+        if name == "git":
+            try:
+                quiet_missing_git()
+            except Exception:
+                pass
+            return None
         if name not in GUARDED:
             return None
         import _anymatix_guard

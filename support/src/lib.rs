@@ -669,7 +669,12 @@ pub fn zip_listing(zip: &Path, python_version: &str) -> String {
     let site = "anymatix/python/lib/python3.X/site-packages/";
     // (prefix, what the summary says, which names below the prefix are listed anyway)
     type Listed = fn(&str) -> bool;
-    let summarised: [(&str, &str, Listed); 4] = [
+    let ours = |rest: &str| {
+        rest.starts_with("anyfix")
+            || rest.starts_with("_anymatix")
+            || rest.starts_with("__pycache__/_anymatix")
+    };
+    let summarised: [(&str, &str, Listed); 7] = [
         (
             "anymatix/python/lib/lib",
             "libpython and the libraries it links, from the host",
@@ -680,14 +685,26 @@ pub fn zip_listing(zip: &Path, python_version: &str) -> String {
             "stdlib, from the host",
             |rest| rest.starts_with("site-packages/"),
         ),
-        (site, "pip and setuptools, from ensurepip", |rest| {
-            rest.starts_with("anyfix")
-                || rest.starts_with("_anymatix")
-                || rest.starts_with("__pycache__/_anymatix")
-        }),
+        (site, "pip and setuptools, from ensurepip", ours),
         (
             "anymatix/python/include/python3.X/",
             "Python's headers, from the host",
+            |_| false,
+        ),
+        // Windows: the stand-in Miniforge's python is python.org's embeddable CPython.
+        (
+            "anymatix/python/Lib/site-packages/",
+            "pip, from its conda package",
+            ours,
+        ),
+        (
+            "anymatix/python/Lib/",
+            "stdlib, from python.org's embeddable CPython",
+            |rest| rest.starts_with("site-packages/"),
+        ),
+        (
+            "anymatix/python/DLLs/",
+            "extension modules and their DLLs, from python.org's embeddable CPython",
             |_| false,
         ),
     ];
@@ -717,7 +734,9 @@ pub fn zip_listing(zip: &Path, python_version: &str) -> String {
         } else {
             "file"
         };
+        // Scripts, records and files that hold the build's prefix (a temp path) vary in size.
         let volatile = name.starts_with("anymatix/python/bin/")
+            || name.starts_with("anymatix/python/Library/bin/")
             || name.contains(".dist-info/")
             || name == "anymatix/manifest.json";
         let size = if entry.is_dir() || volatile {

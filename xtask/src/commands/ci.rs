@@ -24,6 +24,9 @@ impl CiArgs {
                 ("gcc", "gcc"),
                 ("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),
                 ("chromium", "chromium"),
+                ("wine", "wine"),
+                ("makensis", "nsis"),
+                ("7zz", "7zip"),
             ]
             .into_iter()
             .filter(|(tool, _)| process::require_tool(tool, "").is_err())

@@ -128,10 +128,8 @@ impl CompileImported {
             "import sysconfig; print(sysconfig.get_paths()['purelib'])",
         ]);
         ask.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
-        let site = ask
-            .to_cmd(sh)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .read()
+        ask.env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
+        let site = crate::util::process::read(sh, &ask)
             .context("cannot ask the tree's python where its site-packages is")?;
         let site = runner.host_path(site.trim());
 

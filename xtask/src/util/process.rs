@@ -98,6 +98,25 @@ pub fn run(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<()> {
         .with_context(|| format!("command failed: {command}"))
 }
 
+/// Runs `command` and returns its standard output, failing with what it printed on both
+/// streams. Both are pipes: Windows' python under Wine cannot start with a file as either.
+pub fn read(sh: &Shell, command: &Command) -> Result<String> {
+    let out = command
+        .to_cmd(sh)
+        .ignore_status()
+        .output()
+        .with_context(|| format!("cannot run {}", command.program.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{command} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs `command` and returns what it printed and how it ended, whatever that was.
 pub fn output(sh: &Shell, reporter: &Reporter, command: &Command) -> Result<std::process::Output> {
     reporter.detail(command.to_string());

@@ -33,5 +33,6 @@ mod rebuild;
 mod resolve_cli;
 mod tidy;
 mod windows;
+mod windows_cross;
 mod windows_packages;
 mod workflows;

@@ -468,6 +468,68 @@ fn the_users_own_site_packages_stay_out() {
     assert_eq!(text(&imported).trim(), "2.0\nFalse", "{}", text(&imported));
 }
 
+/// ComfyUI-Manager imports GitPython when it loads, which refuses to import without a git
+/// program unless told to stay quiet (most Windows machines have none: the Manager then failed
+/// to load in the Windows product under Wine). A `git` module that records what it was told
+/// stands in for GitPython here.
+#[test]
+fn gitpython_is_told_to_stay_quiet_only_where_no_git_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unpack(dir.path());
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    support::write_file(
+        &site_packages(&root),
+        "git/__init__.py",
+        "import os\nREFRESH = os.environ.get('GIT_PYTHON_REFRESH')\n",
+    );
+    let bin_with_git = dir.path().join("bin-with-git");
+    support::write_file(&bin_with_git, "git", "#!/bin/sh\n");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let git = bin_with_git.join("git");
+        std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let told = |path: &Path, set: Option<&str>| {
+        let mut cmd = command(
+            &python(&root),
+            &[
+                "-c",
+                "import git, os; print(git.REFRESH, os.environ.get('GIT_PYTHON_REFRESH'))",
+            ],
+            &home,
+        );
+        cmd.env("PATH", path).env_remove("GIT_PYTHON_REFRESH");
+        if let Some(value) = set {
+            cmd.env("GIT_PYTHON_REFRESH", value);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let empty = dir.path().join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_eq!(told(&empty, None), "quiet quiet");
+    assert_eq!(told(&bin_with_git, None), "None None");
+    // The user's own choice stands.
+    assert_eq!(told(&empty, Some("error")), "error error");
+    // A python that never imports git is not touched.
+    let mut cmd = command(
+        &python(&root),
+        &[
+            "-c",
+            "import os; print(os.environ.get('GIT_PYTHON_REFRESH'))",
+        ],
+        &home,
+    );
+    cmd.env("PATH", &empty).env_remove("GIT_PYTHON_REFRESH");
+    assert_eq!(
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).trim(),
+        "None"
+    );
+}
+
 #[test]
 fn bad_input_is_named_and_changes_nothing() {
     let (dir, root) = unpacked();

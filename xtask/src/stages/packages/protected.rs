@@ -30,7 +30,7 @@ pub struct ProtectedPackage {
 
 /// Given argv[1], a JSON list of [key, name], prints the protected packages (with the files of
 /// each that the tree holds, and their sizes) and the site dir.
-const CLOSURE: &str = r#"import hashlib, json, os, re, sys, sysconfig
+const CLOSURE: &str = r#"import json, os, re, sys, sysconfig
 from importlib.metadata import distributions
 try:
     from pip._vendor.packaging.requirements import Requirement
@@ -38,13 +38,6 @@ try:
 except ImportError:
     from packaging.requirements import Requirement
     from packaging.version import Version
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 INSTALL_RECORDS = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
@@ -73,14 +66,13 @@ while queue:
             unnormal.append([name, version, str(Version(version))])
         files = []
         for file in dist.files or []:
-            path = file.locate()
             # What pip writes per install (its records, console scripts outside site-packages,
-            # bytecode) differs between two installs of the same build: not compared.
+            # bytecode) differs between two installs of the same build: not compared. Which
+            # files exist, their sizes and digests are found by the tool (it is much faster).
             if ("__pycache__" in file.parts or file.parts[0] == ".."
                     or (file.parts[0].endswith(".dist-info") and file.name in INSTALL_RECORDS)):
                 continue
-            if os.path.isfile(path):
-                files.append([file.as_posix(), os.path.getsize(path), sha256(path)])
+            files.append(file.as_posix())
         protected.append([name, version, why, files])
     new = [e for e in [""] + list(extras) if e not in done_extras[key]]
     done_extras[key].update(new)
@@ -105,8 +97,8 @@ pub type HeldFiles = Vec<(String, u64, String)>;
 #[derive(Debug, Deserialize)]
 struct Closure {
     site: PathBuf,
-    /// (name, version, why, files held with their sizes)
-    protected: Vec<(String, String, String, HeldFiles)>,
+    /// (name, version, why, the files its RECORD names, relative to site-packages)
+    protected: Vec<(String, String, String, Vec<String>)>,
     /// (key, name) of the names that are not installed.
     missing: Vec<(String, String)>,
     /// (name, version, its normalized form) of versions not written normalized.
@@ -155,7 +147,7 @@ pub fn protected_closure(
     let mut protected = Vec::new();
     let mut files = BTreeMap::new();
     for (name, version, why, held) in found.protected {
-        files.insert(name.clone(), held);
+        files.insert(name.clone(), with_digests(&found.site, held)?);
         protected.push(ProtectedPackage { name, version, why });
     }
     protected.sort_by_key(|p| p.name.to_lowercase());
@@ -163,6 +155,40 @@ pub fn protected_closure(
         site: found.site,
         protected,
         files,
+    })
+}
+
+/// Each file (relative to `site`) that is there, with its size and sha256, found here on every
+/// core: the target's python only lists them (under Wine, hashing them in Python took most of a
+/// minute).
+fn with_digests(site: &Path, held: Vec<String>) -> Result<HeldFiles> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = held.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let running: Vec<_> = held
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut found = Vec::new();
+                    for rel in part {
+                        let path = site.join(rel);
+                        let Ok(meta) = fs_err::metadata(&path) else {
+                            continue;
+                        };
+                        if meta.is_file() {
+                            let sha256 = crate::util::digest::sha256_file(&path)?;
+                            found.push((rel.clone(), meta.len(), sha256));
+                        }
+                    }
+                    Ok::<_, anyhow::Error>(found)
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(held.len());
+        for worker in running {
+            all.extend(worker.join().expect("a hashing worker panicked")?);
+        }
+        Ok(all)
     })
 }
 

@@ -363,11 +363,11 @@ pub fn ask_python(
 ) -> Result<String> {
     let mut ask = runner.python(python, &["-s"]).args(["-c", code, arg]);
     ask.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
-    ask.to_cmd(sh)
-        .env("PYTHONNOUSERSITE", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .quiet()
-        .read()
+    ask.env.extend([
+        ("PYTHONNOUSERSITE".to_string(), "1".to_string()),
+        ("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string()),
+    ]);
+    process::read(sh, &ask)
         .with_context(|| format!("cannot ask {} what is installed", python.display()))
 }
 
