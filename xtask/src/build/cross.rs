@@ -128,3 +128,21 @@ pub fn cross_pip_steps(
     }));
     steps
 }
+
+/// How this machine runs a zip of `platform` (`verify`): directly on its own platform, under
+/// Wine (prefix and adapters kept in `cache`) for a Windows zip on Linux x86_64.
+pub fn runner_here(platform: Platform, cache: &std::path::Path) -> anyhow::Result<Runner> {
+    let host = Platform::host();
+    if host == Some(platform) {
+        return Ok(Runner::Native);
+    }
+    if platform.is_windows() && host == Some(Platform::LinuxX86_64) {
+        return Ok(Runner::Wine(Wine {
+            dir: cache.join("wine"),
+        }));
+    }
+    anyhow::bail!(
+        "a {platform} zip cannot run on this {} machine: verify it on {platform}",
+        host.map_or("unknown", |p| p.name())
+    )
+}

@@ -13,6 +13,7 @@ pub mod portable;
 pub mod prune;
 pub mod release;
 pub mod resolve;
+pub mod verify;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -73,6 +74,14 @@ pub enum Command {
     /// Check that this machine can build: tools, disk space, path length, and every source the
     /// manifest names.
     Doctor(doctor::DoctorArgs),
+    /// Prove a zip works: unpack it (every volume) into a folder with a space and an "é", then
+    /// run the smoke checks and the distribution's commands (ComfyUI's start) with its own
+    /// python; a Windows zip runs under Wine on Linux.
+    #[command(after_help = "Examples:
+  cargo xtask verify target/portable/anymatix-0.2.0-linux-x86_64.zip
+  cargo xtask verify anymatix-0.2.0-windows-x86_64-cpu.zip      under Wine, on Linux
+  cargo xtask verify anymatix-0.2.0-linux-x86_64.part1.zip      every volume")]
+    Verify(verify::VerifyArgs),
 }
 
 impl Command {
@@ -89,6 +98,7 @@ impl Command {
             Command::Matrix(args) => args.run(),
             Command::Clean(args) => args.run(),
             Command::Doctor(args) => args.run(),
+            Command::Verify(args) => args.run(),
         }
     }
 }
