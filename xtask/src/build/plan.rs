@@ -151,12 +151,16 @@ pub fn plan(
             report: layout.pip_report.clone(),
         }));
     }
-    steps.push(Step::SmokeInstalled(SmokeInstalled {
-        runner: runner.clone(),
-        python,
-        smoke: distribution.smoke_for(platform),
-        bytecode_cache: layout.bytecode_cache.clone(),
-    }));
+    // On the cross route the checks run once, in the recording run of the bytecode stage:
+    // under Wine each import of torch costs half a minute, and verify judges the zip anyway.
+    if route == Route::Native {
+        steps.push(Step::SmokeInstalled(SmokeInstalled {
+            runner: runner.clone(),
+            python,
+            smoke: distribution.smoke_for(platform),
+            bytecode_cache: layout.bytecode_cache.clone(),
+        }));
+    }
 
     steps.push(Step::LinkTree(LinkTree {
         from: layout.env_tree.clone(),

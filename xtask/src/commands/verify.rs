@@ -70,15 +70,8 @@ impl VerifyArgs {
                 .reporter
                 .note(format!("unpacked into {}", into.display()));
             runner.prepare(&tools.reporter)?;
-            verify::smoke_unpacked(
-                &tools.sh,
-                &tools.reporter,
-                &runner,
-                platform,
-                &root,
-                &smoke,
-            )
-            .with_context(|| format!("{} failed its checks", zip.display()))?;
+            verify::smoke_unpacked(&tools.sh, &tools.reporter, &runner, platform, &root, &smoke)
+                .with_context(|| format!("{} failed its checks", zip.display()))?;
             stage.finish();
             eprintln!(
                 "Verified {} in {}",
@@ -111,11 +104,14 @@ fn what_it_is(zip: &std::path::Path) -> Result<(Platform, Option<String>)> {
     let manifest: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("anymatix/manifest.json in {} is not JSON", first.display()))?;
     let Some(platform) = manifest["platform"].as_str() else {
-        bail!("anymatix/manifest.json in {} names no platform", first.display());
+        bail!(
+            "anymatix/manifest.json in {} names no platform",
+            first.display()
+        );
     };
-    let platform: Platform = platform.parse().map_err(|e| {
-        anyhow::anyhow!("anymatix/manifest.json in {}: {e}", first.display())
-    })?;
+    let platform: Platform = platform
+        .parse()
+        .map_err(|e| anyhow::anyhow!("anymatix/manifest.json in {}: {e}", first.display()))?;
     let variant = manifest["variant"]["name"].as_str().map(str::to_string);
     Ok((platform, variant))
 }

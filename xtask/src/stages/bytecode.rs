@@ -156,14 +156,14 @@ impl CompileImported {
         let out = serde_json::to_string(&records.path().to_string_lossy())?;
         fs_err::write(&module, RECORDER.replace("__OUT__", &out))?;
         fs_err::write(&hook, format!("import {RECORDER_MODULE}\n"))?;
+        let recording = std::time::Instant::now();
         let ran = verify::run_checks_and_commands(
-            sh,
             &tools.reporter,
             runner,
             &python,
             &self.tree,
             &self.smoke,
-            &cache,
+            &cache.dir,
         );
         drop(cache);
         fs_err::remove_file(&hook)?;
@@ -194,8 +194,13 @@ impl CompileImported {
         fs_err::create_dir_all(self.listing.parent().context("a listing is in a folder")?)?;
         let listing: String = modules.iter().map(|m| format!("{m}\n")).collect();
         fs_err::write(&self.listing, &listing)?;
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Under Wine each process mostly waits on the Wine server: twice as many keep the cores busy.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = if runner.is_native() { cores } else { 2 * cores };
+        let recorded_in = recording.elapsed();
+        let compiling = std::time::Instant::now();
         compile(runner, &python, &self.tree, &modules, workers)?;
+        let compiled_in = compiling.elapsed();
         let after = snapshot(&self.tree)?;
         let bytes: u64 = after
             .iter()
@@ -207,10 +212,13 @@ impl CompileImported {
             bytes,
         };
         tools.reporter.note(format!(
-            "compiled {} imported modules: {} of checked-hash .pyc (listed in {})",
+            "compiled {} imported modules: {} of checked-hash .pyc (listed in {}); recorded in {}, \
+             compiled in {}",
             summary.modules,
             human_bytes(summary.bytes),
-            self.listing.display()
+            self.listing.display(),
+            crate::util::units::human_duration(recorded_in),
+            crate::util::units::human_duration(compiled_in)
         ));
         Ok(summary)
     }

@@ -77,7 +77,7 @@ pub fn link_copy(from: &Path, to: &Path) -> Result<u64> {
     Ok(copied)
 }
 
-fn copy_link(link: &Path, dest: &Path) -> Result<()> {
+pub fn copy_link(link: &Path, dest: &Path) -> Result<()> {
     let target = fs_err::read_link(link)?;
     #[cfg(unix)]
     std::os::unix::fs::symlink(&target, dest)

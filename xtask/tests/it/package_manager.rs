@@ -471,7 +471,8 @@ fn the_users_own_site_packages_stay_out() {
 /// ComfyUI-Manager imports GitPython when it loads, which refuses to import without a git
 /// program unless told to stay quiet (most Windows machines have none: the Manager then failed
 /// to load in the Windows product under Wine). A `git` module that records what it was told
-/// stands in for GitPython here.
+/// stands in for GitPython here; the `git` found on PATH is a shell script (a Unix host).
+#[cfg(unix)]
 #[test]
 fn gitpython_is_told_to_stay_quiet_only_where_no_git_is_found() {
     let dir = tempfile::tempdir().unwrap();

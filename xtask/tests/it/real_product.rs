@@ -114,6 +114,7 @@ fn comfyui_snapshot(version: &str) -> &'static str {
 }
 
 mod packages;
+mod windows;
 
 /// Runs ComfyUI's own start-up check from the unpacked copy; returns how long it took and what
 /// it printed.

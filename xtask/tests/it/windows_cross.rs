@@ -143,6 +143,27 @@ fn a_windows_zip_is_built_here_from_miniforges_own_packages_and_runs_under_wine(
         "{lock}"
     );
 
+    // `verify` proves the zip by itself, as CI or a user would a downloaded one.
+    let verified = support::xtask(&[
+        "verify",
+        zip.to_str().unwrap(),
+        "--manifest",
+        dir.path().join("distribution.yml").to_str().unwrap(),
+        "--cache",
+        out.join("cache").to_str().unwrap(),
+    ]);
+    let said = support::stderr(&verified);
+    assert!(verified.status.success(), "{said}");
+    for step in [
+        "ok: python -m pip --version",
+        "ok: import anyfix_cli",
+        "ok: install_package.bat --help",
+        "ok: ComfyUI starts and loads its custom nodes",
+        "Verified",
+    ] {
+        assert!(said.contains(step), "{step}: {said}");
+    }
+
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../../../snapshots");
     settings.set_prepend_module_to_snapshot(false);

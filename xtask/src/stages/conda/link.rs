@@ -139,8 +139,7 @@ fn put_file(source: &Path, dest: &Path, entry: &PathEntry, target: &Target) -> R
         if source.is_symlink() && target.platform.is_windows() {
             fs_err::copy(source, dest)?;
         } else if source.is_symlink() {
-            let to = fs_err::read_link(source)?;
-            std::os::unix::fs::symlink(to, dest)?;
+            crate::util::tree::copy_link(source, dest)?;
         } else if std::fs::hard_link(source, dest).is_err() {
             fs_err::copy(source, dest)?;
         }

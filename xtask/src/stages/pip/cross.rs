@@ -49,8 +49,9 @@ pub struct CrossPipInstall {
 }
 
 impl CrossPipInstall {
-    /// `python3 -m pip download` of exactly the resolved wheels for the target's tags.
-    pub fn download_command(&self, python: &str) -> Command {
+    /// `python3 -m pip download` of exactly the resolved wheels for the target's tags, from the
+    /// wheelhouse alone (`cached`) or from it and the sources.
+    pub fn download_command(&self, python: &str, cached: bool) -> Command {
         let abi = format!("cp{}", python.replace('.', ""));
         let mut cmd = Command::new("python3")
             .env(
@@ -75,7 +76,11 @@ impl CrossPipInstall {
             .arg(path_arg(&self.downloads))
             .arg("--find-links")
             .arg(path_arg(&self.wheelhouse))
-            .args(self.sources.iter().cloned())
+            .args(if cached {
+                vec!["--no-index".to_string()]
+            } else {
+                self.sources.clone()
+            })
             .arg("-r")
             .arg(path_arg(&self.resolved));
         cmd.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
@@ -109,9 +114,19 @@ impl CrossPipInstall {
         }
         fs_err::create_dir_all(&self.downloads)?;
         fs_err::create_dir_all(&self.wheelhouse)?;
-        let download = self.download_command(&python_xy);
-        process::run(&tools.sh, &tools.reporter, &without_pip_variables(download))
-            .context("pip could not download the target's wheels")?;
+        // From the wheelhouse alone first (warm caches: no network at all), else from the
+        // sources, which pip asks only for what the wheelhouse lacks.
+        let from_cache = without_pip_variables(self.download_command(&python_xy, true));
+        let cached = process::output(&tools.sh, &tools.reporter, &from_cache)?;
+        if cached.status.success() {
+            tools
+                .reporter
+                .note(format!("every wheel from {}", self.wheelhouse.display()));
+        } else {
+            let download = without_pip_variables(self.download_command(&python_xy, false));
+            process::run(&tools.sh, &tools.reporter, &download)
+                .context("pip could not download the target's wheels")?;
+        }
 
         let scheme = match self.platform {
             Platform::WindowsX86_64 => Scheme::windows(&self.prefix)?,
@@ -119,22 +134,20 @@ impl CrossPipInstall {
                 bail!("wheels are installed for {other} by the cross route only for Windows so far")
             }
         };
-        let mut wheels: Vec<PathBuf> = fs_err::read_dir(&self.downloads)?
+        let wheels: Vec<PathBuf> = fs_err::read_dir(&self.downloads)?
             .map(|e| e.map(|e| e.path()))
             .collect::<std::io::Result<_>>()?;
-        wheels.sort();
-        let mut locked = Vec::new();
+        if let Some(odd) = wheels
+            .iter()
+            .find(|w| w.extension().is_none_or(|e| e != "whl"))
+        {
+            bail!(
+                "pip downloaded {}, which is not a wheel: the cross route installs wheels only",
+                odd.display()
+            );
+        }
+        let mut locked = install_all(&wheels, &scheme)?;
         for wheel in &wheels {
-            let name = wheel.file_name().unwrap_or_default().to_string_lossy();
-            if !name.ends_with(".whl") {
-                bail!("pip downloaded {name}, which is not a wheel: the cross route installs wheels only");
-            }
-            let installed = wheel::install(wheel, &scheme)?;
-            locked.push(LockedPackage {
-                name: installed.name.to_lowercase(),
-                version: installed.version,
-                sha256: digest::sha256_file(wheel)?,
-            });
             let kept = self.wheelhouse.join(wheel.file_name().unwrap_or_default());
             if !kept.exists() {
                 fs_err::copy(wheel, &kept)?;
@@ -180,8 +193,8 @@ impl Describe for CrossPipInstall {
         }
         writeln!(
             f,
-            "      download its wheels: {}",
-            self.download_command("X.Y")
+            "      download its wheels (from the wheelhouse alone when it has them all): {}",
+            self.download_command("X.Y", false)
         )?;
         write!(
             f,
@@ -207,6 +220,39 @@ impl Describe for CrossPipInstall {
             "cross (uv resolve, wheels installed by the tool)",
         );
     }
+}
+
+/// Installs every wheel on every core (the largest first, so torch does not start last) and
+/// returns each as the lock names it, with its wheel's sha256.
+fn install_all(wheels: &[PathBuf], scheme: &Scheme) -> Result<Vec<LockedPackage>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut order: Vec<&PathBuf> = wheels.iter().collect();
+    order.sort_by_key(|w| std::cmp::Reverse(fs_err::metadata(w).map_or(0, |m| m.len())));
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        let running: Vec<_> = (0..workers.min(order.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some(wheel) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let installed = wheel::install(wheel, scheme)?;
+                        done.push(LockedPackage {
+                            name: installed.name.to_lowercase(),
+                            version: installed.version,
+                            sha256: digest::sha256_file(wheel)?,
+                        });
+                    }
+                    Ok::<_, anyhow::Error>(done)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for worker in running {
+            all.extend(worker.join().expect("a wheel-installing worker panicked")?);
+        }
+        Ok(all)
+    })
 }
 
 /// pip's platform tag of the target's wheels.

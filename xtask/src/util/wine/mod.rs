@@ -111,6 +111,21 @@ impl Wine {
         cmd
     }
 
+    /// Test-only, for an unpacked copy whose pythons are started by its own programs (a `.bat`,
+    /// a launcher, ComfyUI-Manager's pip), not through `boot.py`: `python/sitecustomize.py`
+    /// loads the adapter at every start. Outside site-packages, so no package tool counts it;
+    /// never in a zip.
+    pub fn adapt_copy(&self, root: &Path) -> Result<()> {
+        let dll = self.adapter().join("wine8fix.dll");
+        let windows_path = format!("Z:{}", dll.display()).replace('/', "\\");
+        let text = format!(
+            "# Test-only Wine adapter (see xtask/src/util/wine): never in a zip.\n\
+             import ctypes\nctypes.WinDLL(r\"{windows_path}\").wine8fix_apply()\n"
+        );
+        fs_err::write(root.join("python/sitecustomize.py"), text)?;
+        Ok(())
+    }
+
     /// A path as a Windows program here prints it (`Z:\work\x`) on this machine (`/work/x`).
     pub fn host_path(printed: &str) -> PathBuf {
         let unix = printed.replace('\\', "/");

