@@ -642,14 +642,20 @@ pub fn run_xtask(args: &[&str]) -> (bool, String) {
 }
 
 pub fn hermetic_env(cmd: &mut Command) {
+    without_python_settings(cmd);
+    cmd.env("PIP_CONFIG_FILE", "/dev/null");
+    cmd.env("GIT_CONFIG_GLOBAL", "/dev/null");
+}
+
+/// Takes away the user's pip and Python settings (`PIP_*`, `PYTHON*`, `VIRTUAL_ENV`), for a
+/// program that must see only what the test gives it (a Windows one under Wine too).
+pub fn without_python_settings(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("PIP_") || key.starts_with("PYTHON") || key == "VIRTUAL_ENV" {
             cmd.env_remove(&key);
         }
     }
-    cmd.env("PIP_CONFIG_FILE", "/dev/null");
-    cmd.env("GIT_CONFIG_GLOBAL", "/dev/null");
 }
 
 pub fn stderr(out: &Output) -> String {

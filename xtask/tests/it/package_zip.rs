@@ -153,12 +153,7 @@ pub(crate) fn command(program: &Path, args: &[&str], home: &Path) -> Command {
     let b = built();
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(home);
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("PIP_") || key.starts_with("PYTHON") || key == "VIRTUAL_ENV" {
-            cmd.env_remove(&key);
-        }
-    }
+    support::without_python_settings(&mut cmd);
     cmd.env("HOME", home)
         .env("PIP_NO_INDEX", "1")
         .env(

@@ -113,6 +113,34 @@ fn comfyui_snapshot(version: &str) -> &'static str {
     }
 }
 
+/// The build record's steps that took half a second or more, as `step 1.2 s`.
+fn timed_steps(record: &serde_json::Value) -> Vec<String> {
+    record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["seconds"].as_f64().unwrap() >= 0.5)
+        .map(|s| {
+            format!(
+                "{} {:.1} s",
+                s["step"].as_str().unwrap(),
+                s["seconds"].as_f64().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// The zip or its volumes, and their bytes together.
+fn zip_volumes(zip: &Path) -> (Vec<PathBuf>, u64) {
+    let zips = xtask::stages::archive::zip_or_volumes(zip);
+    assert!(!zips.is_empty(), "no zip nor volumes at {}", zip.display());
+    let bytes = zips
+        .iter()
+        .map(|z| std::fs::metadata(z).unwrap().len())
+        .sum();
+    (zips, bytes)
+}
+
 mod packages;
 mod windows;
 
@@ -247,28 +275,11 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
         &std::fs::read_to_string(out.join("anymatix-0.0.0-real-linux-x86_64.build.json")).unwrap(),
     )
     .unwrap();
-    let steps: Vec<String> = build_record["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["seconds"].as_f64().unwrap() >= 0.5)
-        .map(|s| {
-            format!(
-                "{} {:.1} s",
-                s["step"].as_str().unwrap(),
-                s["seconds"].as_f64().unwrap()
-            )
-        })
-        .collect();
+    let steps = timed_steps(&build_record);
 
     let zip = out.join("anymatix-0.0.0-real-linux-x86_64.zip");
     // One zip, or volumes where it is over GitHub's limit: the first holds the manifest.
-    let zips = xtask::stages::archive::zip_or_volumes(&zip);
-    assert!(!zips.is_empty(), "no zip nor volumes in {}", out.display());
-    let zip_bytes: u64 = zips
-        .iter()
-        .map(|z| std::fs::metadata(z).unwrap().len())
-        .sum();
+    let (zips, zip_bytes) = zip_volumes(&zip);
     let parts = zips.len();
     let mut archive = zip::ZipArchive::new(std::fs::File::open(&zips[0]).unwrap()).unwrap();
     let manifest_json: serde_json::Value = {

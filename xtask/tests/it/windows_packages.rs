@@ -104,12 +104,7 @@ fn wine(program: &str, args: &[&str], cwd: &Path, wheels: &Path) -> Output {
     let prefix = support::xtask_binary().parent().unwrap().join("wineprefix");
     let mut cmd = Command::new("wine");
     cmd.arg(program).args(args).current_dir(cwd);
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("PIP_") || key.starts_with("PYTHON") {
-            cmd.env_remove(&key);
-        }
-    }
+    support::without_python_settings(&mut cmd);
     cmd.env("WINEPREFIX", prefix)
         .env("WINEDEBUG", "-all")
         .env("DISPLAY", "")

@@ -29,12 +29,7 @@ use xtask::util::wine::Wine;
 fn wine(wine: &Wine, program: &Path, args: &[&str], cwd: &Path) -> Command {
     let mut cmd = Command::new("wine");
     cmd.arg(program).args(args).current_dir(cwd);
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("PIP_") || key.starts_with("PYTHON") {
-            cmd.env_remove(&key);
-        }
-    }
+    support::without_python_settings(&mut cmd);
     for (key, value) in wine.env() {
         cmd.env(key, value);
     }
@@ -145,7 +140,7 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
     for repo in doc["repos"].as_sequence_mut().unwrap().iter_mut() {
         let (url, rev) = match repo["name"].as_str().unwrap() {
             "ComfyUI" => (&comfy, comfy_tag.as_str()),
-            "ComfyUI-Manager" => (&manager, "master"),
+            "ComfyUI-Manager" => (&manager, "main"),
             other => panic!("the default distribution gained repo {other}: give it a snapshot"),
         };
         repo["url"] = Value::from(format!("file://{}", url.display()));
@@ -189,26 +184,9 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
             .unwrap(),
     )
     .unwrap();
-    let steps: Vec<String> = record["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["seconds"].as_f64().unwrap() >= 0.5)
-        .map(|s| {
-            format!(
-                "{} {:.1} s",
-                s["step"].as_str().unwrap(),
-                s["seconds"].as_f64().unwrap()
-            )
-        })
-        .collect();
+    let steps = super::timed_steps(&record);
     let zip = out.join("anymatix-0.0.0-real-windows-x86_64-cpu.zip");
-    let zips = xtask::stages::archive::zip_or_volumes(&zip);
-    assert!(!zips.is_empty(), "no zip in {}", out.display());
-    let zip_bytes: u64 = zips
-        .iter()
-        .map(|z| std::fs::metadata(z).unwrap().len())
-        .sum();
+    let (zips, zip_bytes) = super::zip_volumes(&zip);
     let files = zip::ZipArchive::new(std::fs::File::open(&zips[0]).unwrap())
         .unwrap()
         .len();
