@@ -74,9 +74,10 @@ fn quick_test(w: &Wine, root: &Path) -> Duration {
 
 fn packages_bat(w: &Wine, root: &Path, args: &[&str]) -> Output {
     let bat = support::windows::wine_path(&root.join("packages.bat"));
-    // `call` first: a line that starts with a quote and holds more loses its first and last
-    // quote to cmd /C.
-    let mut all = vec!["/C", "call", bat.as_str()];
+    // cmd /C keeps the quotes of a line that holds two (the path's); with more it drops the
+    // first and last, and through `call` Wine's cmd loses the batch file's exit code: the
+    // arguments hold no space.
+    let mut all = vec!["/C", bat.as_str()];
     all.extend_from_slice(args);
     wine(w, Path::new("cmd"), &all, root.parent().unwrap())
         .output()
@@ -365,7 +366,7 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
         .filter(|l| l.ends_with(" protected"))
         .count();
     let before = hashes(&root);
-    let cpu_index = dir.join("cpu index");
+    let cpu_index = dir.join("cpu-index");
     let (labelled, _) = super::packages::relabelled(
         &out.join("cache/wheels/windows-x86_64-cpu"),
         &cpu_index,
