@@ -658,6 +658,24 @@ pub fn without_python_settings(cmd: &mut Command) {
     }
 }
 
+/// Every file under `dir` (bytecode and the environment's id aside) by its sha256: a tree, byte
+/// for byte, to compare before and after an install and its undo.
+pub fn file_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| !e.path().to_string_lossy().contains("__pycache__"))
+        .filter(|e| e.file_name() != "anymatix-environment-id")
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                sha256_hex(&std::fs::read(e.path()).unwrap()),
+            )
+        })
+        .collect()
+}
+
 pub fn stderr(out: &Output) -> String {
     format!(
         "{}{}",

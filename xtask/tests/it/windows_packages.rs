@@ -121,19 +121,7 @@ fn said(out: &Output) -> String {
 
 /// Every file of python/ (bytecode aside) by its sha256.
 fn hashes(python: &Path) -> BTreeMap<String, String> {
-    walkdir::WalkDir::new(python)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|e| e.file_type().is_file())
-        .filter(|e| !e.path().to_string_lossy().contains("__pycache__"))
-        .filter(|e| e.file_name() != "anymatix-environment-id")
-        .map(|e| {
-            (
-                e.path().strip_prefix(python).unwrap().display().to_string(),
-                support::sha256_hex(&std::fs::read(e.path()).unwrap()),
-            )
-        })
-        .collect()
+    support::file_hashes(python)
 }
 
 #[test]

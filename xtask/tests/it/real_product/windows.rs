@@ -427,22 +427,5 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
 
 /// Every file of python/ (bytecode aside) by its sha256.
 fn hashes(root: &Path) -> std::collections::BTreeMap<String, String> {
-    let prefix = root.join("python");
-    walkdir::WalkDir::new(&prefix)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|e| e.file_type().is_file())
-        .filter(|e| !e.path().to_string_lossy().contains("__pycache__"))
-        .filter(|e| e.file_name() != "anymatix-environment-id")
-        .map(|e| {
-            (
-                e.path()
-                    .strip_prefix(&prefix)
-                    .unwrap()
-                    .display()
-                    .to_string(),
-                support::sha256_hex(&std::fs::read(e.path()).unwrap()),
-            )
-        })
-        .collect()
+    support::file_hashes(&root.join("python"))
 }
