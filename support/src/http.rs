@@ -17,6 +17,44 @@ pub enum Route {
         body: Vec<u8>,
         cut_at: usize,
     },
+    /// Answers `Range: bytes=A-B` (and `A-`) with 206 and that slice, a plain GET with the whole
+    /// body, as GitHub's storage host does. `drop_first`: the first answer longer than 4 KiB is
+    /// cut in the middle and the connection dropped. `pace`: bytes a second (0: as fast as it
+    /// goes), so a test can stop a client mid-download.
+    Ranged {
+        body: Arc<Vec<u8>>,
+        drop_first: Arc<AtomicBool>,
+        pace: usize,
+    },
+}
+
+impl Route {
+    /// A file served with Range support.
+    pub fn ranged(body: Vec<u8>) -> Route {
+        Route::Ranged {
+            body: Arc::new(body),
+            drop_first: Arc::new(AtomicBool::new(false)),
+            pace: 0,
+        }
+    }
+
+    /// The same, but the first long answer breaks off half way.
+    pub fn ranged_dropping_once(body: Vec<u8>) -> Route {
+        Route::Ranged {
+            body: Arc::new(body),
+            drop_first: Arc::new(AtomicBool::new(true)),
+            pace: 0,
+        }
+    }
+
+    /// The same, at `pace` bytes a second.
+    pub fn ranged_slowly(body: Vec<u8>, pace: usize) -> Route {
+        Route::Ranged {
+            body: Arc::new(body),
+            drop_first: Arc::new(AtomicBool::new(false)),
+            pace,
+        }
+    }
 }
 
 pub struct Server {
@@ -81,6 +119,7 @@ fn serve(
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut range_start: Option<usize> = None;
+    let mut range_end: Option<usize> = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
@@ -88,7 +127,9 @@ fn serve(
         }
         let lower = header.to_ascii_lowercase();
         if let Some(value) = lower.strip_prefix("range: bytes=") {
-            range_start = value.trim().trim_end_matches('-').parse().ok();
+            let (start, end) = value.trim().split_once('-').unwrap_or((value.trim(), ""));
+            range_start = start.parse().ok();
+            range_end = end.parse().ok();
         }
     }
     let path = request_line
@@ -96,9 +137,10 @@ fn serve(
         .nth(1)
         .unwrap_or("/")
         .to_string();
-    let logged = match range_start {
-        Some(start) => format!("{path} [from {start}]"),
-        None => path.clone(),
+    let logged = match (range_start, range_end) {
+        (Some(start), Some(end)) => format!("{path} [{start}-{end}]"),
+        (Some(start), None) => format!("{path} [from {start}]"),
+        _ => path.clone(),
     };
     requests.lock().unwrap().push(logged);
     // The first segment names the client (`/<client>/releases/...`), so tests that share this
@@ -141,6 +183,49 @@ fn serve(
                 return Ok(());
             }
         },
+        Some(Route::Ranged {
+            body,
+            drop_first,
+            pace,
+        }) => {
+            let (start, end) = match range_start {
+                Some(start) if start < body.len() => {
+                    let end = range_end.map_or(body.len(), |e| (e + 1).min(body.len()));
+                    write!(
+                        out,
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nETag: \"{}\"\r\nConnection: close\r\n\r\n",
+                        end - start,
+                        end - 1,
+                        body.len(),
+                        body.len()
+                    )?;
+                    (start, end)
+                }
+                _ => {
+                    write!(
+                        out,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )?;
+                    (0, body.len())
+                }
+            };
+            let slice = &body[start..end];
+            if slice.len() > 4096 && drop_first.swap(false, Ordering::SeqCst) {
+                out.write_all(&slice[..slice.len() / 2])?;
+                out.flush()?;
+                return Ok(());
+            }
+            if pace == 0 {
+                out.write_all(slice)?;
+            } else {
+                for piece in slice.chunks((pace / 20).max(1)) {
+                    out.write_all(piece)?;
+                    out.flush()?;
+                    thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+        }
         Some(Route::Redirect(location)) => {
             write!(
                 out,

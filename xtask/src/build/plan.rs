@@ -19,7 +19,7 @@ use crate::stages::conda::LinkBase;
 use crate::stages::install::{CondaInstall, InstallBase};
 use crate::stages::manifest::WriteManifest;
 use crate::stages::miniforge::{DownloadInstaller, Tag};
-use crate::stages::packages::PackageTools;
+use crate::stages::packages::{Folder, PackageTools};
 use crate::stages::pip::leave_out::LeaveOutPackages;
 use crate::stages::pip::{self, PipInstall, PipRequest, Wanted, Wheelhouse, WriteFile};
 use crate::stages::prune::{LinkTree, Policy, Prune};
@@ -199,6 +199,11 @@ pub fn plan(
         protected: distribution.protected_for(platform),
         smoke: distribution.smoke_for(platform),
         indexes: distribution.carried_indexes(platform),
+        folder: Folder::new(
+            platform,
+            distribution.variant_info(&layout.variant).as_ref(),
+            &distribution.requires_at_most(platform),
+        ),
     }));
     steps.push(Step::CompileImported(CompileImported {
         platform,

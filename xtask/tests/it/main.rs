@@ -32,6 +32,12 @@ mod real_product;
 mod rebuild;
 mod resolve_cli;
 mod tidy;
+#[cfg(unix)]
+mod update;
+#[cfg(unix)]
+mod update_faults;
+#[cfg(unix)]
+mod update_releases;
 mod windows;
 mod windows_cross;
 mod windows_packages;

@@ -206,7 +206,9 @@ fn unpacked_windows_tree(dir: &Path) -> PathBuf {
     let unrewritten = std::fs::read(built.join("python/Scripts/tool.exe")).unwrap();
     stand_in_python(&built.join("python/python.exe"), false);
     stand_in_python(&built.join("python/pythonw.exe"), true);
-    for (name, text) in xtask::stages::packages::scripts(Platform::WindowsX86_64) {
+    for (name, text) in
+        xtask::stages::packages::scripts(Platform::WindowsX86_64, &Default::default())
+    {
         write_file(&built, name, text);
     }
     relocate_windows(&built);
@@ -534,7 +536,9 @@ fn a_windows_prefix_of_real_wheels_prunes_relocates_and_zips() {
         "conda-meta/history",
         format!("# cmd: Miniforge3.exe /S /D={BUILD}\\python\n"),
     );
-    for (name, text) in xtask::stages::packages::scripts(Platform::WindowsX86_64) {
+    for (name, text) in
+        xtask::stages::packages::scripts(Platform::WindowsX86_64, &Default::default())
+    {
         write_file(&root, name, text);
     }
     let mut scripts = 0;

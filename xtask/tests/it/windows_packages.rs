@@ -194,6 +194,7 @@ fn packages_bat_protects_and_undoes_on_windows_python_under_wine() {
             "extra-index-url".into(),
             "https://download.pytorch.org/whl/cu130".into(),
         )],
+        folder: &Default::default(),
     })
     .unwrap();
     let packages_bat = wine_path(&root.join("packages.bat"));

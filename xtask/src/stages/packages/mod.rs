@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::model::distribution::VariantInfo;
 use crate::model::platform::Platform;
 use crate::model::smoke::Smoke;
 use crate::model::smoke::{smoke_steps, SmokeStep};
@@ -50,6 +51,22 @@ const TOOL_FILES: &[(&str, &str)] = shipped![
     "tools/anymatix_packages/page/index.html",
     "tools/anymatix_packages/page/page.css",
     "tools/anymatix_packages/page/page.js",
+    "tools/update.py",
+    "tools/anymatix_update/__init__.py",
+    "tools/anymatix_update/build.py",
+    "tools/anymatix_update/carry.py",
+    "tools/anymatix_update/cli.py",
+    "tools/anymatix_update/errors.py",
+    "tools/anymatix_update/layout.py",
+    "tools/anymatix_update/plan.py",
+    "tools/anymatix_update/processes.py",
+    "tools/anymatix_update/progress.py",
+    "tools/anymatix_update/remote.py",
+    "tools/anymatix_update/requirements_met.py",
+    "tools/anymatix_update/runner.py",
+    "tools/anymatix_update/switch.py",
+    "tools/anymatix_update/switch.sh",
+    "tools/anymatix_update/zips.py",
 ];
 
 /// The start-up rules, by their place under `anymatix/` (they go into site-packages).
@@ -62,26 +79,80 @@ const SITE_FILES: &[(&str, &str)] = shipped![
 const SCRIPTS: &[(&str, &str)] = shipped![
     "scripts/packages.sh",
     "scripts/install_package.sh",
+    "scripts/update.sh",
+    "scripts/run_comfyui.sh",
     "scripts/packages.bat",
     "scripts/install_package.bat",
+    "scripts/update.bat",
+    "scripts/run_comfyui.bat",
 ];
 
+const README: &str = include_str!("../../../../anymatix/scripts/README.txt");
+
+/// What the files at the top of `anymatix/` say of this zip.
+#[derive(Debug, Clone, Default)]
+pub struct Folder {
+    /// ComfyUI's options for the variant (`--cpu` for a build without CUDA).
+    pub comfyui_args: String,
+    /// What the machine needs, in a line.
+    pub needs: String,
+}
+
+impl Folder {
+    pub fn new(
+        platform: Platform,
+        variant: Option<&VariantInfo>,
+        requires: &crate::model::system::Ceiling,
+    ) -> Folder {
+        let cpu = variant.is_some_and(|v| v.cuda.as_deref() == Some("none"));
+        let mut needs: Vec<String> = crate::model::system::Requirement::ALL
+            .iter()
+            .filter_map(|kind| {
+                requires
+                    .get(*kind)
+                    .map(|v| format!("{} {v} or newer", kind.label()))
+            })
+            .collect();
+        needs.insert(0, platform.to_string());
+        if let Some(about) = variant.and_then(|v| v.about.as_deref()) {
+            needs.push(about.to_string());
+        }
+        Folder {
+            comfyui_args: if cpu { "--cpu ".into() } else { String::new() },
+            needs: needs.join("; "),
+        }
+    }
+}
+
 /// The scripts at the top of `anymatix/` for `platform`: (name, text). cmd.exe wants CRLF.
-pub fn scripts(platform: Platform) -> Vec<(&'static str, String)> {
+pub fn scripts(platform: Platform, folder: &Folder) -> Vec<(&'static str, String)> {
     let suffix = if platform.is_windows() { ".bat" } else { ".sh" };
     SCRIPTS
         .iter()
         .filter(|(rel, _)| rel.ends_with(suffix))
         .map(|(rel, text)| {
             let name = rel.strip_prefix("scripts/").expect("under scripts/");
-            let text = if platform.is_windows() {
-                text.replace("\r\n", "\n").replace('\n', "\r\n")
-            } else {
-                text.to_string()
-            };
-            (name, text)
+            let text = text.replace("@VARIANT_ARGS@", &folder.comfyui_args);
+            (name, line_ends(platform, &text))
         })
         .collect()
+}
+
+/// `README.txt` at the top of `anymatix/`: how to start, add packages, update and go back.
+pub fn readme(platform: Platform, folder: &Folder) -> String {
+    let ext = if platform.is_windows() { ".bat" } else { ".sh" };
+    let text = README
+        .replace("@EXT@", ext)
+        .replace("@NEEDS@", &folder.needs);
+    line_ends(platform, &text)
+}
+
+fn line_ends(platform: Platform, text: &str) -> String {
+    if platform.is_windows() {
+        text.replace("\r\n", "\n").replace('\n', "\r\n")
+    } else {
+        text.to_string()
+    }
 }
 
 /// pip's site configuration (`pip.conf`, `pip.ini` on Windows, in the prefix): read by every
@@ -132,6 +203,7 @@ pub struct PackageTools {
     pub smoke: Smoke,
     /// (pip option, URL) carried into pip's site configuration.
     pub indexes: Vec<(String, String)>,
+    pub folder: Folder,
 }
 
 impl PackageTools {
@@ -156,6 +228,7 @@ impl PackageTools {
             files: &core.files,
             smoke: &self.smoke,
             indexes: &self.indexes,
+            folder: &self.folder,
         })?;
         tools.reporter.note(format!(
             "protected {} packages: {}",
@@ -182,6 +255,7 @@ pub struct Shipped<'a> {
     pub files: &'a BTreeMap<String, HeldFiles>,
     pub smoke: &'a Smoke,
     pub indexes: &'a [(String, String)],
+    pub folder: &'a Folder,
 }
 
 /// Writes the package tools into a tree (the Windows tests lay them into a real Windows
@@ -224,9 +298,13 @@ pub fn lay_out(shipped: &Shipped) -> Result<()> {
         };
         fs_err::write(tree.join("python").join(name), config)?;
     }
-    for (name, text) in scripts(shipped.platform) {
+    for (name, text) in scripts(shipped.platform, shipped.folder) {
         write_executable(&tree.join(name), &text)?;
     }
+    fs_err::write(
+        tree.join("README.txt"),
+        readme(shipped.platform, shipped.folder),
+    )?;
     Ok(())
 }
 
@@ -253,8 +331,8 @@ impl Describe for PackageTools {
         let names: Vec<&str> = self.protected.iter().map(|(_, n)| n.as_str()).collect();
         write!(
             f,
-            "write {} and tools/ into {}, protecting [{}]",
-            scripts(self.platform)
+            "write {}, README.txt and tools/ into {}, protecting [{}]",
+            scripts(self.platform, &self.folder)
                 .iter()
                 .map(|(n, _)| *n)
                 .collect::<Vec<_>>()
@@ -264,6 +342,13 @@ impl Describe for PackageTools {
         )?;
         for (key, url) in &self.indexes {
             write!(f, ", pip {key} {url}")?;
+        }
+        if !self.folder.comfyui_args.is_empty() {
+            write!(
+                f,
+                ", ComfyUI started with {}",
+                self.folder.comfyui_args.trim()
+            )?;
         }
         Ok(())
     }

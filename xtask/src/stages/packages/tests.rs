@@ -43,9 +43,17 @@ fn every_shipped_python_file_is_compiled_in() {
 
 #[test]
 fn scripts_run_the_python_beside_them() {
-    let unix = scripts(Platform::LinuxX86_64);
+    let unix = scripts(Platform::LinuxX86_64, &Folder::default());
     let names: Vec<&str> = unix.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["packages.sh", "install_package.sh"]);
+    assert_eq!(
+        names,
+        [
+            "packages.sh",
+            "install_package.sh",
+            "update.sh",
+            "run_comfyui.sh"
+        ]
+    );
     assert!(unix[0].1.starts_with("#!/bin/sh\n"));
     assert!(unix[0]
         .1
@@ -53,10 +61,10 @@ fn scripts_run_the_python_beside_them() {
     assert!(unix[1]
         .1
         .contains(r#"exec "$here/packages.sh" install "$@""#));
-    let windows = scripts(Platform::WindowsX86_64);
+    let windows = scripts(Platform::WindowsX86_64, &Folder::default());
     for (name, text) in &windows {
         assert!(
-            text.contains(r#""%~dp0python\python.exe" -s "%~dp0tools\packages.py""#),
+            text.contains(r#""%~dp0python\python.exe" -s "%~dp0"#),
             "{name}"
         );
         assert!(
