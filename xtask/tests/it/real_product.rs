@@ -141,7 +141,187 @@ fn zip_volumes(zip: &Path) -> (Vec<PathBuf>, u64) {
     (zips, bytes)
 }
 
+/// The default distribution, with only the unreachable sources replaced: ComfyUI and
+/// ComfyUI-Manager from these repositories at these revisions. Written to `path`.
+fn real_distribution(path: &Path, comfy: (&Path, &str), manager: (&Path, &str)) -> PathBuf {
+    let w = world();
+    // The default distribution, with only the unreachable sources replaced.
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml");
+    let mut doc: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(default).unwrap()).unwrap();
+    doc["installer"]["base_url"] = Value::from(w.base_url("real-product"));
+    let repo_list = doc["repos"].as_sequence_mut().unwrap();
+    for repo in repo_list.iter_mut() {
+        let (url, rev) = match repo["name"].as_str().unwrap() {
+            "ComfyUI" => comfy,
+            "ComfyUI-Manager" => manager,
+            other => panic!("the default distribution gained repo {other}: give it a snapshot"),
+        };
+        repo["url"] = Value::from(format!("file://{}", url.display()));
+        repo["rev"] = Value::from(rev);
+    }
+    // The stand-in Miniforge's interpreter is this host's CPython, built for this host's glibc
+    // (a real Miniforge's is built for glibc 2.17): the limit is raised to it for that reason only.
+    let host_glibc = String::from_utf8(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import os; print(os.confstr('CS_GNU_LIBC_VERSION').split()[1])",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    doc["platforms"]["linux-x86_64"]["requires_at_most"]["glibc"] =
+        Value::from(host_glibc.trim().to_string());
+    std::fs::write(path, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+    path.to_path_buf()
+}
+
+/// `cargo xtask fetch` (with PyPI), then `portable --offline` of `manifest` into `out` as
+/// `version`: (fetch time, build time, their logs).
+fn fetch_and_build(
+    manifest: &Path,
+    out: &Path,
+    version: &str,
+) -> (Duration, Duration, String, String) {
+    // Everything the build downloads (3 GB of wheels) first, with `fetch`: pip's HTTP cache stays
+    // cold where the index sends no caching headers, so the build is timed from local copies, as
+    // with warm caches. A kept folder keeps its wheelhouse for the next run.
+    let fetch_started = Instant::now();
+    let mut fetch = Command::new(support::xtask_binary());
+    fetch
+        .args(["fetch", "--manifest", manifest.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()]);
+    support::pypi_env(&mut fetch);
+    let (status, fetch_log) = logged(&mut fetch);
+    assert!(status.success(), "fetch failed (its output is above)");
+    let fetch_time = fetch_started.elapsed();
+
+    let started = Instant::now();
+    let mut build = Command::new(support::xtask_binary());
+    build
+        .args([
+            "portable",
+            "--offline",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
+        .args(["--out", out.to_str().unwrap(), "--version", version]);
+    let (status, build_log) = logged(&mut build);
+    let build_time = started.elapsed();
+    assert!(status.success(), "the build failed (its output is above)");
+    (fetch_time, build_time, fetch_log, build_log)
+}
+
+/// ComfyUI served from `comfy_dir` (its log in `dir/comfyui-server.log`): its page, its nodes,
+/// and the workflow through its executor, whose image is checked pixel by pixel. Returns the
+/// node types it serves and the image's name.
+fn serve_and_run_workflow(python: &Path, comfy_dir: &Path, dir: &Path) -> (usize, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.join("comfyui-server.log")).unwrap();
+    let mut server = Command::new(python);
+    server
+        .args(["-s", "main.py", "--cpu", "--listen", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .current_dir(comfy_dir)
+        .env_remove("PYTHONPATH")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    {
+        use std::os::unix::process::CommandExt;
+        server.process_group(0);
+    }
+    let mut server = server.spawn().unwrap();
+    let stop = |server: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", server.id())])
+            .status();
+        let _ = server.wait();
+    };
+    let served = (|| -> Result<(usize, String), String> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            match http(port, "GET", "/", "") {
+                Ok((200, page)) if page.contains("<html") || page.contains("<!DOCTYPE") => break,
+                _ if Instant::now() > deadline => return Err("no page within 600 s".into()),
+                _ => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+        let (status, info) = http(port, "GET", "/object_info", "").map_err(|e| e.to_string())?;
+        let info: serde_json::Value =
+            serde_json::from_str(&info).map_err(|e| format!("/object_info ({status}): {e}"))?;
+        let nodes = info.as_object().map_or(0, |o| o.len());
+        if info.get("KSampler").is_none() {
+            return Err(format!(
+                "/object_info lists {nodes} node types, no KSampler"
+            ));
+        }
+        let body = format!("{{\"prompt\": {WORKFLOW}}}");
+        let (status, answer) = http(port, "POST", "/prompt", &body).map_err(|e| e.to_string())?;
+        let answer: serde_json::Value = serde_json::from_str(&answer)
+            .map_err(|e| format!("POST /prompt ({status}): {e}: {answer}"))?;
+        let id = answer["prompt_id"]
+            .as_str()
+            .ok_or(format!("POST /prompt ({status}): {answer}"))?
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (_, history) =
+                http(port, "GET", &format!("/history/{id}"), "").map_err(|e| e.to_string())?;
+            let history: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+            let entry = &history[&id];
+            if entry["status"]["completed"].as_bool() == Some(true) {
+                let image = &entry["outputs"]["3"]["images"][0];
+                return Ok((
+                    nodes,
+                    image["filename"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+            if entry["status"]["status_str"].as_str() == Some("error") {
+                return Err(format!("the workflow failed: {entry}"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the workflow did not finish within 300 s: {history}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })();
+    stop(&mut server);
+    let (node_types, image) = served.unwrap_or_else(|e| {
+        let log = std::fs::read_to_string(dir.join("comfyui-server.log")).unwrap_or_default();
+        panic!("{e}\nComfyUI's log:\n{log}")
+    });
+    // Every pixel of the red image, inverted: (0, 255, 255), 64 by 48.
+    let check = Command::new(python)
+        .args([
+            "-s",
+            "-c",
+            "import sys; from PIL import Image; i = Image.open(sys.argv[1]).convert('RGB'); \
+             assert i.size == (64, 48), i.size; assert set(i.getdata()) == {(0, 255, 255)}, set(i.getdata()); print('ok')",
+        ])
+        .arg(comfy_dir.join("output").join(&image))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    (node_types, image)
+}
+
 mod packages;
+mod update;
 mod windows;
 
 /// Runs ComfyUI's own start-up check from the unpacked copy; returns how long it took and what
@@ -175,7 +355,6 @@ fn quick_test(python: &Path, comfy: &Path) -> (Duration, String) {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[test]
 fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
-    let w = world();
     let keep = std::env::var_os("ANYMATIX_REAL_PRODUCT_DIR").map(PathBuf::from);
     let temp = tempfile::tempdir().unwrap();
     let dir = keep.clone().unwrap_or_else(|| temp.path().to_path_buf());
@@ -201,66 +380,15 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
         None,
     );
 
-    // The default distribution, with only the unreachable sources replaced.
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml");
-    let mut doc: Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(default).unwrap()).unwrap();
-    doc["installer"]["base_url"] = Value::from(w.base_url("real-product"));
-    let repo_list = doc["repos"].as_sequence_mut().unwrap();
-    for repo in repo_list.iter_mut() {
-        let (url, rev) = match repo["name"].as_str().unwrap() {
-            "ComfyUI" => (&comfy, comfy_tag.as_str()),
-            "ComfyUI-Manager" => (&manager, "main"),
-            other => panic!("the default distribution gained repo {other}: give it a snapshot"),
-        };
-        repo["url"] = Value::from(format!("file://{}", url.display()));
-        repo["rev"] = Value::from(rev);
-    }
-    // The stand-in Miniforge's interpreter is this host's CPython, built for this host's glibc
-    // (a real Miniforge's is built for glibc 2.17): the limit is raised to it for that reason only.
-    let host_glibc = String::from_utf8(
-        Command::new("python3")
-            .args([
-                "-c",
-                "import os; print(os.confstr('CS_GNU_LIBC_VERSION').split()[1])",
-            ])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    doc["platforms"]["linux-x86_64"]["requires_at_most"]["glibc"] =
-        Value::from(host_glibc.trim().to_string());
-    let manifest = dir.join("distribution.yml");
-    std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+    let manifest = real_distribution(
+        &dir.join("distribution.yml"),
+        (&comfy, &comfy_tag),
+        (&manager, "main"),
+    );
 
     let out = dir.join("out");
-    // Everything the build downloads (3 GB of wheels) first, with `fetch`: pip's HTTP cache stays
-    // cold where the index sends no caching headers, so the build is timed from local copies, as
-    // with warm caches. A kept folder keeps its wheelhouse for the next run.
-    let fetch_started = Instant::now();
-    let mut fetch = Command::new(support::xtask_binary());
-    fetch
-        .args(["fetch", "--manifest", manifest.to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap()]);
-    support::pypi_env(&mut fetch);
-    let (status, fetch_log) = logged(&mut fetch);
-    assert!(status.success(), "fetch failed (its output is above)");
-    let fetch_time = fetch_started.elapsed();
-
-    let started = Instant::now();
-    let mut build = Command::new(support::xtask_binary());
-    build
-        .args([
-            "portable",
-            "--offline",
-            "--manifest",
-            manifest.to_str().unwrap(),
-        ])
-        .args(["--out", out.to_str().unwrap(), "--version", "0.0.0-real"]);
-    let (status, build_log) = logged(&mut build);
-    let build_time = started.elapsed();
-    assert!(status.success(), "the build failed (its output is above)");
+    let (fetch_time, build_time, fetch_log, build_log) =
+        fetch_and_build(&manifest, &out, "0.0.0-real");
     // A warning in a build's log must mean something: none is expected.
     let warnings: Vec<&str> = fetch_log
         .lines()
@@ -363,104 +491,7 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
     // The headers kept are enough to build a C extension against the unpacked copy.
     support::build_c_extension_against(&python, &root, &dir.join("extension"));
 
-    // Served: its page, its nodes, and a workflow through its executor.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(dir.join("comfyui-server.log")).unwrap();
-    let mut server = Command::new(&python);
-    server
-        .args(["-s", "main.py", "--cpu", "--listen", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .current_dir(&comfy_dir)
-        .env_remove("PYTHONPATH")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
-    {
-        use std::os::unix::process::CommandExt;
-        server.process_group(0);
-    }
-    let mut server = server.spawn().unwrap();
-    let stop = |server: &mut std::process::Child| {
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", server.id())])
-            .status();
-        let _ = server.wait();
-    };
-    let served = (|| -> Result<(usize, String), String> {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            match http(port, "GET", "/", "") {
-                Ok((200, page)) if page.contains("<html") || page.contains("<!DOCTYPE") => break,
-                _ if Instant::now() > deadline => return Err("no page within 600 s".into()),
-                _ => std::thread::sleep(Duration::from_millis(500)),
-            }
-        }
-        let (status, info) = http(port, "GET", "/object_info", "").map_err(|e| e.to_string())?;
-        let info: serde_json::Value =
-            serde_json::from_str(&info).map_err(|e| format!("/object_info ({status}): {e}"))?;
-        let nodes = info.as_object().map_or(0, |o| o.len());
-        if info.get("KSampler").is_none() {
-            return Err(format!(
-                "/object_info lists {nodes} node types, no KSampler"
-            ));
-        }
-        let body = format!("{{\"prompt\": {WORKFLOW}}}");
-        let (status, answer) = http(port, "POST", "/prompt", &body).map_err(|e| e.to_string())?;
-        let answer: serde_json::Value = serde_json::from_str(&answer)
-            .map_err(|e| format!("POST /prompt ({status}): {e}: {answer}"))?;
-        let id = answer["prompt_id"]
-            .as_str()
-            .ok_or(format!("POST /prompt ({status}): {answer}"))?
-            .to_string();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let (_, history) =
-                http(port, "GET", &format!("/history/{id}"), "").map_err(|e| e.to_string())?;
-            let history: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
-            let entry = &history[&id];
-            if entry["status"]["completed"].as_bool() == Some(true) {
-                let image = &entry["outputs"]["3"]["images"][0];
-                return Ok((
-                    nodes,
-                    image["filename"].as_str().unwrap_or_default().to_string(),
-                ));
-            }
-            if entry["status"]["status_str"].as_str() == Some("error") {
-                return Err(format!("the workflow failed: {entry}"));
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "the workflow did not finish within 300 s: {history}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    })();
-    stop(&mut server);
-    let (node_types, image) = served.unwrap_or_else(|e| {
-        let log = std::fs::read_to_string(dir.join("comfyui-server.log")).unwrap_or_default();
-        panic!("{e}\nComfyUI's log:\n{log}")
-    });
-    // Every pixel of the red image, inverted: (0, 255, 255), 64 by 48.
-    let check = Command::new(&python)
-        .args([
-            "-s",
-            "-c",
-            "import sys; from PIL import Image; i = Image.open(sys.argv[1]).convert('RGB'); \
-             assert i.size == (64, 48), i.size; assert set(i.getdata()) == {(0, 255, 255)}, set(i.getdata()); print('ok')",
-        ])
-        .arg(comfy_dir.join("output").join(&image))
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let (node_types, image) = serve_and_run_workflow(&python, &comfy_dir, &dir);
 
     // Package management on the real thing, with PyPI.
     let wheelhouse = out.join("cache/wheels/linux-x86_64");
