@@ -99,6 +99,10 @@ def build_tree(plan, new, downloads, say):
             entry = release.entries[rel]
             if entry.kind == "link":
                 os.symlink(os.readlink(source), target)
+            elif "/" not in rel:
+                # The files at the top (the scripts) are copies: the switch renames each over
+                # this anymatix's own, which a link to that same file would not replace.
+                shutil.copy2(source, target) if os.name != "nt" else copy_bytes(source, target)
             else:
                 link_or_copy(source, target, linking, say)
             progress.add(1)
@@ -162,6 +166,11 @@ def link_or_copy(source, target, linking, say):
             raise UpdateError("the drive of %s is full: the update needs room for the new release "
                               "beside this one" % target) from None
         raise
+
+
+def copy_bytes(source, target):
+    with open(source, "rb") as f, open(target, "wb") as g:
+        g.write(f.read())
 
 
 def check_digests(plan, new, say):

@@ -306,32 +306,51 @@ def swap_steps(paths, incoming, outgoing, manifest_here):
         return os.path.isfile(path) and not os.path.islink(path)
 
     # Files at the top (the scripts a user starts) are swapped in one rename each, last, so a
-    # script is there at every moment and takes back a switch that was stopped.
-    swapped = [n for n in here if is_file(os.path.join(paths.root, n))
-               and is_file(os.path.join(incoming, n))]
+    # script is there at every moment and takes back a switch that was stopped; one the same in
+    # both releases stays as it is (the running update.bat is not renamed over).
+    both = [n for n in here if is_file(os.path.join(paths.root, n))
+            and is_file(os.path.join(incoming, n))]
+    same = [n for n in both if same_bytes(os.path.join(paths.root, n), os.path.join(incoming, n))]
     for name in here:
-        if name not in swapped:
+        if name not in both:
             steps.append(("move", name, rel(paths, os.path.join(outgoing, name))))
     for name in names_in:
-        if name not in swapped:
+        if name not in both:
             steps.append(("move", rel(paths, os.path.join(incoming, name)), name))
-    for name in swapped:
-        steps.append(("swap", name, rel(paths, outgoing), rel(paths, incoming)))
+    if same:
+        steps.append(("mkdir", rel(paths, os.path.join(aside, "top"))))
+    for name in both:
+        if name in same:
+            steps.append(("move", rel(paths, os.path.join(incoming, name)),
+                          rel(paths, os.path.join(aside, "top", name))))
+        else:
+            steps.append(("swap", name, rel(paths, outgoing), rel(paths, incoming)))
     steps.append(("rmdir", rel(paths, incoming)))
     steps.append(("after", rel(paths, aside)))
     return steps
 
 
+def same_bytes(a, b):
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as f, open(b, "rb") as g:
+        return f.read() == g.read()
+
+
 def prepare_switch(paths, old, new_manifest):
     refuse_running(paths.root)
     steps = []
-    discarded = os.path.join(paths.work, "discarded")
-    if os.path.lexists(discarded):
-        layout.remove(discarded)
+    # An older release than the previous one goes; one a switch could not remove before (a file
+    # of it was in use) is tried again.
+    leftovers = [os.path.join(paths.work, n) for n in os.listdir(paths.work)
+                 if n.startswith("discarded")]
+    discarded = os.path.join(paths.work, "discarded-%d" % len(leftovers))
+    while os.path.lexists(discarded):
+        discarded += "x"
     if os.path.exists(paths.previous):
         steps.append(("move", rel(paths, paths.previous), rel(paths, discarded)))
     steps += swap_steps(paths, paths.new, paths.previous, old)
-    for leftover in (discarded, paths.ready, paths.downloads):
+    for leftover in leftovers + [discarded, paths.ready, paths.downloads]:
         steps.append(("after", rel(paths, leftover)))
     script = layout.script("update")
     steps.append(("say", "Updated: this anymatix is %s now. The release before (%s) is kept in %s: "
@@ -375,8 +394,13 @@ def forget_previous(paths):
     if not os.path.isdir(paths.previous):
         say("There is no previous release to forget.")
         return 0
+    refuse_running(paths.root)
     size = layout.disk_usage(paths.previous)
-    layout.remove(paths.previous)
-    say("The previous release is gone: %s freed (less where its files were shared with this "
-        "one as hard links)." % human(size))
-    return 0
+    # Removed by the switch's runner once this python has ended: on Windows a file cannot be
+    # deleted while a program has it loaded, and the previous release shares its files (as hard
+    # links) with this one's python.
+    return write_and_switch(paths, [
+        ("after", rel(paths, paths.previous)),
+        ("say", "The previous release is gone: up to %s freed (less what it shared with this one "
+                "as hard links)." % human(size)),
+    ])

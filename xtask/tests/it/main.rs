@@ -41,4 +41,5 @@ mod update_releases;
 mod windows;
 mod windows_cross;
 mod windows_packages;
+mod windows_update;
 mod workflows;

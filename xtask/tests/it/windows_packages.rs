@@ -68,7 +68,7 @@ fn unzip(archive: &Path, into: &Path) {
 
 /// `anymatix/python` as the Windows zip lays it out: the interpreter and its DLLs at the top,
 /// the standard library in `Lib`, pip in `Lib\site-packages`.
-fn windows_python(python: &Path, work: &Path) {
+pub(crate) fn windows_python(python: &Path, work: &Path) {
     let cache = downloads();
     let status = Command::new("tar")
         .arg("xzf")
@@ -100,7 +100,7 @@ fn windows_python(python: &Path, work: &Path) {
 }
 
 /// Runs a Windows program under Wine (the tests' shared prefix) with pip kept to `wheels`.
-fn wine(program: &str, args: &[&str], cwd: &Path, wheels: &Path) -> Output {
+pub(crate) fn wine(program: &str, args: &[&str], cwd: &Path, wheels: &Path) -> Output {
     let prefix = support::xtask_binary().parent().unwrap().join("wineprefix");
     let mut cmd = Command::new("wine");
     cmd.arg(program).args(args).current_dir(cwd);
@@ -115,7 +115,7 @@ fn wine(program: &str, args: &[&str], cwd: &Path, wheels: &Path) -> Output {
     cmd.output().unwrap()
 }
 
-fn said(out: &Output) -> String {
+pub(crate) fn said(out: &Output) -> String {
     support::stderr(out)
 }
 
