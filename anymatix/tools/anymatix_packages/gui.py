@@ -20,7 +20,9 @@ another program or account on the same machine that can read this process's memo
 console it prints to: they see the token.
 
 Changes run the command line (`packages.py install …`) in a child process, one at a time, as
-packages.sh would; the page reads their output as it comes, and their outcome as data.
+packages.sh would; the page reads their output as it comes, and their outcome as data. An update
+is checked (`update.py --check SOURCE`) or prepared (`--prepare`: downloaded, built and checked)
+the same way; its switch waits for update.sh, since it needs this page closed.
 """
 
 import datetime
@@ -40,6 +42,7 @@ from .views import history_view, packages_view, read_history, states_view
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page")
 TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "packages.py")
+UPDATE = os.path.join(os.path.dirname(TOOL), "update.py")
 MAX_BODY = 1 << 20
 # Seconds a connection may sit idle, and connections served at once.
 IDLE = 10
@@ -72,15 +75,21 @@ class Jobs:
         handle, result = tempfile.mkstemp(prefix="anymatix-job-", suffix=".json")
         os.close(handle)
         try:
+            if job["kind"] == "update":
+                # `update --check` or `--prepare`: the switch itself needs this page closed.
+                command = [app.env.python, "-s", UPDATE] + job["args"]
+            else:
+                command = [app.env.python, "-s", TOOL, "--result-json", result, job["kind"]]
+                command += job["args"]
             process = subprocess.Popen(
-                [app.env.python, "-s", TOOL, "--result-json", result, job["kind"]] + job["args"],
+                command,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
             )
             for raw in process.stdout:
                 job["output"].append(raw.decode("utf-8", "replace").rstrip("\r\n"))
             job["exit"] = process.wait()
             with open(result, encoding="utf-8") as f:
-                outcome = json.load(f).get("outcome")
+                outcome = (json.load(f) if os.path.getsize(result) else {}).get("outcome")
         except (OSError, ValueError) as e:
             job["output"].append("cannot run %s: %s" % (TOOL, e))
             job["exit"] = job["exit"] if job["exit"] is not None else 2
@@ -339,6 +348,12 @@ class Handler(BaseHTTPRequestHandler):
                 kind, args = "undo", [str(steps)]
             elif path == "/api/check":
                 kind, args = "check", []
+            elif path == "/api/update":
+                source = body.get("source")
+                if not isinstance(source, str) or not source.strip() or source.startswith("-"):
+                    raise ValueError("source must be the new release's zip: an address or a path")
+                kind = "update"
+                args = ["--prepare" if body.get("prepare") is True else "--check", source.strip()]
             else:
                 self.refuse(404, "no such action")
                 return

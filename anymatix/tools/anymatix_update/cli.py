@@ -15,6 +15,7 @@ from .zips import human, open_release
 
 USAGE = """usage: {script} SOURCE            update this anymatix to the release SOURCE
        {script} --check SOURCE    say what the update would do, changing nothing
+       {script} --prepare SOURCE  download, build and check it, without switching yet
        {script} --rollback        go back to the release before the last update
        {script} --forget-previous free the disk the previous release holds
 
@@ -61,6 +62,8 @@ def main(argv):
                               "switch back first), not tools/update.py" % script)
         if argv[0] == "--check":
             return check(paths, one_argument(argv, "--check SOURCE"))
+        if argv[0] == "--prepare":
+            return update(paths, one_argument(argv, "--prepare SOURCE"), switch_now=False)
         if argv[0] == "--rollback":
             no_more(argv)
             return rollback(paths)
@@ -212,7 +215,7 @@ def check(paths, source):
     return 0
 
 
-def update(paths, source):
+def update(paths, source, switch_now=True):
     root = paths.root
     started = time.monotonic()
     steps = []
@@ -221,13 +224,18 @@ def update(paths, source):
         steps.append((name, time.monotonic() - since))
         return time.monotonic()
 
-    refuse_running(root)
+    if switch_now:
+        refuse_running(root)
     old = current_manifest(root)
     t = time.monotonic()
     release = open_release(source, paths.downloads, say)
     refuse_foreign(old, release.manifest, source)
     identity = release.identity()
     if ready_for(paths, identity):
+        if not switch_now:
+            say("The new release was built and checked already: `%s %s` switches to it."
+                % (layout.script("update"), source))
+            return 0
         say("The new release was built and checked by an earlier run: switching.")
         return prepare_switch(paths, old, release.manifest)
     plan = make_plan(release, root, say)
@@ -268,6 +276,10 @@ def update(paths, source):
     for name, seconds in steps:
         say("  %-32s %6.1f s" % (name, seconds))
     say("  %-32s %6.1f s" % ("in all, before the switch", time.monotonic() - started))
+    if not switch_now:
+        say("Ready: close ComfyUI (and the package page), then `%s %s` switches to it at once."
+            % (layout.script("update"), source))
+        return 0
     return prepare_switch(paths, old, release.manifest)
 
 

@@ -175,3 +175,50 @@ fn an_update_downloads_what_changed_keeps_the_users_world_and_rolls_back_exactly
     let none = user(&root, "update.sh", &["--rollback"], home);
     assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
 }
+
+#[test]
+fn the_package_page_checks_and_prepares_an_update_that_update_sh_then_switches() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let root = unpack_old(home);
+    let zip = releases().new.to_str().unwrap().to_string();
+    let page = support::package_page::Page::serve(crate::update_releases::user_command(
+        &root,
+        "packages.sh",
+        &["gui", "--no-browser"],
+        home,
+    ));
+    let (status, _) = page.api("POST", "/api/update", r#"{"source": "--rollback"}"#);
+    assert_eq!(status, 400, "an option is not a source");
+
+    let body = serde_json::json!({ "source": zip }).to_string();
+    let job = page.change("/api/update", &body);
+    let output = job["output"].as_str().unwrap();
+    assert_eq!(job["exit"], 0, "{output}");
+    assert!(output.contains("the new release: 0.0.2-test"), "{output}");
+    assert!(output.contains("Nothing was changed."), "{output}");
+
+    let body = serde_json::json!({ "source": zip, "prepare": true }).to_string();
+    let job = page.change("/api/update", &body);
+    let output = job["output"].as_str().unwrap();
+    assert_eq!(job["exit"], 0, "{output}");
+    assert!(output.contains("Ready: close ComfyUI"), "{output}");
+    assert_eq!(
+        manifest_version(&root),
+        "0.0.1-test",
+        "prepared, not switched"
+    );
+
+    // The page is a python of this folder: the switch waits for it to close.
+    let refused = user(&root, "update.sh", &[&zip], home);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    drop(page);
+    let out = user(&root, "update.sh", &[&zip], home);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("built and checked by an earlier run: switching"),
+        "{said}"
+    );
+    assert_eq!(manifest_version(&root), "0.0.2-test");
+}

@@ -54,6 +54,7 @@ function splitArgs(text) {
 
 function render(state) {
   $("where").textContent = "the Python packages of this portable ComfyUI environment (" + state.platform + ")";
+  $("update-script").textContent = state.platform.startsWith("windows") ? "update.bat" : "update.sh";
   const protectedRows = $("protected").tBodies[0];
   protectedRows.replaceChildren(...state.packages.protected.map((p) => el("tr", {},
     el("td", {}, p.name),
@@ -160,4 +161,11 @@ $("install-form").addEventListener("submit", (event) => {
   change("/api/install", { args }, "install " + args.join(" "));
 });
 $("check-button").addEventListener("click", () => change("/api/check", {}, "check"));
+function update(prepare) {
+  const source = $("update-source").value.trim();
+  if (!source) { message("failed", "Give the new release's zip: its address or a path."); return; }
+  change("/api/update", { source, prepare }, (prepare ? "update --prepare " : "update --check ") + source);
+}
+$("update-form").addEventListener("submit", (event) => { event.preventDefault(); update(false); });
+$("update-prepare").addEventListener("click", () => update(true));
 refresh();
