@@ -64,7 +64,11 @@ fn update_bat_switches_and_rolls_back_under_wine() {
         &wheels,
     );
     assert!(out.status.success(), "{}", said(&out));
-    support::write_file(&old, "ComfyUI/main.py", "print('ComfyUI stand-in')\n");
+    support::write_file(
+        &old,
+        "ComfyUI/main.py",
+        "import sys\nprint('ComfyUI stand-in', sys.argv[1:])\n",
+    );
     support::write_file(&old, "ComfyUI/docs/usage.md", "0.0.1\n");
     let protected = [ProtectedPackage {
         name: "core-lib".into(),
@@ -163,6 +167,13 @@ fn update_bat_switches_and_rolls_back_under_wine() {
         "the user's package: {text}"
     );
     assert!(root.join(".update/previous/python/python.exe").is_file());
+
+    let started = bat("run_comfyui.bat", &["--port", "8189"]);
+    assert!(
+        said(&started).contains("ComfyUI stand-in ['--auto-launch', '--port', '8189']"),
+        "{}",
+        said(&started)
+    );
 
     let out = bat("update.bat", &["--rollback"]);
     let text = said(&out);
