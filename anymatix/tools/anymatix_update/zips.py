@@ -224,9 +224,9 @@ class Release:
         return sum(v.size for v in self.volumes)
 
     def identity(self):
-        """What a download kept from this source is kept for."""
+        """What a download kept is kept for: the volumes as the server describes them (not its
+        address, which may change: a mirror, the storage host's signed address)."""
         return {
-            "source": self.source,
             "volumes": [
                 {"name": v.name, "size": v.size,
                  "tag": v.remote.tag if v.remote else None,

@@ -7,8 +7,9 @@
 //! serves release assets. A, unpacked with a user's world (a 1 GiB model, an output, a setting,
 //! a workflow, a custom node whose requirements came from PyPI through packages.sh), is updated
 //! to B, ComfyUI started and a workflow run on it, then rolled back and compared file for file;
-//! then updated again from a server without Range support, and a switch stopped half way is
-//! taken back by the start script. C is updated to A, and what that downloads is quoted.
+//! then updated again from a server without Range support, a switch stopped half way is taken
+//! back by the start script, and an update killed while downloading leaves A working and is
+//! finished by the next run. C is updated to A, and what that downloads is quoted.
 //!
 //! ```sh
 //! ANYMATIX_REAL_PRODUCT_DIR=/work/rp cargo test --features real-product --test it \
@@ -150,6 +151,18 @@ fn served_bytes(storage: &Server) -> (u64, usize) {
         }
     }
     (bytes, whole)
+}
+
+/// Bytes in the update's partial downloads.
+fn partial_bytes(downloads: &Path) -> u64 {
+    std::fs::read_dir(downloads).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    })
 }
 
 fn version(root: &Path) -> String {
@@ -342,6 +355,36 @@ fn the_real_product_updates_in_place_and_rolls_back() {
     assert!(out.status.success());
     assert_eq!(version(&root), "1.0.0-a");
 
+    // kill -9 while downloading (a server at 5 MB/s): A still starts, the next run finishes.
+    let (_slow, _front3, slow_url) = serve(&b, |body| Route::ranged_slowly(body, 5_000_000));
+    let mut update = Command::new(root.join("update.sh"));
+    update
+        .arg(&slow_url)
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    support::pypi_env(&mut update);
+    std::os::unix::process::CommandExt::process_group(&mut update, 0);
+    let mut child = update.spawn().unwrap();
+    let downloads = root.join(".update/download");
+    let started = Instant::now();
+    while partial_bytes(&downloads) < 5_000_000 {
+        assert!(started.elapsed().as_secs() < 300, "no download under way");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let killed_at = partial_bytes(&downloads);
+    assert!(Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap();
+    assert_eq!(version(&root), "1.0.0-a");
+    quick_test(&python, &comfy_dir);
+    let (out, resumed_seconds) = run(&root, "update.sh", &[&slow_url]);
+    assert!(out.status.success());
+    assert_eq!(version(&root), "1.0.1-b");
+
     // C (ComfyUI 0.3.64) to A (0.33.0).
     let old_root = unpack(&c, &dir.join("from 0.3.64"));
     let (storage_a, _front_a, url_a) = serve(&a, Route::ranged);
@@ -367,6 +410,9 @@ fn the_real_product_updates_in_place_and_rolls_back() {
          ComfyUI on B: --quick-test-for-ci {:.1} s, {nodes} node types, the workflow wrote {image}\n\
          rollback {rollback_seconds:.1} s, every file and pip freeze as before\n\
          again from a server without Range: {whole_seconds:.1} s, the same files\n\
+         a switch stopped half way taken back by run_comfyui.sh, then finished by update.sh\n\
+         kill -9 after {killed_at} bytes of a download at 5 MB/s: A started; the next update \
+         finished in {resumed_seconds:.1} s\n\
          C (ComfyUI 0.3.64) -> A (0.33.0): {c_seconds:.1} s, downloaded {c_bytes} of {} bytes \
          ({:.1}%); ComfyUI 0.33.0 started in {:.1} s",
         b.bytes,
