@@ -104,7 +104,7 @@ fn serve(release: &Release, route: fn(Vec<u8>) -> Route) -> (Server, Server, Str
 fn run(root: &Path, script: &str, args: &[&str]) -> (Output, f64) {
     let started = Instant::now();
     let mut cmd = Command::new(root.join(script));
-    cmd.args(args).current_dir(root.parent().unwrap());
+    cmd.args(args).current_dir(root);
     support::pypi_env(&mut cmd);
     cmd.env_remove("PIP_CONFIG_FILE");
     let out = cmd.output().unwrap();
