@@ -194,7 +194,12 @@ def describe_kept(root, old, new_manifest, incoming_names, packages, conflicts):
         say("Conflicts with the new release's protected packages:")
         for text in conflicts:
             say("  " + text)
-    return items
+
+
+def nodes_in(tree):
+    """The custom nodes' folder names in an anymatix tree on disk."""
+    folder = os.path.join(tree, *carry.NODES.split("/"))
+    return set(os.listdir(folder)) if os.path.isdir(folder) else set()
 
 
 def incoming_from_release(release):
@@ -230,7 +235,10 @@ def update(paths, source, switch_now=True):
     t = time.monotonic()
     release = open_release(source, paths.downloads, say)
     refuse_foreign(old, release.manifest, source)
-    identity = release.identity()
+    packages = carry.user_packages(root)
+    # What was built and checked before is used only for the same release and the same
+    # packages of yours (an install since then is replayed by building again).
+    identity = json.loads(json.dumps({"release": release.identity(), "packages": packages}))
     if ready_for(paths, identity):
         if not switch_now:
             say("The new release was built and checked already: `%s %s` switches to it."
@@ -241,7 +249,6 @@ def update(paths, source, switch_now=True):
     plan = make_plan(release, root, say)
     t = step("reading the zip and comparing", t)
     describe(release, root, plan, old)
-    packages = carry.user_packages(root)
     describe_kept(root, old, release.manifest, incoming_from_release(release), packages,
                   carry.conflicts(root, packages, release.setup))
     download(plan, paths.downloads, say)
@@ -254,9 +261,8 @@ def update(paths, source, switch_now=True):
     t = step("building the new tree", t)
     done, left = carry.replay(paths.new, packages, say)
     t = step("installing your packages again", t)
-    items, _ = carry.user_items(root, old, set(os.listdir(os.path.join(paths.new, *carry.NODES.split("/"))))
-                                if os.path.isdir(os.path.join(paths.new, *carry.NODES.split("/"))) else set())
-    nodes = [os.path.join(root, *rel.split("/")) for rel in items if rel.startswith(carry.NODES + "/")]
+    items, _ = carry.user_items(root, old, nodes_in(paths.new))
+    nodes = [os.path.join(root, *r.split("/")) for r in items if r.startswith(carry.NODES + "/")]
     unmet = carry.unmet_requirements(paths.new, [n for n in nodes if os.path.isdir(n)])
     for name, why in left:
         say("Left out: %s (%s)" % (name, why))
@@ -298,9 +304,7 @@ def rel(paths, path):
 def swap_steps(paths, incoming, outgoing, manifest_here):
     """The journal's renames that put the release in `incoming` in place, the one here into
     `outgoing`, and the user's things into the incoming release."""
-    nodes_in = os.path.join(incoming, *carry.NODES.split("/"))
-    incoming_names = set(os.listdir(nodes_in)) if os.path.isdir(nodes_in) else set()
-    items, _ = carry.user_items(paths.root, manifest_here, incoming_names)
+    items, _ = carry.user_items(paths.root, manifest_here, nodes_in(incoming))
     aside = os.path.join(paths.work, "aside")
     steps = [("mkdir", rel(paths, outgoing))]
     for item in items:
