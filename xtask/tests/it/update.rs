@@ -10,6 +10,7 @@ use std::path::Path;
 use support::http::Route;
 use support::stderr;
 
+pub(crate) use crate::package_zip::assert_same;
 use crate::update_releases::{bytes_asked, give_user_world, releases, serve, unpack_old, user};
 
 /// Every file of the anymatix folder by its sha256 (bytecode and the update's own work folder
@@ -25,22 +26,6 @@ pub(crate) fn fingerprint(root: &Path, home: &Path) -> (BTreeMap<String, String>
     let freeze = cmd.output().unwrap();
     assert!(freeze.status.success(), "{}", stderr(&freeze));
     (files, String::from_utf8_lossy(&freeze.stdout).into_owned())
-}
-
-/// Two fingerprints are the same; where not, the paths that differ are named (not both trees).
-pub(crate) fn assert_same(
-    got: &(BTreeMap<String, String>, String),
-    want: &(BTreeMap<String, String>, String),
-    what: &str,
-) {
-    let differing: Vec<&String> = got
-        .0
-        .keys()
-        .chain(want.0.keys())
-        .filter(|k| got.0.get(*k) != want.0.get(*k))
-        .collect();
-    assert!(differing.is_empty(), "{what}: these differ: {differing:?}");
-    assert_eq!(got.1, want.1, "{what}: pip freeze");
 }
 
 pub(crate) fn manifest_version(root: &Path) -> String {

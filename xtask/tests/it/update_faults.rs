@@ -11,7 +11,9 @@ use support::http::{Route, Server};
 use support::stderr;
 
 use crate::update::{assert_same, fingerprint, installed, manifest_version};
-use crate::update_releases::{give_user_world, releases, serve, unpack_old, user, user_command};
+use crate::update_releases::{
+    give_user_world, releases, serve, stop_switch_half_way, unpack_old, user, user_command,
+};
 
 /// python/ and ComfyUI/ by sha256, and pip freeze: what two updates must agree on.
 fn release_files(root: &Path, home: &Path) -> (Vec<(String, String)>, String) {
@@ -250,38 +252,8 @@ fn a_killed_update_leaves_a_working_anymatix_and_the_next_run_finishes() {
     );
     let after = fingerprint(&root, home);
 
-    // Stopped half way through a switch (back): the renames the journal lists, the first few
-    // done, as a kill leaves them.
-    let python = root.join("python/bin/python3");
-    let mut prepare = Command::new(&python);
-    prepare
-        .args([
-            "-s",
-            root.join("tools/update.py").to_str().unwrap(),
-            "--rollback",
-        ])
-        .current_dir(home);
-    support::without_python_settings(&mut prepare);
-    let prepared = prepare.output().unwrap();
-    assert_eq!(prepared.status.code(), Some(100), "{}", stderr(&prepared));
-    let journal = std::fs::read_to_string(root.join(".update/switch.journal")).unwrap();
-    let steps = journal.lines().filter(|l| l.contains('\t')).count();
-    assert!(steps > 10, "{journal}");
-    // switch.py's own steps, the first half of them, as a kill leaves them.
-    let mut partial = Command::new(&python);
-    partial
-        .args([
-            "-I",
-            "-S",
-            "-c",
-            "import sys; sys.path.insert(0, sys.argv[1] + '/.update'); import switch\n\
-             steps = switch.read_journal(sys.argv[1])\n\
-             for step in steps[:len(steps) // 2]: switch.do(sys.argv[1], step)",
-            root.to_str().unwrap(),
-        ])
-        .current_dir(home);
-    let partial = partial.output().unwrap();
-    assert!(partial.status.success(), "{}", stderr(&partial));
+    // Stopped half way through a switch (back), as a kill leaves it.
+    stop_switch_half_way(&root, &["--rollback"]);
     assert!(
         !root.join("python").exists() || !root.join("ComfyUI/models").exists(),
         "half switched"

@@ -201,3 +201,37 @@ pub(crate) fn bytes_asked(server: &Server) -> (u64, usize) {
     }
     (bytes, whole)
 }
+
+/// Prepares the switch `args` asks for (`--rollback`) with tools/update.py directly, which
+/// stops before the switch (exit status 100), then does the first half of the journal's steps
+/// with switch.py's own code: what a kill half way through the switch leaves.
+pub(crate) fn stop_switch_half_way(root: &Path, args: &[&str]) {
+    let python = root.join("python/bin/python3");
+    let mut prepare = Command::new(&python);
+    prepare
+        .arg("-s")
+        .arg(root.join("tools/update.py"))
+        .args(args)
+        .current_dir(root);
+    support::without_python_settings(&mut prepare);
+    let prepared = prepare.output().unwrap();
+    assert_eq!(prepared.status.code(), Some(100), "{}", stderr(&prepared));
+    let journal = std::fs::read_to_string(root.join(".update/switch.journal")).unwrap();
+    assert!(
+        journal.lines().filter(|l| l.contains('\t')).count() > 10,
+        "{journal}"
+    );
+    let partial = Command::new(&python)
+        .args([
+            "-I",
+            "-S",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1] + '/.update'); import switch\n\
+             steps = switch.read_journal(sys.argv[1])\n\
+             for step in steps[:len(steps) // 2]: switch.do(sys.argv[1], step)",
+        ])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(partial.status.success(), "{}", stderr(&partial));
+}

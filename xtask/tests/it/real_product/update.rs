@@ -328,25 +328,7 @@ fn the_real_product_updates_in_place_and_rolls_back() {
 
     // A switch stopped half way (back to A): the start script takes it back and ComfyUI starts
     // from B; the next update.sh --rollback finishes.
-    let mut prepare = Command::new(&python);
-    prepare.args([
-        "-s",
-        root.join("tools/update.py").to_str().unwrap(),
-        "--rollback",
-    ]);
-    support::without_python_settings(&mut prepare);
-    assert_eq!(prepare.output().unwrap().status.code(), Some(100));
-    let mut partial = Command::new(&python);
-    partial.args([
-        "-I",
-        "-S",
-        "-c",
-        "import sys; sys.path.insert(0, sys.argv[1] + '/.update'); import switch\n\
-         steps = switch.read_journal(sys.argv[1])\n\
-         for step in steps[:len(steps) // 2]: switch.do(sys.argv[1], step)",
-        root.to_str().unwrap(),
-    ]);
-    assert!(partial.output().unwrap().status.success());
+    crate::update_releases::stop_switch_half_way(&root, &["--rollback"]);
     let (out, _) = run(&root, "run_comfyui.sh", &["--cpu", "--quick-test-for-ci"]);
     assert!(out.status.success());
     assert!(support::stderr(&out).contains("An interrupted switch between releases was taken back"));
