@@ -270,7 +270,8 @@ fn the_real_product_updates_in_place_and_rolls_back() {
     let before = fingerprint(&root);
 
     // A to B: only ComfyUI-Manager changed.
-    let (storage, _front, url) = serve(&b, Route::ranged);
+    // Each server holds its release in memory (3.5 GB): dropped once its part is done.
+    let (storage, front, url) = serve(&b, Route::ranged);
     let (out, check_seconds) = run(&root, "update.sh", &["--check", &url]);
     assert!(out.status.success());
     assert_eq!(fingerprint(&root), before, "--check changes nothing");
@@ -281,6 +282,7 @@ fn the_real_product_updates_in_place_and_rolls_back() {
     assert_eq!(version(&root), "1.0.1-b");
     let (downloaded, whole) = served_bytes(&storage);
     let downloaded = downloaded - checked;
+    drop((storage, front));
     assert_eq!(whole, 0);
     let share = downloaded as f64 / b.bytes as f64;
     assert!(share <= 0.02, "{downloaded} of {} bytes", b.bytes);
@@ -309,8 +311,9 @@ fn the_real_product_updates_in_place_and_rolls_back() {
     assert!(rollback_seconds <= 10.0, "{rollback_seconds:.1} s");
 
     // Again to B, from a server that ignores Range: the same result.
-    let (_plain, _front2, plain_url) = serve(&b, Route::Body);
-    let (out, whole_seconds) = run(&root, "update.sh", &[&plain_url]);
+    let plain = serve(&b, Route::Body);
+    let (out, whole_seconds) = run(&root, "update.sh", &[&plain.2]);
+    drop(plain);
     assert!(out.status.success());
     let again = fingerprint(&root);
     let release_part = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
@@ -338,7 +341,8 @@ fn the_real_product_updates_in_place_and_rolls_back() {
     assert_eq!(version(&root), "1.0.0-a");
 
     // kill -9 while downloading (a server at 5 MB/s): A still starts, the next run finishes.
-    let (_slow, _front3, slow_url) = serve(&b, |body| Route::ranged_slowly(body, 5_000_000));
+    let slow = serve(&b, |body| Route::ranged_slowly(body, 5_000_000));
+    let slow_url = slow.2.clone();
     let mut update = Command::new(root.join("update.sh"));
     update
         .arg(&slow_url)
@@ -366,6 +370,7 @@ fn the_real_product_updates_in_place_and_rolls_back() {
     let (out, resumed_seconds) = run(&root, "update.sh", &[&slow_url]);
     assert!(out.status.success());
     assert_eq!(version(&root), "1.0.1-b");
+    drop(slow);
 
     // C (ComfyUI 0.3.64) to A (0.33.0).
     let old_root = unpack(&c, &dir.join("from 0.3.64"));
