@@ -307,7 +307,7 @@ fn the_real_product_updates_in_place_and_rolls_back() {
     let changed: Vec<String> = differing(&back.0, &before.0)
         .into_iter()
         .filter(|k| {
-            !(before.0.get(k).is_none()
+            !(!before.0.contains_key(k)
                 && ["ComfyUI/output/", "ComfyUI/user/"]
                     .iter()
                     .any(|user| k.starts_with(user)))
