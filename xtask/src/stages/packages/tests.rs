@@ -63,8 +63,11 @@ fn scripts_run_the_python_beside_them() {
         .contains(r#"exec "$here/packages.sh" install "$@""#));
     let windows = scripts(Platform::WindowsX86_64, &Folder::default());
     for (name, text) in &windows {
+        // The python beside the script (update.bat runs from its copy in .update\, one up).
         assert!(
-            text.contains(r#""%~dp0python\python.exe" -s "%~dp0"#),
+            text.contains(r#""%~dp0python\python.exe" -s "%~dp0"#)
+                || (text.contains(r#"set "here=%~dp0..""#)
+                    && text.contains(r#""%here%\python\python.exe" -s "%here%\tools\update.py""#)),
             "{name}"
         );
         assert!(
