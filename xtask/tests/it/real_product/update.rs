@@ -7,9 +7,10 @@
 //! serves release assets. A, unpacked with a user's world (a 1 GiB model, an output, a setting,
 //! a workflow, a custom node whose requirements came from PyPI through packages.sh), is updated
 //! to B, ComfyUI started and a workflow run on it, then rolled back and compared file for file;
-//! then updated again from a server without Range support, a switch stopped half way is taken
-//! back by the start script, and an update killed while downloading leaves A working and is
-//! finished by the next run. C is updated to A, and what that downloads is quoted.
+//! then updated again from a server without Range support, and a switch stopped half way is
+//! taken back by the start script. C is updated to A, and what that downloads is quoted; on
+//! another copy of C the same update is killed while downloading (C still starts) and finished
+//! by the next run. `ANYMATIX_REAL_PRODUCT_REUSE_ZIPS=1` takes a kept folder's zips as they are.
 //!
 //! ```sh
 //! ANYMATIX_REAL_PRODUCT_DIR=/work/rp cargo test --features real-product --test it \
@@ -50,14 +51,16 @@ fn build(dir: &Path, name: &str, comfy: (&Path, &str), manager: (&Path, &str)) -
         manager,
     );
     let out = dir.join("out");
-    let (_, build_time, _, _) = fetch_and_build(&manifest, &out, name);
     let zip = out.join(format!("anymatix-{name}-linux-x86_64.zip"));
+    // A kept folder's zips can be taken as they are (to rerun the update part alone).
+    let reuse = std::env::var_os("ANYMATIX_REAL_PRODUCT_REUSE_ZIPS").is_some()
+        && !xtask::stages::archive::zip_or_volumes(&zip).is_empty();
+    if !reuse {
+        let (_, build_time, _, _) = fetch_and_build(&manifest, &out, name);
+        eprintln!("built {name} in {:.1} min", build_time.as_secs_f64() / 60.0);
+    }
     let (volumes, bytes) = zip_volumes(&zip);
-    eprintln!(
-        "built {name} in {:.1} min: {bytes} bytes in {} volumes",
-        build_time.as_secs_f64() / 60.0,
-        volumes.len()
-    );
+    eprintln!("{name}: {bytes} bytes in {} volumes", volumes.len());
     Release { volumes, bytes }
 }
 
@@ -348,38 +351,6 @@ fn the_real_product_updates_in_place_and_rolls_back() {
     assert!(out.status.success());
     assert_eq!(version(&root), "1.0.0-a");
 
-    // kill -9 while downloading (a server at 5 MB/s): A still starts, the next run finishes.
-    let slow = serve(&b, |body| Route::ranged_slowly(body, 5_000_000));
-    let slow_url = slow.2.clone();
-    let mut update = Command::new(root.join("update.sh"));
-    update
-        .arg(&slow_url)
-        .current_dir(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    support::pypi_env(&mut update);
-    std::os::unix::process::CommandExt::process_group(&mut update, 0);
-    let mut child = update.spawn().unwrap();
-    let downloads = root.join(".update/download");
-    let started = Instant::now();
-    while partial_bytes(&downloads) < 5_000_000 {
-        assert!(started.elapsed().as_secs() < 300, "no download under way");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let killed_at = partial_bytes(&downloads);
-    assert!(Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .status()
-        .unwrap()
-        .success());
-    child.wait().unwrap();
-    assert_eq!(version(&root), "1.0.0-a");
-    quick_test(&python, &comfy_dir);
-    let (out, resumed_seconds) = run(&root, "update.sh", &[&slow_url]);
-    assert!(out.status.success());
-    assert_eq!(version(&root), "1.0.1-b");
-    drop(slow);
-
     // C (ComfyUI 0.3.64) to A (0.33.0).
     let old_root = unpack(&c, &dir.join("from 0.3.64"));
     let (storage_a, _front_a, url_a) = serve(&a, Route::ranged);
@@ -391,6 +362,44 @@ fn the_real_product_updates_in_place_and_rolls_back() {
         &old_root.join("python/bin/python3"),
         &old_root.join("ComfyUI"),
     );
+
+    drop(storage_a);
+
+    // kill -9 while downloading that (a server at 20 MB/s): C still starts, the next run
+    // finishes.
+    let killed_root = unpack(&c, &dir.join("killed é"));
+    let slow = serve(&a, |body| Route::ranged_slowly(body, 20_000_000));
+    let mut update = Command::new(killed_root.join("update.sh"));
+    update
+        .arg(&slow.2)
+        .current_dir(&killed_root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    support::pypi_env(&mut update);
+    std::os::unix::process::CommandExt::process_group(&mut update, 0);
+    let mut child = update.spawn().unwrap();
+    let downloads = killed_root.join(".update/download");
+    let started = Instant::now();
+    while partial_bytes(&downloads) < 50_000_000 {
+        assert!(started.elapsed().as_secs() < 600, "no download under way");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let killed_at = partial_bytes(&downloads);
+    assert!(Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap();
+    assert_eq!(version(&killed_root), "0.9.0-c");
+    quick_test(
+        &killed_root.join("python/bin/python3"),
+        &killed_root.join("ComfyUI"),
+    );
+    let (out, resumed_seconds) = run(&killed_root, "update.sh", &[&slow.2]);
+    assert!(out.status.success());
+    assert_eq!(version(&killed_root), "1.0.0-a");
+    drop(slow);
 
     let steps: Vec<&str> = said
         .lines()
@@ -406,10 +415,10 @@ fn the_real_product_updates_in_place_and_rolls_back() {
          rollback {rollback_seconds:.1} s, every file and pip freeze as before\n\
          again from a server without Range: {whole_seconds:.1} s, the same files\n\
          a switch stopped half way taken back by run_comfyui.sh, then finished by update.sh\n\
-         kill -9 after {killed_at} bytes of a download at 5 MB/s: A started; the next update \
-         finished in {resumed_seconds:.1} s\n\
          C (ComfyUI 0.3.64) -> A (0.33.0): {c_seconds:.1} s, downloaded {c_bytes} of {} bytes \
-         ({:.1}%); ComfyUI 0.33.0 started in {:.1} s",
+         ({:.1}%); ComfyUI 0.33.0 started in {:.1} s\n\
+         the same killed (kill -9) after {killed_at} bytes of a download at 20 MB/s: 0.3.64 \
+         started; the next update finished in {resumed_seconds:.1} s",
         b.bytes,
         share * 100.0,
         steps.join("\n"),
