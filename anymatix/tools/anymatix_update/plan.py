@@ -116,7 +116,10 @@ def package_changes(old, new):
 def repo_text(manifest, name):
     for repo in manifest.get("repos", []):
         if repo.get("name") == name:
-            return "%s (%s)" % (repo.get("rev"), (repo.get("commit") or "")[:10])
+            rev, commit = repo.get("rev") or "", (repo.get("commit") or "")[:10]
+            if not commit or rev.startswith(commit):
+                return commit or rev
+            return "%s (%s)" % (rev, commit)
     return None
 
 
