@@ -1,6 +1,7 @@
 //! The ground floor: what every layer above uses and which knows nothing of builds.
 
 pub mod atomic;
+pub mod codesign;
 pub mod digest;
 pub mod http;
 pub mod inputs;

@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod archive_cli;
+mod codesign;
 mod linkage;
 #[cfg(unix)]
 mod package_guard;

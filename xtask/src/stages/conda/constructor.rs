@@ -6,7 +6,8 @@
 //! `<dist>/info/repodata_record.json` per package; then it runs `_conda.exe constructor
 //! --extract-conda-pkgs` and `_conda.exe install --offline --file
 //! conda-meta/initial-state.explicit.txt`. Here 7-Zip takes the files out of the `.exe` (it reads
-//! NSIS archives, `$INSTDIR` left off the names) and the link stage does conda's part.
+//! NSIS archives, `$INSTDIR` left off the names) and the link stage does conda's part. The `.sh`
+//! installers of macOS and Linux are read by the byte ranges their header declares ([`shar`]).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::model::platform::Platform;
+use crate::stages::conda::shar;
 use crate::util::digest;
 use crate::util::process::{self, Command};
 use crate::util::tools::Tools;
@@ -76,29 +78,18 @@ pub fn seven_zip() -> Result<String> {
     )
 }
 
-/// Takes the files out of `installer` into `into` (made anew), then reads and checks its
-/// explicit list against the package files it carries.
+/// Takes the files out of `installer` into `into` (made anew): the Windows `.exe` by 7-Zip,
+/// the `.sh` of macOS and Linux by the offsets its header declares ([`shar`]). Then reads and
+/// checks its explicit list against the package files it carries.
 pub fn unpack(tools: &Tools, installer: &Path, platform: Platform, into: &Path) -> Result<Payload> {
-    if !platform.is_windows() {
-        bail!(
-            "{}: reading a `.sh` installer without running it is not built yet; only Windows \
-             installers are read so far",
-            installer.display()
-        );
-    }
     if into.exists() {
         fs_err::remove_dir_all(into)?;
     }
     fs_err::create_dir_all(into)?;
-    let command = unpack_command(&seven_zip()?, installer, into);
-    let out = process::output(&tools.sh, &tools.reporter, &command)?;
-    if !out.status.success() {
-        bail!(
-            "{} cannot be read as an NSIS installer ({command} failed: {}). A damaged or \
-             truncated download: delete it and build again, which downloads it anew",
-            installer.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    if platform.is_windows() {
+        unpack_exe(tools, installer, into)?;
+    } else {
+        shar::unpack(tools, installer, into)?;
     }
     let list = into.join(EXPLICIT_LIST);
     if !list.is_file() {
@@ -120,6 +111,21 @@ pub fn unpack(tools: &Tools, installer: &Path, platform: Platform, into: &Path) 
             .with_context(|| format!("{} is damaged", installer.display()))?;
     }
     Ok(payload)
+}
+
+/// 7-Zip reads NSIS archives.
+fn unpack_exe(tools: &Tools, installer: &Path, into: &Path) -> Result<()> {
+    let command = unpack_command(&seven_zip()?, installer, into);
+    let out = process::output(&tools.sh, &tools.reporter, &command)?;
+    if !out.status.success() {
+        bail!(
+            "{} cannot be read as an NSIS installer ({command} failed: {}). A damaged or \
+             truncated download: delete it and build again, which downloads it anew",
+            installer.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// The packages of an `@EXPLICIT` list, in order; its `# platform:` line must be the target's.

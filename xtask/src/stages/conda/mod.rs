@@ -6,6 +6,7 @@
 pub mod constructor;
 pub mod link;
 pub mod package;
+pub mod shar;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
