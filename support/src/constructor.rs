@@ -21,6 +21,9 @@ use serde_json::json;
 /// prefix fits in binary files).
 pub const PLACEHOLDER: &str = "C:/b/abs_7f/_h_env_placehold_placehold_placehold_placehold_placehold_placehold_placehold_placehold_placehold";
 
+/// The placeholder of the macOS and Linux stand-ins' packages (conda-build's is as long).
+pub const UNIX_PLACEHOLDER: &str = "/home/conda/feedstock_root/build_artifacts/standin_1700000000/_h_env_placehold_placehold_placehold_placehold_placehold_placehold_placehold_placehold";
+
 /// A file of a conda package.
 pub struct PackageFile {
     pub path: String,
@@ -37,6 +40,8 @@ pub struct Package {
     pub noarch: Option<&'static str>,
     pub depends: Vec<String>,
     pub files: Vec<PackageFile>,
+    /// (path, target) of each symbolic link (`softlink` in `info/paths.json`).
+    pub links: Vec<(String, String)>,
     pub entry_points: Vec<String>,
 }
 
@@ -80,11 +85,14 @@ impl Package {
                     "sha256": crate::sha256_hex(&f.bytes), "size_in_bytes": f.bytes.len(),
                 });
                 if let Some(mode) = f.placeholder_mode {
-                    entry["prefix_placeholder"] = json!(PLACEHOLDER);
+                    entry["prefix_placeholder"] = json!(self.placeholder());
                     entry["file_mode"] = json!(mode);
                 }
                 entry
             })
+            .chain(self.links.iter().map(
+                |(path, _)| json!({"_path": path, "path_type": "softlink", "size_in_bytes": 0}),
+            ))
             .collect();
         let mut info = vec![
             (
@@ -99,7 +107,9 @@ impl Package {
                 "info/files".to_string(),
                 self.files
                     .iter()
-                    .map(|f| format!("{}\n", f.path))
+                    .map(|f| &f.path)
+                    .chain(self.links.iter().map(|(path, _)| path))
+                    .map(|path| format!("{path}\n"))
                     .collect::<String>()
                     .into_bytes(),
             ),
@@ -119,6 +129,7 @@ impl Package {
             .iter()
             .map(|f| (f.path.clone(), f.bytes.clone()))
             .collect();
+        let links = &self.links;
         let mut out = Vec::new();
         {
             let mut zip = zip::ZipWriter::new(std::io::Cursor::new(&mut out));
@@ -130,11 +141,20 @@ impl Package {
             for (part, entries) in [("pkg", &pkg), ("info", &info)] {
                 zip.start_file(format!("{part}-{}.tar.zst", self.dist()), stored)
                     .unwrap();
-                zip.write_all(&tar_zst(entries)).unwrap();
+                let links: &[(String, String)] = if part == "pkg" { links } else { &[] };
+                zip.write_all(&tar_zst(entries, links)).unwrap();
             }
             zip.finish().unwrap();
         }
         out
+    }
+
+    fn placeholder(&self) -> &'static str {
+        if self.subdir.starts_with("win") {
+            PLACEHOLDER
+        } else {
+            UNIX_PLACEHOLDER
+        }
     }
 
     /// `pkgs/<dist>/info/repodata_record.json` for the package file `bytes`.
@@ -150,16 +170,28 @@ impl Package {
     }
 }
 
-fn tar_zst(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+fn tar_zst(entries: &[(String, Vec<u8>)], links: &[(String, String)]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     for (path, bytes) in entries {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
+        // Programs and libraries keep their executable bit, as in a real package.
+        let program = path.starts_with("bin/")
+            || bytes.starts_with(b"\x7fELF")
+            || bytes.starts_with(&[0xcf, 0xfa, 0xed, 0xfe]);
+        header.set_mode(if program { 0o755 } else { 0o644 });
         header.set_mtime(0);
         header.set_cksum();
         tar.append_data(&mut header, path, bytes.as_slice())
             .unwrap();
+    }
+    for (path, target) in links {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        header.set_mtime(0);
+        tar.append_link(&mut header, path, target).unwrap();
     }
     let raw = tar.into_inner().unwrap();
     ruzstd::encoding::compress_to_vec(raw.as_slice(), ruzstd::encoding::CompressionLevel::Fastest)
@@ -266,9 +298,42 @@ pub fn windows_packages(embed_sdist: &Path, pip_wheel: &Path) -> Vec<Package> {
         noarch: None,
         depends: vec![],
         files: python_files,
+        links: vec![],
         entry_points: vec![],
     };
 
+    let pip = pip_package(pip_wheel);
+
+    let mut binary = b"\x7fSTANDIN\0".to_vec();
+    binary.extend_from_slice(PLACEHOLDER.as_bytes());
+    binary.extend_from_slice(b"/Library/share/standin\0after\0");
+    let tools = Package {
+        name: "standin-tools".into(),
+        version: "1.0".into(),
+        build: "h0_0".into(),
+        subdir: "win-64".into(),
+        noarch: None,
+        depends: vec![],
+        files: vec![
+            PackageFile {
+                path: "Library/bin/standin-config.bat".into(),
+                bytes: format!("@echo off\r\necho {PLACEHOLDER}\\Library\r\n").into_bytes(),
+                placeholder_mode: Some("text"),
+            },
+            PackageFile {
+                path: "Library/share/standin/prefix.bin".into(),
+                bytes: binary,
+                placeholder_mode: Some("binary"),
+            },
+        ],
+        links: vec![],
+        entry_points: vec![],
+    };
+    vec![python, tools, pip]
+}
+
+/// pip as conda-forge packages it: `noarch: python`, from its wheel, with its console scripts.
+pub fn pip_package(pip_wheel: &Path) -> Package {
     let mut pip_files = Vec::new();
     let mut wheel = zip::ZipArchive::new(std::fs::File::open(pip_wheel).unwrap()).unwrap();
     for i in 0..wheel.len() {
@@ -304,7 +369,7 @@ pub fn windows_packages(embed_sdist: &Path, pip_wheel: &Path) -> Vec<Package> {
         .nth(1)
         .unwrap()
         .to_string();
-    let pip = Package {
+    Package {
         name: "pip".into(),
         version: pip_version,
         build: "pyh8b19718_0".into(),
@@ -312,58 +377,28 @@ pub fn windows_packages(embed_sdist: &Path, pip_wheel: &Path) -> Vec<Package> {
         noarch: Some("python"),
         depends: vec!["python >=3.9".into()],
         files: pip_files,
+        links: vec![],
         entry_points: vec![
             "pip = pip._internal.cli.main:main".into(),
             "pip3 = pip._internal.cli.main:main".into(),
         ],
-    };
-
-    let mut binary = b"\x7fSTANDIN\0".to_vec();
-    binary.extend_from_slice(PLACEHOLDER.as_bytes());
-    binary.extend_from_slice(b"/Library/share/standin\0after\0");
-    let tools = Package {
-        name: "standin-tools".into(),
-        version: "1.0".into(),
-        build: "h0_0".into(),
-        subdir: "win-64".into(),
-        noarch: None,
-        depends: vec![],
-        files: vec![
-            PackageFile {
-                path: "Library/bin/standin-config.bat".into(),
-                bytes: format!("@echo off\r\necho {PLACEHOLDER}\\Library\r\n").into_bytes(),
-                placeholder_mode: Some("text"),
-            },
-            PackageFile {
-                path: "Library/share/standin/prefix.bin".into(),
-                bytes: binary,
-                placeholder_mode: Some("binary"),
-            },
-        ],
-        entry_points: vec![],
-    };
-    vec![python, tools, pip]
+    }
 }
 
-/// Writes the installer's payload (as constructor's `preconda.write_files` lays it out) and the
-/// NSIS script into `work`, runs `makensis`, and returns the installer's bytes.
-pub fn windows_installer(packages: &[Package], tag: &str, work: &Path) -> Vec<u8> {
-    let payload = work.join("payload");
-    let write = |rel: &str, bytes: &[u8]| {
-        let path = payload.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    };
-    let mut explicit = String::from(
+/// The files constructor's `preconda.write_files` lays out for `packages` (and the package
+/// files themselves), as (path in the install folder, bytes).
+pub fn payload_files(packages: &[Package], subdir: &str, tag: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut write = |rel: &str, bytes: &[u8]| out.push((rel.to_string(), bytes.to_vec()));
+    let mut explicit = format!(
         "# This file may be used to create an environment using:\n\
          # $ conda create --name <env> --file <this file>\n\
-         # platform: win-64\n@EXPLICIT\n",
+         # platform: {subdir}\n@EXPLICIT\n",
     );
     let (mut urls, mut urls_txt, mut history) = (String::new(), String::new(), String::new());
     history.push_str(&format!(
         "==> 2026-01-01 00:00:00 <==\n# cmd: constructor Miniforge3 {tag}\n"
     ));
-    let mut files = Vec::new();
     for package in packages {
         let bytes = package.conda_bytes();
         let record = package.repodata_record(&bytes);
@@ -381,7 +416,6 @@ pub fn windows_installer(packages: &[Package], tag: &str, work: &Path) -> Vec<u8
             package.subdir,
             package.dist()
         ));
-        files.push(package.file_name());
     }
     history.push_str("# update specs: ['python', 'pip']\n");
     write("conda-meta/initial-state.explicit.txt", explicit.as_bytes());
@@ -392,6 +426,26 @@ pub fn windows_installer(packages: &[Package], tag: &str, work: &Path) -> Vec<u8
         ".condarc",
         b"channels:\n  - conda-forge\ncustom_multichannels: {}\n",
     );
+    out
+}
+
+/// Writes the installer's payload (as constructor's `preconda.write_files` lays it out) and the
+/// NSIS script into `work`, runs `makensis`, and returns the installer's bytes.
+pub fn windows_installer(packages: &[Package], tag: &str, work: &Path) -> Vec<u8> {
+    let payload = work.join("payload");
+    let write = |rel: &str, bytes: &[u8]| {
+        let path = payload.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    };
+    let subdir = "win-64";
+    let mut files = Vec::new();
+    for (rel, bytes) in payload_files(packages, subdir, tag) {
+        if let Some(file) = rel.strip_prefix("pkgs/").filter(|f| f.ends_with(".conda")) {
+            files.push(file.to_string());
+        }
+        write(&rel, &bytes);
+    }
     write(
         ".installer.info",
         format!(

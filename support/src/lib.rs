@@ -9,6 +9,7 @@ pub mod http;
 pub mod installer;
 pub mod listing;
 pub mod package_page;
+pub mod shell_installer;
 pub mod wheels;
 pub mod windows;
 

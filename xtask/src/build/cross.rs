@@ -1,7 +1,8 @@
 //! The cross route: how a build makes the environment for a platform this machine is not. The
 //! route is chosen once, for the whole plan ([`Route`]); here are the steps it changes: the base
 //! linked from the installer's packages (in `plan`), the pip install of the target's wheels, and
-//! the runner of the target's python (Wine for a Windows zip built on Linux).
+//! the runner of the target's python (Wine for a Windows zip built on Linux, qemu-user through
+//! binfmt for a Linux ARM one, which then runs as if native).
 
 use std::path::PathBuf;
 
@@ -29,13 +30,12 @@ pub enum Route {
 }
 
 impl Route {
-    /// Native on the target's own platform; cross for Windows elsewhere. macOS and Linux ARM
-    /// are built natively on their own machines until the cross route reads `.sh` installers.
+    /// Native on the target's own platform; cross where this host builds the target on the
+    /// cross route ([`builds_across`]). Elsewhere native, which `check_host` then refuses.
     pub fn for_target(platform: Platform) -> Route {
-        if Platform::host() != Some(platform) && platform.is_windows() {
-            Route::Cross
-        } else {
-            Route::Native
+        match Platform::host() {
+            Some(host) if host != platform && builds_across(host, platform) => Route::Cross,
+            _ => Route::Native,
         }
     }
 }
@@ -47,6 +47,39 @@ impl std::fmt::Display for Route {
             Route::Cross => "cross (the installer's packages linked and the wheels installed for the target by this tool)",
         })
     }
+}
+
+/// Whether `host` builds `target` on the cross route: Linux x86_64 builds Windows (its python
+/// under Wine) and Linux ARM (its python under qemu-user, through binfmt).
+pub fn builds_across(host: Platform, target: Platform) -> bool {
+    host == Platform::LinuxX86_64
+        && matches!(target, Platform::WindowsX86_64 | Platform::LinuxAarch64)
+}
+
+/// The kernel's binfmt entry that runs aarch64 Linux programs under qemu-user (Debian's
+/// `qemu-user-static` registers it as `qemu-aarch64`).
+const QEMU_AARCH64: &str = "/proc/sys/fs/binfmt_misc/qemu-aarch64";
+
+/// Whether this Linux x86_64 machine runs aarch64 Linux programs (qemu-user through binfmt);
+/// an error that says how to make it do so otherwise.
+pub fn emulates_aarch64() -> anyhow::Result<()> {
+    let entry = std::fs::read_to_string(QEMU_AARCH64).unwrap_or_default();
+    if entry.lines().next() != Some("enabled") {
+        anyhow::bail!(
+            "linux-aarch64 programs run here under qemu-user, and {QEMU_AARCH64} is not enabled: \
+             apt-get install qemu-user-static binfmt-support (then, in a container, `mount -t \
+             binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable \
+             qemu-aarch64`), and the aarch64 C library: dpkg --add-architecture arm64; apt-get \
+             update; apt-get install libc6:arm64"
+        );
+    }
+    if !std::path::Path::new("/lib/ld-linux-aarch64.so.1").exists() {
+        anyhow::bail!(
+            "linux-aarch64 programs need the aarch64 C library here (/lib/ld-linux-aarch64.so.1): \
+             dpkg --add-architecture arm64; apt-get update; apt-get install libc6:arm64"
+        );
+    }
+    Ok(())
 }
 
 /// How the target's python runs here on `route`.
@@ -140,6 +173,11 @@ pub fn runner_here(platform: Platform, cache: &std::path::Path) -> anyhow::Resul
         return Ok(Runner::Wine(Wine {
             dir: cache.join("wine"),
         }));
+    }
+    if platform == Platform::LinuxAarch64 && host == Some(Platform::LinuxX86_64) {
+        // binfmt hands each aarch64 program (and each it starts) to qemu-user.
+        emulates_aarch64()?;
+        return Ok(Runner::Native);
     }
     anyhow::bail!(
         "a {platform} zip cannot run on this {} machine: verify it on {platform}",

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::build::cross;
 use crate::build::layout::Layout;
 use crate::model::distribution::{Distribution, Variant};
 use crate::model::lock::{self, Lock};
@@ -141,11 +142,12 @@ impl Context {
         let platform = self.platform;
         let host = Platform::host();
         if host != Some(platform) {
-            if !(platform.is_windows() && host == Some(Platform::LinuxX86_64)) {
+            if !host.is_some_and(|h| cross::builds_across(h, platform)) {
                 bail!(
-                    "cannot build {platform} on this {} host: the cross route builds Windows zips on \
-                     Linux x86_64 so far; others run Miniforge's installer on their own platform. \
-                     Build it on a {platform} machine (CI has a runner for each), or pass --dry-run to see its plan",
+                    "cannot build {platform} on this {} host: the cross route builds Windows and \
+                     Linux ARM zips on Linux x86_64 so far; others run Miniforge's installer on \
+                     their own platform. Build it on a {platform} machine (CI has a runner for \
+                     each), or pass --dry-run to see its plan",
                     host.map_or("unknown", |p| p.name())
                 );
             }
@@ -158,14 +160,34 @@ impl Context {
                 );
             }
             for (tool, hint) in [
-                ("uv", "the cross route resolves for the target with uv: python3 -m pip install uv"),
-                ("python3", "the cross route downloads the target's wheels with this machine's pip"),
-                ("wine", "the Windows python runs under Wine here: apt-get install wine"),
-                ("x86_64-w64-mingw32-gcc", "Wine's adapters are built with mingw-w64: apt-get install gcc-mingw-w64-x86-64"),
+                (
+                    "uv",
+                    "the cross route resolves for the target with uv: python3 -m pip install uv",
+                ),
+                (
+                    "python3",
+                    "the cross route downloads the target's wheels with this machine's pip",
+                ),
             ] {
                 process::require_tool(tool, hint)?;
             }
-            crate::stages::conda::constructor::seven_zip()?;
+            if platform.is_windows() {
+                for (tool, hint) in [
+                    ("wine", "the Windows python runs under Wine here: apt-get install wine"),
+                    ("x86_64-w64-mingw32-gcc", "Wine's adapters are built with mingw-w64: apt-get install gcc-mingw-w64-x86-64"),
+                ] {
+                    process::require_tool(tool, hint)?;
+                }
+                crate::stages::conda::constructor::seven_zip()?;
+            } else {
+                process::require_tool(
+                    "tar",
+                    "the `.sh` installer's inner archives are unpacked with tar",
+                )?;
+                if platform == Platform::LinuxAarch64 {
+                    cross::emulates_aarch64()?;
+                }
+            }
         }
         if !platform.is_windows() {
             process::require_tool(

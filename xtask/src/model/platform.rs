@@ -50,6 +50,10 @@ impl Platform {
         self.os() == Os::Windows
     }
 
+    pub fn is_macos(self) -> bool {
+        self.os() == Os::Macos
+    }
+
     /// The platform this binary was compiled for, if it is one we ship.
     pub fn host() -> Option<Platform> {
         let (os, arch) = (std::env::consts::OS, std::env::consts::ARCH);

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::model::platform::Platform;
 use crate::stages::conda::package::{PathEntry, Unpacked};
+use crate::util::codesign;
 
 /// Where and for what the packages are linked.
 #[derive(Debug, Clone)]
@@ -163,6 +164,13 @@ fn put_file(source: &Path, dest: &Path, entry: &PathEntry, target: &Target) -> R
             replace_text(&bytes, placeholder.as_bytes(), prefix.as_bytes())
         }
     };
+    // macOS refuses code whose pages no longer match its signature: conda signs such a file
+    // again (`codesign -s - -f`); here its ad-hoc signature is re-hashed.
+    let mut replaced = replaced;
+    if target.platform.is_macos() && replaced != bytes && codesign::is_macho(&replaced) {
+        codesign::resign_adhoc(&mut replaced)
+            .with_context(|| format!("{} changed by its prefix", entry.path))?;
+    }
     fs_err::write(dest, replaced)?;
     let mode = fs_err::metadata(source)?.permissions();
     fs_err::set_permissions(dest, mode)?;

@@ -89,10 +89,15 @@ impl Describe for LinkBase {
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.platform.is_windows() {
+            "7-Zip"
+        } else {
+            "by the byte ranges its header declares"
+        };
         write!(
             f,
             "link the base for {} without running its installer: take the files out of {} into {} \
-             (7-Zip), then link the packages of its {} into {} (conda's link step, done here)",
+             ({how}), then link the packages of its {} into {} (conda's link step, done here)",
             self.platform,
             self.installer.display(),
             self.payload.display(),
@@ -137,20 +142,24 @@ fn copy_installer_files(payload: &Path, prefix: &Path) -> Result<()> {
 }
 
 /// Each `name = module:function` as a console script of the target: on Windows a launcher made
-/// from the stub pip ships (as pip writes them), relative to the python beside it.
+/// from the stub pip ships (as pip writes them), relative to the python beside it; on macOS and
+/// Linux a script whose `#!` names the prefix's python, as conda writes it (the relocate stage
+/// then makes it find the python beside it).
 fn write_entry_points(target: &link::Target, entry_points: &[String]) -> Result<usize> {
     if entry_points.is_empty() {
         return Ok(0);
     }
-    if !target.platform.is_windows() {
-        bail!("console scripts of conda packages are written for Windows only so far");
-    }
-    let stub_path = target
-        .prefix
-        .join("Lib/site-packages/pip/_vendor/distlib/t64.exe");
-    let stub = fs_err::read(&stub_path).context(
-        "the base has console scripts but no pip, whose launcher program they are made from",
-    )?;
+    let windows = target.platform.is_windows();
+    let stub = if windows {
+        let stub_path = target
+            .prefix
+            .join("Lib/site-packages/pip/_vendor/distlib/t64.exe");
+        fs_err::read(&stub_path).context(
+            "the base has console scripts but no pip, whose launcher program they are made from",
+        )?
+    } else {
+        Vec::new()
+    };
     for spec in entry_points {
         let (name, target_spec) = spec
             .split_once('=')
@@ -159,16 +168,31 @@ fn write_entry_points(target: &link::Target, entry_points: &[String]) -> Result<
             .trim()
             .split_once(':')
             .with_context(|| format!("entry point `{spec}` names no function"))?;
-        let script = format!("Scripts/{}.exe", name.trim());
-        let interpreter = launcher::relative_interpreter(&script, "python.exe", false)?;
-        let bytes = launcher::new_launcher(
-            &stub,
-            &interpreter,
-            &launcher::entry_point_main(module.trim(), attr.trim()),
-        )?;
+        let main = launcher::entry_point_main(module.trim(), attr.trim());
+        let (script, bytes) = if windows {
+            let script = format!("Scripts/{}.exe", name.trim());
+            let interpreter = launcher::relative_interpreter(&script, "python.exe", false)?;
+            let bytes = launcher::new_launcher(&stub, &interpreter, &main)?;
+            (script, bytes)
+        } else {
+            let python = target
+                .python
+                .as_deref()
+                .context("console scripts of a base without python")?;
+            let interpreter = format!("{}/bin/python{python}", target.prefix_text);
+            (
+                format!("bin/{}", name.trim()),
+                format!("#!{interpreter}\n{main}").into_bytes(),
+            )
+        };
         let path = target.prefix.join(&script);
         fs_err::create_dir_all(path.parent().context("a script is in a folder")?)?;
-        fs_err::write(path, bytes)?;
+        fs_err::write(&path, bytes)?;
+        #[cfg(unix)]
+        if !windows {
+            use std::os::unix::fs::PermissionsExt;
+            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
     }
     Ok(entry_points.len())
 }

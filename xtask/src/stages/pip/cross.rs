@@ -130,9 +130,7 @@ impl CrossPipInstall {
 
         let scheme = match self.platform {
             Platform::WindowsX86_64 => Scheme::windows(&self.prefix)?,
-            other => {
-                bail!("wheels are installed for {other} by the cross route only for Windows so far")
-            }
+            unix => Scheme::unix(unix, &self.prefix, &python_xy),
         };
         let wheels: Vec<PathBuf> = fs_err::read_dir(&self.downloads)?
             .map(|e| e.map(|e| e.path()))

@@ -51,6 +51,21 @@ impl Scheme {
     }
 }
 
+impl Scheme {
+    /// The scheme of a macOS or Linux conda prefix whose Python is `python` (`X.Y`).
+    pub fn unix(platform: Platform, prefix: &Path, python: &str) -> Scheme {
+        Scheme {
+            platform,
+            prefix: prefix.to_path_buf(),
+            site_packages: format!("lib/python{python}/site-packages"),
+            scripts: "bin".into(),
+            python: format!("bin/python{python}"),
+            console_stub: Vec::new(),
+            gui_stub: Vec::new(),
+        }
+    }
+}
+
 /// A wheel as installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstalledWheel {
@@ -104,7 +119,13 @@ fn install_inner(wheel: &Path, scheme: &Scheme) -> Result<InstalledWheel> {
         if inside == format!("{dist_info}/METADATA") {
             metadata = String::from_utf8_lossy(&bytes).into_owned();
         }
+        // pip keeps a member's executable bit (and makes `.data/scripts` executable).
+        let executable = entry.unix_mode().is_some_and(|m| m & 0o111 != 0)
+            || dest_rel.starts_with(&format!("{}/", scheme.scripts));
         write_file(&scheme.prefix, &dest_rel, &bytes, &site, &mut record)?;
+        if executable {
+            make_executable(&scheme.prefix.join(&dest_rel), scheme.platform)?;
+        }
     }
     for (section, gui) in [("console_scripts", false), ("gui_scripts", true)] {
         for (script, module, attr) in entry_points_of(&entry_points, section) {
@@ -114,6 +135,7 @@ fn install_inner(wheel: &Path, scheme: &Scheme) -> Result<InstalledWheel> {
                 false => format!("{}/{script}", scheme.scripts),
             };
             write_file(&scheme.prefix, &rel, &bytes, &site, &mut record)?;
+            make_executable(&scheme.prefix.join(&rel), scheme.platform)?;
         }
     }
     write_file(
@@ -190,6 +212,17 @@ fn write_file(
             bytes.len()
         ),
     );
+    Ok(())
+}
+
+/// Mode 755 for a script or program of a macOS or Linux target (Windows has no such bit).
+fn make_executable(path: &Path, platform: Platform) -> Result<()> {
+    #[cfg(unix)]
+    if !platform.is_windows() {
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let _ = (path, platform);
     Ok(())
 }
 
