@@ -7,6 +7,7 @@
 // The PyPI and real-product tests print the figures they measured.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[cfg(unix)]
 mod aarch64_cross;
 mod archive_cli;
 mod codesign;
