@@ -197,7 +197,8 @@ fn tar_zst(entries: &[(String, Vec<u8>)], links: &[(String, String)]) -> Vec<u8>
     ruzstd::encoding::compress_to_vec(raw.as_slice(), ruzstd::encoding::CompressionLevel::Fastest)
 }
 
-fn md5_hex(bytes: &[u8]) -> String {
+/// `md5sum` of `bytes`, as conda records and constructor headers carry it.
+pub fn md5_hex(bytes: &[u8]) -> String {
     let mut child = Command::new("md5sum")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -15,7 +15,6 @@
 //! `lib/python3.11/site-packages`, and `sysconfig.py` installs there (`posix_prefix`, not
 //! Debian's `posix_local`). A real Miniforge python needs neither.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -69,7 +68,7 @@ pub fn shell_installer(
     let tar = outer.into_inner().unwrap();
     let mut payloads = conda_exe.to_vec();
     payloads.extend_from_slice(&tar);
-    let md5 = md5_hex(&payloads);
+    let md5 = constructor::md5_hex(&payloads);
     let (shebang, rest) = body.split_once('\n').unwrap();
     let header = format!(
         "{shebang}\n#\n# Created by constructor (test stand-in)\n#\n# NAME:  Miniforge3\n\
@@ -96,17 +95,6 @@ fn append(tar: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
     header.set_mtime(0);
     header.set_cksum();
     tar.append_data(&mut header, path, bytes).unwrap();
-}
-
-fn md5_hex(bytes: &[u8]) -> String {
-    let mut child = Command::new("md5sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("md5sum (coreutils)");
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..32].to_string()
 }
 
 /// A header body for a stand-in that is only read, never run here.
