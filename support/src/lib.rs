@@ -8,6 +8,7 @@ pub mod constructor;
 pub mod http;
 pub mod installer;
 pub mod listing;
+pub mod macos;
 pub mod package_page;
 pub mod shell_installer;
 pub mod wheels;
@@ -577,6 +578,29 @@ pub fn portable(manifest: &Path, out: &Path, version: &str, extra: &[&str]) -> O
     ];
     args.extend_from_slice(extra);
     xtask(&args)
+}
+
+/// Serves a Miniforge stand-in for `platform` as release `tag` (with its `.sha256`) on the
+/// world's server.
+pub fn serve_installer(platform: Platform, tag: &str, bytes: &[u8]) {
+    let asset = platform.miniforge_asset(tag);
+    let url = format!("/releases/download/{tag}/{asset}");
+    let server = &world().server;
+    server.route(&url, Route::Body(bytes.to_vec()));
+    server.route(
+        &format!("{url}.sha256"),
+        Route::Body(format!("{}  {asset}\n", sha256_hex(bytes)).into_bytes()),
+    );
+}
+
+/// Builds the world's distribution for `platform` from Miniforge `release` (which
+/// [`serve_installer`] served) into `dir/out`: on the cross route where `platform` is not this
+/// machine's.
+pub fn build_for(platform: Platform, dir: &Path, release: &str) -> (Output, PathBuf) {
+    let manifest = world().manifest(dir, release, "");
+    let out = dir.join("out");
+    let done = portable(&manifest, &out, "1.0.0", &["--platform", platform.name()]);
+    (done, out)
 }
 
 /// Runs `cargo xtask` with an environment cleared of the user's pip settings, so only the

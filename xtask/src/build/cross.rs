@@ -2,7 +2,8 @@
 //! route is chosen once, for the whole plan ([`Route`]); here are the steps it changes: the base
 //! linked from the installer's packages (in `plan`), the pip install of the target's wheels, and
 //! the runner of the target's python (Wine for a Windows zip built on Linux, qemu-user through
-//! binfmt for a Linux ARM one, which then runs as if native).
+//! binfmt for a Linux ARM one, which then runs as if native; for a macOS one, whose programs
+//! cannot run here, a CPython of this machine standing in for its python).
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ use crate::model::platform::Platform;
 use crate::stages::pip::cross::{CrossPipInstall, CrossWanted};
 use crate::stages::pip::WriteFile;
 use crate::stages::resolve;
+use crate::util::host_python::{HostPython, Markers};
 use crate::util::process::{path_arg, Command};
 use crate::util::runner::Runner;
 use crate::util::wine::Wine;
@@ -49,11 +51,12 @@ impl std::fmt::Display for Route {
     }
 }
 
-/// Whether `host` builds `target` on the cross route: Linux x86_64 builds Windows (its python
-/// under Wine) and Linux ARM (its python under qemu-user, through binfmt).
+/// Whether `host` builds `target` on the cross route: Linux x86_64 builds every other platform:
+/// Windows (its python under Wine), Linux ARM (under qemu-user, through binfmt) and macOS
+/// (whose python cannot run here: a CPython of this machine stands in for it in the pure-Python
+/// steps, and the zip is verified on a Mac).
 pub fn builds_across(host: Platform, target: Platform) -> bool {
-    host == Platform::LinuxX86_64
-        && matches!(target, Platform::WindowsX86_64 | Platform::LinuxAarch64)
+    host == Platform::LinuxX86_64 && target != host
 }
 
 /// The kernel's binfmt entry that runs aarch64 Linux programs under qemu-user (Debian's
@@ -88,6 +91,14 @@ pub fn runner_for(route: Route, platform: Platform, layout: &Layout) -> Runner {
         Route::Cross if platform.is_windows() => Runner::Wine(Wine {
             dir: layout.cache.join("wine"),
         }),
+        Route::Cross if platform.is_macos() => Runner::HostPython(HostPython::new(Markers {
+            sys_platform: "darwin",
+            platform_system: "Darwin",
+            platform_machine: match platform {
+                Platform::MacosArm64 => "arm64",
+                _ => "x86_64",
+            },
+        })),
         _ => Runner::Native,
     }
 }

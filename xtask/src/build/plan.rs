@@ -26,6 +26,7 @@ use crate::stages::prune::{LinkTree, Policy, Prune};
 use crate::stages::publish::Publish;
 use crate::stages::relocate::Relocate;
 use crate::stages::repos::{self, CloneRepo, Mirror};
+use crate::stages::verify::signatures::CheckSignatures;
 use crate::stages::verify::{SmokeInstalled, Verify};
 
 #[derive(Debug, Clone)]
@@ -222,6 +223,12 @@ pub fn plan(
         tree: layout.tree.clone(),
         path: layout.tree.join("manifest.json"),
     }));
+    if platform.is_macos() {
+        steps.push(Step::CheckSignatures(CheckSignatures {
+            platform,
+            tree: layout.tree.clone(),
+        }));
+    }
     steps.push(Step::Archive(Archive {
         tree: layout.tree.clone(),
         zip: artifacts.staged_zip.clone(),
@@ -594,6 +601,8 @@ mod tests {
             Options {
                 tag: Tag::Resolved("t".into()),
                 offline: true,
+                // The native route's pip: a Mac builds its own zip so.
+                route: Some(Route::Native),
                 ..Options::default()
             },
         );

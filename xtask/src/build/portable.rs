@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 
 use crate::build::cache;
 use crate::build::layout::Layout;
-use crate::build::plan::{self, Options, PolicyFile};
+use crate::build::plan::{self, Options, PolicyFile, Route};
 use crate::build::record::BuildRecord;
 use crate::model::distribution::{self, Distribution, Variant};
 use crate::model::lock::Lock;
@@ -33,6 +33,7 @@ pub struct Build<'a> {
     pub update: bool,
     pub split_size: u64,
     pub compression: Compression,
+    pub route: Route,
     pub tools: &'a Tools,
 }
 
@@ -73,7 +74,7 @@ pub fn build(b: &Build) -> Result<Built> {
             offline: b.offline,
             split_size: b.split_size,
             compression: b.compression,
-            route: None,
+            route: Some(b.route),
         },
     );
     if verify::restore_moved_aside(&layout.env)? {

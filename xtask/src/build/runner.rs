@@ -144,6 +144,7 @@ fn dispatch(step: &Step, tools: &Tools, found: &mut Results) -> Result<()> {
         Step::CompileImported(s) => found.bytecode = Some(s.run(tools)?),
         Step::PackageTools(s) => found.protected = s.run(tools)?,
         Step::WriteManifest(s) => s.run(&found.findings()?)?,
+        Step::CheckSignatures(s) => _ = s.run(tools)?,
         Step::Archive(s) => s.run(tools)?,
         Step::Verify(s) => s.run(tools)?,
         Step::Publish(s) => found.published = s.run(tools)?,

@@ -19,6 +19,7 @@ use crate::stages::prune::{LinkTree, Prune};
 use crate::stages::publish::Publish;
 use crate::stages::relocate::Relocate;
 use crate::stages::repos::{CloneRepo, Mirror};
+use crate::stages::verify::signatures::CheckSignatures;
 use crate::stages::verify::{SmokeInstalled, Verify};
 
 /// Every kind of step, each the struct of the stage that runs it.
@@ -40,6 +41,7 @@ pub enum Step {
     CompileImported(CompileImported),
     PackageTools(PackageTools),
     WriteManifest(WriteManifest),
+    CheckSignatures(CheckSignatures),
     Archive(Archive),
     Verify(Verify),
     Publish(Publish),
@@ -67,6 +69,7 @@ impl Step {
             Step::CompileImported(s) => s,
             Step::PackageTools(s) => s,
             Step::WriteManifest(s) => s,
+            Step::CheckSignatures(s) => s,
             Step::Archive(s) => s,
             Step::Verify(s) => s,
             Step::Publish(s) => s,

@@ -136,19 +136,26 @@ impl Target {
 }
 
 impl Context {
-    /// A build runs on its own platform (the native route) or, for Windows, on a Linux x86_64
-    /// host (the cross route), with the tools it shells out to.
-    pub fn check_host(&self) -> Result<()> {
+    /// A build runs on `route`: native on its own platform, cross (from Linux x86_64) for the
+    /// others or, to compare the two, its own; with the tools it shells out to.
+    pub fn check_host(&self, route: cross::Route) -> Result<()> {
         let platform = self.platform;
         let host = Platform::host();
-        if host != Some(platform) {
-            if !host.is_some_and(|h| cross::builds_across(h, platform)) {
+        let host_name = host.map_or("unknown", |p| p.name());
+        if route == cross::Route::Native && host != Some(platform) {
+            bail!(
+                "cannot build {platform} on the native route on this {host_name} host: it runs \
+                 Miniforge's installer and pip, which run only on {platform}. Build it there, or \
+                 drop `--route native` to take the cross route where this host has one"
+            );
+        }
+        if route == cross::Route::Cross {
+            if host != Some(platform) && !host.is_some_and(|h| cross::builds_across(h, platform)) {
                 bail!(
-                    "cannot build {platform} on this {} host: the cross route builds Windows and \
-                     Linux ARM zips on Linux x86_64 so far; others run Miniforge's installer on \
-                     their own platform. Build it on a {platform} machine (CI has a runner for \
-                     each), or pass --dry-run to see its plan",
-                    host.map_or("unknown", |p| p.name())
+                    "cannot build {platform} on this {host_name} host: the cross route builds \
+                     every platform's zip on Linux x86_64; other hosts run Miniforge's installer \
+                     on their own platform. Build it on Linux x86_64 or a {platform} machine (CI \
+                     has a runner for each), or pass --dry-run to see its plan"
                 );
             }
             let conda = self.distribution.conda_packages_for(platform);

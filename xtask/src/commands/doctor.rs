@@ -68,12 +68,9 @@ impl DoctorArgs {
         }
 
         // What this host needs to build the platform on its route (Wine, qemu-user, 7-Zip, uv).
-        match ctx.check_host() {
-            Ok(()) => checks.report(
-                true,
-                "route",
-                crate::build::cross::Route::for_target(platform).to_string(),
-            ),
+        let route = crate::build::cross::Route::for_target(platform);
+        match ctx.check_host(route) {
+            Ok(()) => checks.report(true, "route", route.to_string()),
             Err(e) => checks.report(false, "route", format!("{e:#}")),
         }
 

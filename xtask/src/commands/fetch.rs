@@ -51,8 +51,9 @@ impl FetchArgs {
         }
         let ctx = self.target.resolve(&self.lock)?;
         let layout = &ctx.layout;
-        ctx.check_host()?;
-        if plan::Route::for_target(ctx.platform) == plan::Route::Cross {
+        let route = plan::Route::for_target(ctx.platform);
+        ctx.check_host(route)?;
+        if route == plan::Route::Cross {
             anyhow::bail!(
                 "fetch for {} on this host (the cross route) is not built yet: a cross build keeps the \
                  installer and every wheel it downloads in {}, so build once online; `--offline` then \

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::context::{LockFlags, Target};
-use crate::build::plan::{self, Options, Plan, PolicyFile};
+use crate::build::plan::{self, Options, Plan, PolicyFile, Route};
 use crate::build::portable;
 use crate::model::distribution;
 use crate::project_root;
@@ -51,6 +51,27 @@ pub struct PortableArgs {
     /// mirrors, a wheelhouse, conda packages).
     #[arg(long)]
     pub offline: bool,
+    /// How the environment is made [default: native on the platform's own machine, cross on
+    /// Linux x86_64 for the others]. `cross` on the host's own platform builds it as for
+    /// another (to compare the two); `native` runs Miniforge's installer and pip, so only on the
+    /// platform itself.
+    #[arg(long, value_enum)]
+    pub route: Option<RouteChoice>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RouteChoice {
+    Native,
+    Cross,
+}
+
+impl From<RouteChoice> for Route {
+    fn from(choice: RouteChoice) -> Route {
+        match choice {
+            RouteChoice::Native => Route::Native,
+            RouteChoice::Cross => Route::Cross,
+        }
+    }
 }
 
 impl PortableArgs {
@@ -67,6 +88,7 @@ impl PortableArgs {
                     split_size: self.split_size,
                     compression: self.compression,
                     offline: self.offline,
+                    route: self.route.map(Route::from),
                     ..Options::default()
                 };
                 let plan = plan::plan(
@@ -82,7 +104,10 @@ impl PortableArgs {
             return Ok(());
         }
         let ctx = self.target.resolve(&self.lock)?;
-        ctx.check_host()?;
+        let route = self
+            .route
+            .map_or(Route::for_target(ctx.platform), Route::from);
+        ctx.check_host(route)?;
         let version = self.version()?;
         let artifacts = ctx.layout.artifacts(&version);
         eprintln!(
@@ -104,6 +129,7 @@ impl PortableArgs {
             update: self.update,
             split_size: self.split_size,
             compression: self.compression,
+            route,
             tools: &ctx.tools,
         })?;
         if built.lock_written {

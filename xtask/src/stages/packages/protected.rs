@@ -118,7 +118,7 @@ pub fn protected_closure(
     platform: impl std::fmt::Display,
 ) -> Result<ProtectedCore> {
     let named_json = serde_json::to_string(named)?;
-    runner.prepare(&tools.reporter)?;
+    runner.prepare(&tools.reporter, python)?;
     let out = crate::stages::pip::ask_python(&tools.sh, runner, python, CLOSURE, &named_json)?;
     let mut found: Closure = serde_json::from_str(&out)
         .with_context(|| format!("the protected packages, as python told them: {out}"))?;

@@ -98,7 +98,7 @@ impl LeaveOutPackages {
             .map(|e| normalise_package_name(&e.entry.name))
             .collect();
         let names_json = serde_json::to_string(&names)?;
-        self.runner.prepare(&tools.reporter)?;
+        self.runner.prepare(&tools.reporter, &python)?;
         let out = super::ask_python(&tools.sh, &self.runner, &python, REQUIREMENTS, &names_json)?;
         let mut found: Installed = serde_json::from_str(&out)
             .with_context(|| format!("the installed packages, as python told them: {out}"))?;

@@ -46,6 +46,8 @@ pub struct BytecodeSummary {
 
 const RECORDER_MODULE: &str = "_anymatix_record_imports";
 
+const SCAN_IMPORTS: &str = include_str!("scan_imports.py");
+
 /// Lists the module files loaded by the time the process ends, one file per process: those in
 /// `sys.modules`, and every source compiled meanwhile (the audit hook sees what is loaded
 /// without entering `sys.modules`, such as the database migrations ComfyUI runs by path, and
@@ -120,70 +122,24 @@ impl CompileImported {
             .tree
             .join("python")
             .join(self.platform.python_in_prefix());
-        let sh = &tools.sh;
         let runner = &self.runner;
-        runner.prepare(&tools.reporter)?;
+        runner.prepare(&tools.reporter, &python)?;
         let mut ask = runner.python(&python, &["-s"]).args([
             "-c",
             "import sysconfig; print(sysconfig.get_paths()['purelib'])",
         ]);
         ask.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
         ask.env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
-        let site = crate::util::process::read(sh, &ask)
+        let site = crate::util::process::read(&tools.sh, &ask)
             .context("cannot ask the tree's python where its site-packages is")?;
         let site = runner.host_path(site.trim());
 
-        let before = snapshot(&self.tree)?;
-        let records = tempfile::tempdir()?;
-        // Outside the tree, where the installed environment's checks left theirs.
-        let (cache_dir, _scratch_cache) = match share_cache(
-            &self.bytecode_cache,
-            &self.installed_at,
-            &self.tree,
-        ) {
-            Ok(()) => (self.bytecode_cache.clone(), None),
-            Err(e) => {
-                tools.reporter.note(format!(
-                    "the recording run compiles anew: cannot reuse the environment's bytecode ({e:#})"
-                ));
-                let scratch = tempfile::tempdir()?;
-                (scratch.path().to_path_buf(), Some(scratch))
-            }
-        };
-        let cache = verify::BytecodeCache::new(sh, &cache_dir);
-        let hook = site.join(format!("{RECORDER_MODULE}.pth"));
-        let module = site.join(format!("{RECORDER_MODULE}.py"));
-        let out = serde_json::to_string(&records.path().to_string_lossy())?;
-        fs_err::write(&module, RECORDER.replace("__OUT__", &out))?;
-        fs_err::write(&hook, format!("import {RECORDER_MODULE}\n"))?;
         let recording = std::time::Instant::now();
-        let ran = verify::run_checks_and_commands(
-            &tools.reporter,
-            runner,
-            &python,
-            &self.tree,
-            &self.smoke,
-            &cache.dir,
-        );
-        drop(cache);
-        fs_err::remove_file(&hook)?;
-        fs_err::remove_file(&module)?;
-        let left = clean_up(&self.tree, &before)?;
-        // Verify judges the product (from the unpacked copy, the environment out of reach); here
-        // a failure only means fewer modules were recorded.
-        if let Err(e) = ran {
-            tools.reporter.note(format!(
-                "WARNING: a smoke check failed while the imports were recorded (verify will \
-                 judge the zip): {e:#}"
-            ));
-        }
-        if left > 0 {
-            tools.reporter.detail(format!(
-                "removed {left} files and folders the run left in the tree"
-            ));
-        }
-
-        let modules = recorded(records.path(), &self.tree, runner)?;
+        let modules = if runner.runs_the_target() {
+            self.record(tools, &python, &site)?
+        } else {
+            scan(tools, runner, &python, &self.tree, &self.smoke)?
+        };
         if modules.is_empty() {
             bail!(
                 "no module of {} was recorded as imported: the recorder in {} did not run",
@@ -196,8 +152,13 @@ impl CompileImported {
         fs_err::write(&self.listing, &listing)?;
         // Under Wine each process mostly waits on the Wine server: twice as many keep the cores busy.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = if runner.is_native() { cores } else { 2 * cores };
+        let workers = if runner.waits_on_a_server() {
+            2 * cores
+        } else {
+            cores
+        };
         let recorded_in = recording.elapsed();
+        let before = snapshot(&self.tree)?;
         let compiling = std::time::Instant::now();
         compile(runner, &python, &self.tree, &modules, workers)?;
         let compiled_in = compiling.elapsed();
@@ -222,6 +183,63 @@ impl CompileImported {
         ));
         Ok(summary)
     }
+
+    /// Runs the smoke checks and commands from the tree with the recorder in its site-packages;
+    /// the module files they loaded, relative to the tree.
+    fn record(&self, tools: &Tools, python: &Path, site: &Path) -> Result<Vec<String>> {
+        let sh = &tools.sh;
+        let runner = &self.runner;
+        let before = snapshot(&self.tree)?;
+        let records = tempfile::tempdir()?;
+        // Outside the tree, where the installed environment's checks left theirs.
+        let (cache_dir, _scratch_cache) = match share_cache(
+            &self.bytecode_cache,
+            &self.installed_at,
+            &self.tree,
+        ) {
+            Ok(()) => (self.bytecode_cache.clone(), None),
+            Err(e) => {
+                tools.reporter.note(format!(
+                    "the recording run compiles anew: cannot reuse the environment's bytecode ({e:#})"
+                ));
+                let scratch = tempfile::tempdir()?;
+                (scratch.path().to_path_buf(), Some(scratch))
+            }
+        };
+        let cache = verify::BytecodeCache::new(sh, &cache_dir);
+        let hook = site.join(format!("{RECORDER_MODULE}.pth"));
+        let module = site.join(format!("{RECORDER_MODULE}.py"));
+        let out = serde_json::to_string(&records.path().to_string_lossy())?;
+        fs_err::write(&module, RECORDER.replace("__OUT__", &out))?;
+        fs_err::write(&hook, format!("import {RECORDER_MODULE}\n"))?;
+        let ran = verify::run_checks_and_commands(
+            &tools.reporter,
+            runner,
+            python,
+            &self.tree,
+            &self.smoke,
+            &cache.dir,
+        );
+        drop(cache);
+        fs_err::remove_file(&hook)?;
+        fs_err::remove_file(&module)?;
+        let left = clean_up(&self.tree, &before)?;
+        // Verify judges the product (from the unpacked copy, the environment out of reach); here
+        // a failure only means fewer modules were recorded.
+        if let Err(e) = ran {
+            tools.reporter.note(format!(
+                "WARNING: a smoke check failed while the imports were recorded (verify will \
+                 judge the zip): {e:#}"
+            ));
+        }
+        if left > 0 {
+            tools.reporter.detail(format!(
+                "removed {left} files and folders the run left in the tree"
+            ));
+        }
+
+        recorded(records.path(), &self.tree, runner)
+    }
 }
 
 impl Describe for CompileImported {
@@ -236,6 +254,12 @@ impl Describe for CompileImported {
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.mode {
             Bytecode::None => write!(f, "compile nothing (bytecode: none)"),
+            Bytecode::Imported if !self.runner.runs_the_target() => write!(
+                f,
+                "read the import statements the smoke imports, checks and commands reach in {} \
+                 (its python cannot run here), then compile those modules as checked-hash .pyc",
+                self.tree.display()
+            ),
             Bytecode::Imported => write!(
                 f,
                 "run the smoke checks and commands from {} recording the modules they import, \
@@ -248,6 +272,51 @@ impl Describe for CompileImported {
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.set("bytecode", format!("{:?}", self.mode));
     }
+}
+
+/// Where the target's python cannot run: the module files the smoke imports, checks and
+/// commands reach by their import statements (`scan_imports.py`, run by the CPython standing in
+/// for the target's), relative to the tree.
+fn scan(
+    tools: &Tools,
+    runner: &Runner,
+    python: &Path,
+    tree: &Path,
+    smoke: &Smoke,
+) -> Result<Vec<String>> {
+    let mut scripts = Vec::new();
+    let mut imports = smoke.imports.clone();
+    for command in &smoke.commands {
+        let cwd = tree.join(command.cwd.as_deref().unwrap_or("."));
+        let mut args = command.run.iter();
+        if args.next().map(String::as_str) != Some("{python}") {
+            continue;
+        }
+        // The first argument that is not a flag: `-m MODULE` or the script.
+        let mut args = args.skip_while(|a| a.starts_with('-') && *a != "-m");
+        match args.next().map(String::as_str) {
+            Some("-m") => imports.extend(args.next().cloned()),
+            Some(script) if script.ends_with(".py") => {
+                scripts.push(cwd.join(script).to_string_lossy().into_owned())
+            }
+            _ => {}
+        }
+    }
+    let spec = serde_json::json!({
+        "imports": imports,
+        "codes": smoke.checks.iter().map(|c| &c.code).collect::<Vec<_>>(),
+        "scripts": scripts,
+    });
+    let mut ask = runner
+        .python(python, &["-s"])
+        .args(["-c", SCAN_IMPORTS, &spec.to_string()]);
+    ask.env_remove = vec!["PYTHONPATH".into(), "PYTHONHOME".into()];
+    ask.env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
+    let out = crate::util::process::read(&tools.sh, &ask)
+        .context("cannot read the import statements of the tree's modules")?;
+    let records = tempfile::tempdir()?;
+    fs_err::write(records.path().join("scan.txt"), out)?;
+    recorded(records.path(), tree, runner)
 }
 
 /// Where Python keeps the bytecode of the sources under `folder` with `cache` as its
