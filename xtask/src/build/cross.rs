@@ -12,7 +12,7 @@ use crate::build::step::Step;
 use crate::model::distribution::{Distribution, PipSources};
 use crate::model::lock::Lock;
 use crate::model::platform::Platform;
-use crate::stages::pip::cross::{CrossPipInstall, CrossWanted};
+use crate::stages::pip::cross::{wheel_tags, CrossPipInstall, CrossWanted};
 use crate::stages::pip::WriteFile;
 use crate::stages::resolve;
 use crate::util::host_python::{HostPython, Markers};
@@ -169,6 +169,7 @@ pub fn cross_pip_steps(
         sources,
         wheelhouse: layout.wheelhouse.clone(),
         downloads: layout.env.join("wheels"),
+        wheel_tags: wheel_tags(platform, &distribution.requires_at_most(platform)),
     }));
     steps
 }

@@ -16,6 +16,11 @@ pub struct DoctorArgs {
     // folder, whose disk must have room.
     #[command(flatten)]
     pub target: Target,
+    /// First install what the cross route runs on this Linux x86_64 machine for --platform
+    /// (uv; Wine, mingw-w64, 7-Zip; qemu-user; a CPython of a macOS zip's python version):
+    /// what a CI runner does before a cross build.
+    #[arg(long)]
+    pub install_cross_tools: bool,
 }
 
 /// Room a build takes: the installed environment, its zip, the verify copy and the cache. CUDA
@@ -51,6 +56,9 @@ impl DoctorArgs {
     pub fn run(self) -> Result<()> {
         let ctx = self.target.resolve(&LockFlags::default())?;
         let (platform, manifest, layout) = (ctx.platform, &ctx.distribution, &ctx.layout);
+        if self.install_cross_tools {
+            super::cross_tools::install(&ctx.tools, manifest, platform)?;
+        }
         let mut checks = Checks { failed: 0 };
 
         let mut tools = vec![("git", "install git (https://git-scm.com)")];

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod ci;
 pub mod clean;
 pub mod context;
+pub mod cross_tools;
 pub mod doctor;
 pub mod fetch;
 pub mod matrix;
@@ -41,6 +42,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   cargo xtask portable                                      build for this host
   cargo xtask portable --platform windows-x86_64 --dry-run  show the Windows plan, anywhere
+  cargo xtask portable --platform macos-arm64               the Mac zip, on Linux x86_64
+  cargo xtask portable --route cross                        this host's zip as for another
   cargo xtask portable --variant cpu                        this host's CPU-only zip
   cargo xtask portable --dry-run --variant all              the plan of each of its variants
   cargo xtask portable --out /tmp/amx --version 0.2.0-rc1   another folder and version
@@ -66,8 +69,9 @@ pub enum Command {
     /// Run what CI checks: formatting, lints, the tests with snapshots checked, and the
     /// dry-run plan of every platform and variant.
     Ci(ci::CiArgs),
-    /// Print the release workflow's build matrix (JSON): one job per platform and variant of
-    /// the distribution, each on its platform's native runner.
+    /// Print the release workflow's matrices (JSON): one build job per platform and variant of
+    /// the distribution, with its route and runner, and a verify job on the platform's own
+    /// runner for each zip built elsewhere.
     Matrix(matrix::MatrixArgs),
     /// Remove the build's working folders (stage/, verify/), and with --cache the downloads.
     Clean(clean::CleanArgs),
@@ -80,7 +84,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   cargo xtask verify target/portable/anymatix-0.2.0-linux-x86_64.zip
   cargo xtask verify anymatix-0.2.0-windows-x86_64-cpu.zip      under Wine, on Linux
-  cargo xtask verify anymatix-0.2.0-linux-x86_64.part1.zip      every volume")]
+  cargo xtask verify anymatix-0.2.0-linux-x86_64.part1.zip      every volume
+  cargo xtask verify target/downloaded/                          every zip in a folder")]
     Verify(verify::VerifyArgs),
 }
 

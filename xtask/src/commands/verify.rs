@@ -18,7 +18,8 @@ use crate::util::units::human_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The zip, or the first volume (`….part1.zip`) of one written as volumes.
+    /// The zip, or the first volume (`….part1.zip`) of one written as volumes; a folder:
+    /// every zip in it (a release artifact as downloaded).
     #[arg(required = true, value_name = "ZIP")]
     pub zips: Vec<PathBuf>,
     /// The distribution whose smoke checks and commands are run, for the zip's platform and
@@ -41,7 +42,19 @@ impl VerifyArgs {
     pub fn run(self) -> Result<()> {
         let tools = Tools::new(self.verbose)?;
         let distribution = Distribution::load(&self.manifest)?;
-        for zip in &self.zips {
+        let mut zips = Vec::new();
+        for given in &self.zips {
+            if given.is_dir() {
+                let found = zips_in(given)?;
+                if found.is_empty() {
+                    bail!("{} holds no zip to verify", given.display());
+                }
+                zips.extend(found);
+            } else {
+                zips.push(given.clone());
+            }
+        }
+        for zip in &zips {
             let started = std::time::Instant::now();
             let (platform, variant_name) = what_it_is(zip)?;
             let variant = distribution
@@ -80,6 +93,29 @@ impl VerifyArgs {
         }
         Ok(())
     }
+}
+
+/// The zips in `dir`, a zip written as volumes once (by its first volume), sorted.
+fn zips_in(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let mut found = std::collections::BTreeSet::new();
+    for entry in fs_err::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let Some(stem) = name.strip_suffix(".zip") else {
+            continue;
+        };
+        match stem.rsplit_once(".part") {
+            Some((_, n)) if n.parse::<u32>().is_ok() => {
+                if n == "1" {
+                    found.insert(path.clone());
+                }
+            }
+            _ => {
+                found.insert(path.clone());
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
 }
 
 /// The platform and variant a zip's manifest.json names.

@@ -320,9 +320,137 @@ fn serve_and_run_workflow(python: &Path, comfy_dir: &Path, dir: &Path) -> (usize
     (node_types, image)
 }
 
+mod aarch64;
+mod macos;
 mod packages;
 mod update;
 mod windows;
+
+/// A cross build's folder and sources: `dir` (`$ANYMATIX_REAL_PRODUCT_DIR/<name>` when kept),
+/// git repositories of the product snapshots, and the default distribution with only the
+/// unreachable sources replaced (Miniforge from the loopback server as client `name`, the
+/// repos from the snapshots), then changed by `edit`.
+struct CrossProduct {
+    dir: PathBuf,
+    manifest: PathBuf,
+    out: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+fn cross_product(name: &str, edit: impl FnOnce(&mut Value)) -> CrossProduct {
+    let keep = std::env::var_os("ANYMATIX_REAL_PRODUCT_DIR").map(|d| PathBuf::from(d).join(name));
+    let temp = tempfile::tempdir().unwrap();
+    let dir = keep.unwrap_or_else(|| temp.path().to_path_buf());
+    let repos = dir.join("repos");
+    if repos.exists() {
+        std::fs::remove_dir_all(&repos).unwrap();
+    }
+    let product = shared_product();
+    let comfy_version = comfyui_version();
+    let comfy_tag = format!("v{comfy_version}");
+    let comfy = snapshot_repo(
+        &support::entry_starting_with(&product, comfyui_snapshot(&comfy_version)),
+        "ComfyUI",
+        &repos,
+        Some(&comfy_tag),
+    );
+    let manager = snapshot_repo(
+        &support::entry_starting_with(&product, "ComfyUI-Manager-"),
+        "ComfyUI-Manager",
+        &repos,
+        None,
+    );
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml");
+    let mut doc: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(default).unwrap()).unwrap();
+    doc["installer"]["base_url"] = Value::from(world().base_url(&format!("real-product-{name}")));
+    for repo in doc["repos"].as_sequence_mut().unwrap().iter_mut() {
+        let (url, rev) = match repo["name"].as_str().unwrap() {
+            "ComfyUI" => (&comfy, comfy_tag.as_str()),
+            "ComfyUI-Manager" => (&manager, "main"),
+            other => panic!("the default distribution gained repo {other}: give it a snapshot"),
+        };
+        repo["url"] = Value::from(format!("file://{}", url.display()));
+        repo["rev"] = Value::from(rev);
+    }
+    edit(&mut doc);
+    let manifest = dir.join("distribution.yml");
+    std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+    let out = dir.join("out");
+    for working in ["stage", "verify"] {
+        let _ = std::fs::remove_dir_all(out.join(working));
+    }
+    CrossProduct {
+        dir,
+        manifest,
+        out,
+        _temp: temp,
+    }
+}
+
+impl CrossProduct {
+    /// `portable` with `args` from PyPI, as version 0.0.0-real: (how long, its output). A failed
+    /// build or a warning in its output fails the test.
+    fn build(&self, args: &[&str], env: &[(&str, &Path)]) -> (Duration, String) {
+        let started = Instant::now();
+        let mut build = Command::new(support::xtask_binary());
+        build
+            .arg("portable")
+            .args(args)
+            .args(["--manifest", self.manifest.to_str().unwrap()])
+            .args([
+                "--out",
+                self.out.to_str().unwrap(),
+                "--version",
+                "0.0.0-real",
+            ]);
+        for (key, value) in env {
+            build.env(key, value);
+        }
+        support::pypi_env(&mut build);
+        let (status, log) = logged(&mut build);
+        let took = started.elapsed();
+        assert!(status.success(), "the build failed (its output is above)");
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARNING")).collect();
+        assert!(
+            warnings.is_empty(),
+            "the build log has warnings: {warnings:#?}"
+        );
+        (took, log)
+    }
+
+    /// The steps of the build record of `id` (`<platform>[-<variant>]`) that took half a
+    /// second or more.
+    fn steps(&self, id: &str) -> Vec<String> {
+        let record = self
+            .out
+            .join(format!("anymatix-0.0.0-real-{id}.build.json"));
+        timed_steps(&serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap())
+    }
+
+    /// The zip of `id` (or its volumes) unpacked into a folder with a space and an "é", the
+    /// build's working folders then removed: the unpacked `anymatix/`.
+    fn unpack(&self, id: &str) -> PathBuf {
+        let (zips, _) = zip_volumes(&self.out.join(format!("anymatix-0.0.0-real-{id}.zip")));
+        let home = self.dir.join("unpacked elsewhere é");
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        for zip in &zips {
+            let status = Command::new("unzip")
+                .args(["-q", "-o"])
+                .arg(zip)
+                .arg("-d")
+                .arg(&home)
+                .status()
+                .unwrap();
+            assert!(status.success(), "unzip {}", zip.display());
+        }
+        for working in ["stage", "verify"] {
+            let _ = std::fs::remove_dir_all(self.out.join(working));
+        }
+        home.join("anymatix")
+    }
+}
 
 /// Runs ComfyUI's own start-up check from the unpacked copy; returns how long it took and what
 /// it printed.

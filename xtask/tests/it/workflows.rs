@@ -1,7 +1,7 @@
 //! The GitHub workflows cannot run here, so they are checked against the tool itself: the build
 //! matrix is the one `cargo xtask matrix` derives from the distribution (every platform and
-//! variant, each on its native runner), and every `run:` step calls cargo (no build logic hidden
-//! in YAML).
+//! variant, built on its route's runner, verified on its own where built on another), and every
+//! `run:` step calls cargo (no build logic hidden in YAML).
 
 use std::path::Path;
 
@@ -41,12 +41,12 @@ fn runs(value: &Value) -> Vec<String> {
 }
 
 #[test]
-fn the_build_matrix_is_every_variant_on_its_platforms_own_runner() {
+fn every_variant_is_built_on_its_route_and_verified_on_its_own_platform() {
     let portable = workflow("portable.yml");
     let plan = &portable["jobs"]["plan"];
     assert!(
         runs(plan).contains(&"cargo xtask matrix --github-output".to_string()),
-        "the plan job prints the matrix"
+        "the plan job prints the matrices"
     );
     let build = &portable["jobs"]["build"];
     assert_eq!(build["needs"].as_str(), Some("plan"));
@@ -55,45 +55,80 @@ fn the_build_matrix_is_every_variant_on_its_platforms_own_runner() {
         Some("${{ fromJSON(needs.plan.outputs.matrix) }}"),
         "the matrix is the distribution's, not a second list"
     );
-    assert_eq!(build["runs-on"].as_str(), Some("${{ matrix.runner }}"));
+    assert_eq!(
+        build["runs-on"].as_str(),
+        Some("${{ matrix.build_runner }}")
+    );
     let build_run = runs(build)
         .into_iter()
         .find(|r| r.starts_with("cargo xtask portable"))
         .expect("the build job runs portable");
     assert!(
         build_run.contains("--platform \"$PLATFORM\"")
-            && build_run.contains("--variant \"$VARIANT\""),
+            && build_run.contains("--variant \"$VARIANT\"")
+            && build_run.contains("--route \"$ROUTE\""),
         "{build_run}"
     );
-    assert_eq!(
-        build["env"]["VARIANT"].as_str(),
-        Some("${{ matrix.variant }}")
+    for (key, value) in [
+        ("VARIANT", "${{ matrix.variant }}"),
+        ("ROUTE", "${{ matrix.route }}"),
+    ] {
+        assert_eq!(build["env"][key].as_str(), Some(value), "{key}");
+    }
+    assert!(
+        runs(build)
+            .iter()
+            .any(|r| r.contains("--install-cross-tools")),
+        "a cross build installs its tools"
     );
+    // A zip built on another platform is verified on its own, from the uploaded artifact.
+    let verify = &portable["jobs"]["verify"];
+    assert_eq!(
+        verify["strategy"]["matrix"].as_str(),
+        Some("${{ fromJSON(needs.plan.outputs.verify) }}")
+    );
+    assert_eq!(
+        verify["runs-on"].as_str(),
+        Some("${{ matrix.verify_runner }}")
+    );
+    assert_eq!(
+        verify["needs"],
+        serde_yaml_ng::from_str::<Value>("[plan, build]").unwrap()
+    );
+    assert!(runs(verify).contains(&"cargo xtask verify target/verify".to_string()));
 
     // What `cargo xtask matrix` gives for the default distribution: each platform's variants,
-    // each on the platform's native runner.
+    // built on Linux x86_64 where the cross route is used, verified on the platform's own runner.
     let distribution = Distribution::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml"),
     )
     .unwrap();
-    let jobs = xtask::commands::matrix::matrix(&distribution).include;
+    let matrix = xtask::commands::matrix::matrix(&distribution);
+    let to_verify = xtask::commands::matrix::verify_matrix(&matrix).include;
+    let jobs = matrix.include;
     let mut platforms: Vec<String> = Vec::new();
     for job in &jobs {
-        let native = match job.platform.as_str() {
-            "linux-x86_64" => job.runner == "ubuntu-latest",
-            "linux-aarch64" => job.runner == "ubuntu-24.04-arm",
-            "macos-arm64" => {
-                ["macos-15", "macos-26", "macos-latest"].contains(&job.runner.as_str())
-            }
-            "macos-x86_64" => ["macos-15-intel", "macos-26-intel"].contains(&job.runner.as_str()),
-            "windows-x86_64" => job.runner == "windows-latest",
+        let native_runner = match job.platform.as_str() {
+            "linux-x86_64" => "ubuntu-latest",
+            "linux-aarch64" => "ubuntu-24.04-arm",
+            "macos-arm64" => "macos-15",
+            "macos-x86_64" => "macos-15-intel",
+            "windows-x86_64" => "windows-latest",
             other => panic!("the matrix names {other}, which the tool does not know"),
         };
-        assert!(
-            native,
-            "{} runs on {}, not its native runner",
-            job.id, job.runner
-        );
+        match job.route.as_str() {
+            "native" => {
+                assert_eq!(job.build_runner, native_runner, "{}", job.id);
+                assert_eq!(job.verify_runner, "", "{}: its build verified it", job.id);
+            }
+            "cross" => {
+                assert_eq!(job.build_runner, "ubuntu-latest", "{}", job.id);
+                assert_eq!(job.verify_runner, native_runner, "{}", job.id);
+                assert!(to_verify.iter().any(|v| v.id == job.id), "{}", job.id);
+            }
+            other => panic!("{}: route {other}", job.id),
+        }
+        assert!(!job.why.is_empty(), "{}", job.id);
         let suffix = if job.variant.is_empty()
             || distribution
                 .variant(job.platform.parse().unwrap(), Some(&job.variant))
@@ -109,6 +144,20 @@ fn the_build_matrix_is_every_variant_on_its_platforms_own_runner() {
     }
     platforms.dedup();
     assert_eq!(platforms, known_platforms());
+    let route_of = |platform: &str| {
+        jobs.iter()
+            .find(|j| j.platform == platform)
+            .map(|j| j.route.clone())
+            .unwrap()
+    };
+    // Windows and macOS arm64 on Linux; macOS x86_64 natively while it asks for conda packages.
+    assert_eq!(route_of("windows-x86_64"), "cross");
+    assert_eq!(route_of("macos-arm64"), "cross");
+    assert_eq!(route_of("macos-x86_64"), "native");
+    assert_eq!(
+        to_verify.len(),
+        jobs.iter().filter(|j| j.route == "cross").count()
+    );
     let variants = jobs.len();
     assert!(
         variants > 5,
@@ -155,7 +204,11 @@ fn triggers_artifacts_and_release() {
         .unwrap()
         .contains("target/portable/cache"));
     let release = &portable["jobs"]["release"];
-    assert_eq!(release["needs"].as_str(), Some("build"));
+    assert_eq!(
+        release["needs"],
+        serde_yaml_ng::from_str::<Value>("[build, verify]").unwrap(),
+        "only verified zips are released"
+    );
     assert_eq!(release["if"].as_str(), Some("github.ref_type == 'tag'"));
     assert_eq!(release["permissions"]["contents"].as_str(), Some("write"));
     assert!(runs(release)

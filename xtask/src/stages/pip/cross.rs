@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::model::lock::LockedPackage;
 use crate::model::platform::Platform;
+use crate::model::system::Ceiling;
 use crate::stages::describe::{Describe, Stage};
 use crate::stages::pip::wheel::{self, Scheme};
 use crate::stages::pip::{settings, Installed, Package};
@@ -46,6 +47,8 @@ pub struct CrossPipInstall {
     pub wheelhouse: PathBuf,
     /// Where this build's wheels are downloaded (exactly the set, nothing else).
     pub downloads: PathBuf,
+    /// The platform tags of the wheels pip may take ([`wheel_tags`]).
+    pub wheel_tags: Vec<String>,
 }
 
 impl CrossPipInstall {
@@ -60,7 +63,7 @@ impl CrossPipInstall {
             )
             .args(["-s", "-m", "pip", "download", "--disable-pip-version-check"])
             .args(["--only-binary=:all:", "--no-deps", "--require-hashes"])
-            .args(["--platform", platform_tag(self.platform)])
+            .args(self.wheel_tags.iter().flat_map(|t| ["--platform", t]))
             .args(["--python-version", python])
             .args([
                 "--implementation",
@@ -213,6 +216,7 @@ impl Describe for CrossPipInstall {
             CrossWanted::Locked(file) => inputs.set("pip: locked requirements", path_arg(file)),
         }
         inputs.set("pip: sources", self.sources.join(" "));
+        inputs.set("pip: wheel tags", self.wheel_tags.join(" "));
         inputs.set(
             "pip: route",
             "cross (uv resolve, wheels installed by the tool)",
@@ -253,14 +257,33 @@ fn install_all(wheels: &[PathBuf], scheme: &Scheme) -> Result<Vec<LockedPackage>
     })
 }
 
-/// pip's platform tag of the target's wheels.
-fn platform_tag(platform: Platform) -> &'static str {
+/// pip's platform tags of the target's wheels, within the system ceiling: every manylinux
+/// tag from the glibc ceiling down to 2.17 (pip 23 expands no `manylinux_2_X` tag by itself: a
+/// wheel tagged `manylinux_2_17_aarch64` is not taken for `manylinux_2_28_aarch64`), macOS's
+/// ceiling (which pip expands to the older releases), Windows' one tag.
+pub fn wheel_tags(platform: Platform, ceiling: &Ceiling) -> Vec<String> {
+    let linux = |arch: &str| {
+        let (_, top) = ceiling.glibc.as_ref().map_or((2, 28), |v| v.major_minor());
+        let mut tags: Vec<String> = (17..=top.max(17))
+            .rev()
+            .map(|minor| format!("manylinux_2_{minor}_{arch}"))
+            .collect();
+        tags.push(format!("manylinux2014_{arch}"));
+        if arch == "x86_64" {
+            tags.extend(["manylinux2010_x86_64".into(), "manylinux1_x86_64".into()]);
+        }
+        tags
+    };
+    let macos = |arch: &str, default: (u32, u32)| {
+        let (major, minor) = ceiling.macos.as_ref().map_or(default, |v| v.major_minor());
+        vec![format!("macosx_{major}_{minor}_{arch}")]
+    };
     match platform {
-        Platform::WindowsX86_64 => "win_amd64",
-        Platform::LinuxX86_64 => "manylinux_2_28_x86_64",
-        Platform::LinuxAarch64 => "manylinux_2_28_aarch64",
-        Platform::MacosArm64 => "macosx_14_0_arm64",
-        Platform::MacosX86_64 => "macosx_10_15_x86_64",
+        Platform::WindowsX86_64 => vec!["win_amd64".into()],
+        Platform::LinuxX86_64 => linux("x86_64"),
+        Platform::LinuxAarch64 => linux("aarch64"),
+        Platform::MacosArm64 => macos("arm64", (14, 0)),
+        Platform::MacosX86_64 => macos("x86_64", (10, 15)),
     }
 }
 
@@ -327,4 +350,34 @@ pub fn installed_packages(site: &Path) -> Result<Vec<Package>> {
     }
     packages.sort_by_key(|p| p.name.to_lowercase());
     Ok(packages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::system::Version;
+
+    #[test]
+    fn linux_wheels_are_taken_from_the_glibc_ceiling_down_to_manylinux2014() {
+        let ceiling = Ceiling {
+            glibc: Some(Version::new(&[2, 28])),
+            macos: Some(Version::new(&[14, 0])),
+            ..Ceiling::default()
+        };
+        let tags = wheel_tags(Platform::LinuxAarch64, &ceiling);
+        assert_eq!(tags.len(), 13, "{tags:?}");
+        assert_eq!(tags[0], "manylinux_2_28_aarch64");
+        assert_eq!(tags[11], "manylinux_2_17_aarch64");
+        assert_eq!(tags[12], "manylinux2014_aarch64");
+        let x86 = wheel_tags(Platform::LinuxX86_64, &ceiling);
+        assert!(x86.ends_with(&["manylinux2010_x86_64".into(), "manylinux1_x86_64".into()]));
+        assert_eq!(
+            wheel_tags(Platform::MacosX86_64, &ceiling),
+            ["macosx_14_0_x86_64"]
+        );
+        assert_eq!(
+            wheel_tags(Platform::WindowsX86_64, &Ceiling::default()),
+            ["win_amd64"]
+        );
+    }
 }

@@ -195,7 +195,6 @@ fn probe(python: &Path) -> Result<String> {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
-    use crate::util::runner::Runner;
 
     /// A prefix laid out as a macOS one, its python a file that cannot run here: the stand-in
     /// finds its site-packages through sysconfig, reads its metadata (not the host's), and shows
@@ -235,7 +234,11 @@ mod tests {
         let command = host
             .command(&target, &["-s"])
             .args(["-c", code, "an argument"]);
-        let out = Runner::std_command(&command).output().unwrap();
+        let out = std::process::Command::new(&command.program)
+            .args(&command.args)
+            .envs(command.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}",

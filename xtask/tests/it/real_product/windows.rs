@@ -14,13 +14,11 @@
 //! ```
 //! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build in `/some/dir/windows` (and its wheels).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_yaml_ng::Value;
-use support::http::Route;
-use support::{world, TAG};
+use support::TAG;
 use xtask::model::platform::Platform;
 use xtask::util::wine::Wine;
 
@@ -90,30 +88,8 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
     if let Some(why) = support::windows::wine_missing() {
         panic!("{why}");
     }
-    let w = world();
-    let keep =
-        std::env::var_os("ANYMATIX_REAL_PRODUCT_DIR").map(|d| PathBuf::from(d).join("windows"));
-    let temp = tempfile::tempdir().unwrap();
-    let dir = keep.clone().unwrap_or_else(|| temp.path().to_path_buf());
-    let repos = dir.join("repos");
-    if repos.exists() {
-        std::fs::remove_dir_all(&repos).unwrap();
-    }
-    let product = super::shared_product();
-    let comfy_version = super::comfyui_version();
-    let comfy_tag = format!("v{comfy_version}");
-    let comfy = super::snapshot_repo(
-        &support::entry_starting_with(&product, super::comfyui_snapshot(&comfy_version)),
-        "ComfyUI",
-        &repos,
-        Some(&comfy_tag),
-    );
-    let manager = super::snapshot_repo(
-        &support::entry_starting_with(&product, "ComfyUI-Manager-"),
-        "ComfyUI-Manager",
-        &repos,
-        None,
-    );
+    let product = super::cross_product("windows", |_| {});
+    let (dir, out) = (&product.dir, &product.out);
 
     // Miniforge's stand-in for Windows, in constructor's format, served as `/latest` would be.
     let downloads = dir.join("standin-downloads");
@@ -128,66 +104,13 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
         TAG,
         work.path(),
     );
-    let asset = Platform::WindowsX86_64.miniforge_asset(TAG);
-    let url = format!("/releases/download/{TAG}/{asset}");
-    w.server.route(&url, Route::Body(installer.clone()));
-    w.server.route(
-        &format!("{url}.sha256"),
-        Route::Body(format!("{}  {asset}\n", support::sha256_hex(&installer)).into_bytes()),
-    );
-
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml");
-    let mut doc: Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(default).unwrap()).unwrap();
-    doc["installer"]["base_url"] = Value::from(w.base_url("real-product-windows"));
-    for repo in doc["repos"].as_sequence_mut().unwrap().iter_mut() {
-        let (url, rev) = match repo["name"].as_str().unwrap() {
-            "ComfyUI" => (&comfy, comfy_tag.as_str()),
-            "ComfyUI-Manager" => (&manager, "main"),
-            other => panic!("the default distribution gained repo {other}: give it a snapshot"),
-        };
-        repo["url"] = Value::from(format!("file://{}", url.display()));
-        repo["rev"] = Value::from(rev);
-    }
-    let manifest = dir.join("distribution.yml");
-    std::fs::write(&manifest, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+    support::serve_installer(Platform::WindowsX86_64, TAG, &installer);
 
     // Built from PyPI; a kept folder keeps its wheels (the cross route's wheelhouse), so a second
     // run is timed with warm caches.
-    let out = dir.join("out");
-    for working in ["stage", "verify"] {
-        let _ = std::fs::remove_dir_all(out.join(working));
-    }
-    let started = Instant::now();
-    let mut build = Command::new(support::xtask_binary());
-    build
-        .args([
-            "portable",
-            "--platform",
-            "windows-x86_64",
-            "--variant",
-            "cpu",
-        ])
-        .args(["--manifest", manifest.to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap(), "--version", "0.0.0-real"]);
-    support::pypi_env(&mut build);
-    let (status, build_log) = super::logged(&mut build);
-    let build_time = started.elapsed();
-    assert!(status.success(), "the build failed (its output is above)");
-    let warnings: Vec<&str> = build_log
-        .lines()
-        .filter(|l| l.contains("WARNING"))
-        .collect();
-    assert!(
-        warnings.is_empty(),
-        "the build log has warnings: {warnings:#?}"
-    );
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("anymatix-0.0.0-real-windows-x86_64-cpu.build.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    let steps = super::timed_steps(&record);
+    let id = "windows-x86_64-cpu";
+    let (build_time, _) = product.build(&["--platform", "windows-x86_64", "--variant", "cpu"], &[]);
+    let steps = product.steps(id);
     let zip = out.join("anymatix-0.0.0-real-windows-x86_64-cpu.zip");
     let (zips, zip_bytes) = super::zip_volumes(&zip);
     let files = zip::ZipArchive::new(std::fs::File::open(&zips[0]).unwrap())
@@ -195,23 +118,8 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
         .len();
 
     // Unpacked where a user might, the build's folders gone (Wine's prefix stays in the cache).
-    let home = dir.join("unpacked elsewhere é");
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).unwrap();
-    for zip in &zips {
-        let status = Command::new("unzip")
-            .args(["-q", "-o"])
-            .arg(zip)
-            .arg("-d")
-            .arg(&home)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    for working in ["stage", "verify"] {
-        let _ = std::fs::remove_dir_all(out.join(working));
-    }
-    let root = home.join("anymatix");
+    let root = product.unpack(id);
+    let home = root.parent().unwrap().to_path_buf();
     let wine_dir = Wine {
         dir: out.join("cache/wine"),
     };
@@ -403,7 +311,7 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
 
     eprintln!(
         "\nThe real Windows product (windows-x86_64 cpu, built on Linux by the cross route, \
-         ComfyUI {comfy_version}):\n\
+         ComfyUI {}):\n\
          build {:.1} min: {}\n\
          zip {zip_bytes} bytes ({} volumes), {files} entries\n\
          under Wine: torch {computed}; Scripts\\pip.exe: {}; ComfyUI's start-up check: first {:.1} s, \
@@ -411,6 +319,7 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
          wrote {image} (64x48, every pixel 0,255,255)\n\
          packages.bat: {protected} protected; torch=={labelled} refused (exit 3); piexif and \
          imageio-ffmpeg from PyPI in {:.1} s; undo in {:.1} s, every file as before",
+        super::comfyui_version(),
         build_time.as_secs_f64() / 60.0,
         steps.join(", "),
         zips.len(),
@@ -420,9 +329,6 @@ fn the_windows_product_is_built_here_and_comfyui_runs_under_wine() {
         node_install.as_secs_f64(),
         undo.as_secs_f64(),
     );
-    if keep.is_none() {
-        drop(temp);
-    }
 }
 
 /// Every file of python/ (bytecode aside) by its sha256.
