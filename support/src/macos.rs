@@ -75,6 +75,7 @@ pub fn macos_packages(
         path: format!("bin/python{version}"),
         bytes: macho.to_vec(),
         placeholder_mode: None,
+        mode: None,
     }];
     let skipped = [
         "site-packages",
@@ -104,6 +105,7 @@ pub fn macos_packages(
                 path: format!("lib/python{version}/{}", rel.to_string_lossy()),
                 bytes: std::fs::read(entry.path()).unwrap(),
                 placeholder_mode: None,
+                mode: None,
             });
         }
     }
@@ -112,6 +114,7 @@ pub fn macos_packages(
         bytes: b"This directory exists so that 3rd party packages can be installed here.\n"
             .to_vec(),
         placeholder_mode: None,
+        mode: None,
     });
     let python = Package {
         name: "python".into(),
@@ -139,11 +142,13 @@ pub fn macos_packages(
                 path: "bin/standin-config".into(),
                 bytes: format!("#!/bin/sh\necho {UNIX_PLACEHOLDER}/share\n").into_bytes(),
                 placeholder_mode: Some("text"),
+                mode: None,
             },
             PackageFile {
                 path: "lib/libstandin.dylib".into(),
                 bytes: with_placeholder(macho),
                 placeholder_mode: Some("binary"),
+                mode: None,
             },
         ],
         links: vec![],

@@ -221,6 +221,7 @@ pub fn linux_aarch64_packages(debs: &[PathBuf], pip_wheel: &Path) -> Vec<Package
             path: rel.to_string_lossy().into_owned(),
             bytes: std::fs::read(entry.path()).unwrap(),
             placeholder_mode: None,
+            mode: None,
         });
     }
     let python = Package {
@@ -252,11 +253,13 @@ pub fn linux_aarch64_packages(debs: &[PathBuf], pip_wheel: &Path) -> Vec<Package
                 path: "bin/standin-config".into(),
                 bytes: format!("#!/bin/sh\necho {UNIX_PLACEHOLDER}/share\n").into_bytes(),
                 placeholder_mode: Some("text"),
+                mode: None,
             },
             PackageFile {
                 path: "share/standin/prefix.bin".into(),
                 bytes: binary,
                 placeholder_mode: Some("binary"),
+                mode: None,
             },
         ],
         links: vec![],
@@ -323,4 +326,88 @@ fn patchelf(file: &Path, rpath: &str) {
         .status()
         .expect("patchelf (Debian: apt-get install patchelf)");
     assert!(status.success(), "patchelf {}", file.display());
+}
+
+/// The linux-64 packages of a stand-in that installs what the script stand-in
+/// ([`crate::installer`]) installed at `native_prefix`, for comparing the two routes on this
+/// machine: `python` (the interpreter, its libraries and stdlib, exactly the files the script
+/// copied), and pip and setuptools from ensurepip's bundled wheels as conda packages (where the
+/// script ran ensurepip).
+pub fn linux_x86_64_packages(native_prefix: &Path, bundled: &[PathBuf]) -> Vec<Package> {
+    let skipped = |rel: &str| {
+        [
+            "conda-meta/",
+            "pkgs/",
+            "envs/",
+            ".condarc",
+            "bin/mamba",
+            "bin/pip",
+        ]
+        .iter()
+        .any(|p| rel.starts_with(p))
+            || rel.contains("/site-packages/")
+    };
+    let mut files = Vec::new();
+    let mut links = Vec::new();
+    for entry in walkdir::WalkDir::new(native_prefix).sort_by_file_name() {
+        let entry = entry.unwrap();
+        let rel = entry
+            .path()
+            .strip_prefix(native_prefix)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.is_empty() || skipped(&rel) {
+            continue;
+        }
+        if entry.path_is_symlink() {
+            let target = std::fs::read_link(entry.path()).unwrap();
+            links.push((rel, target.to_string_lossy().into_owned()));
+        } else if entry.file_type().is_file() {
+            files.push(PackageFile {
+                path: rel,
+                bytes: std::fs::read(entry.path()).unwrap(),
+                placeholder_mode: None,
+                mode: mode_of(&entry.metadata().unwrap()),
+            });
+        }
+    }
+    // The version the interpreter says, as the record of a real python package does.
+    let said = Command::new(native_prefix.join("bin/python3"))
+        .args(["-c", "import platform; print(platform.python_version())"])
+        .output()
+        .unwrap();
+    let version = String::from_utf8(said.stdout).unwrap().trim().to_string();
+    let python = Package {
+        name: "python".into(),
+        version,
+        build: "0".into(),
+        subdir: "linux-64".into(),
+        noarch: None,
+        depends: vec![],
+        files,
+        links,
+        entry_points: vec![],
+    };
+    let mut packages = vec![python];
+    for wheel in bundled {
+        let name = wheel.file_name().unwrap().to_string_lossy().into_owned();
+        packages.push(if name.starts_with("pip-") {
+            constructor::pip_package(wheel)
+        } else {
+            constructor::wheel_package(wheel, &[])
+        });
+    }
+    packages
+}
+
+#[cfg(unix)]
+fn mode_of(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(meta.permissions().mode() & 0o7777)
+}
+
+#[cfg(not(unix))]
+fn mode_of(_: &std::fs::Metadata) -> Option<u32> {
+    None
 }

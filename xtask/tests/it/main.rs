@@ -35,6 +35,8 @@ mod pypi_system_needs;
 mod real_product;
 mod rebuild;
 mod resolve_cli;
+#[cfg(unix)]
+mod route_comparison;
 mod tidy;
 #[cfg(unix)]
 mod update;

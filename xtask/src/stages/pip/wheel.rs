@@ -59,7 +59,9 @@ impl Scheme {
             prefix: prefix.to_path_buf(),
             site_packages: format!("lib/python{python}/site-packages"),
             scripts: "bin".into(),
-            python: format!("bin/python{python}"),
+            // As pip writes its console scripts when the base's `bin/python3` runs it (the
+            // native route), so both routes' scripts are the same bytes.
+            python: platform.python_in_prefix().into(),
             console_stub: Vec::new(),
             gui_stub: Vec::new(),
         }
