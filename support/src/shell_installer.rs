@@ -13,7 +13,8 @@
 //! Two test-only adapters make Debian's python a conda-like one (Debian freezes its own `site`
 //! into the interpreter, which looks in `dist-packages`): `sitecustomize.py` adds
 //! `lib/python3.11/site-packages`, and `sysconfig.py` installs there (`posix_prefix`, not
-//! Debian's `posix_local`). A real Miniforge python needs neither.
+//! Debian's `posix_local`); and its `EXTERNALLY-MANAGED` marker (PEP 668, which makes pip refuse
+//! every install) is left out. A real Miniforge python needs none of this.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -274,7 +275,13 @@ fn copy_tree(from: &Path, to: &Path) {
         let rel = entry.path().strip_prefix(from).unwrap();
         let skip = rel.components().any(|c| {
             let c = c.as_os_str().to_string_lossy();
-            c == "__pycache__" || c == "test" || c == "dist-packages" || c == "site-packages"
+            c == "__pycache__"
+                || c == "test"
+                || c == "dist-packages"
+                || c == "site-packages"
+                // Debian's PEP 668 marker: pip refuses to install beside it (a conda python
+                // has none).
+                || c == "EXTERNALLY-MANAGED"
         });
         if skip {
             continue;

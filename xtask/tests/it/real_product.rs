@@ -380,6 +380,19 @@ fn cross_product(name: &str, edit: impl FnOnce(&mut Value)) -> CrossProduct {
     for working in ["stage", "verify"] {
         let _ = std::fs::remove_dir_all(out.join(working));
     }
+    // The stand-in installer is made anew by each run under the same tag, where the cache
+    // rightly trusts a tag's asset once downloaded: an earlier run's copy goes.
+    if let Ok(cached) = std::fs::read_dir(out.join("cache")) {
+        for entry in cached.map(Result::unwrap) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("Miniforge3-")
+            {
+                std::fs::remove_file(entry.path()).unwrap();
+            }
+        }
+    }
     CrossProduct {
         dir,
         manifest,
