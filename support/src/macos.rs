@@ -17,6 +17,7 @@ use std::path::Path;
 use xtask::util::codesign;
 
 use crate::constructor::{self, Package, PackageFile, UNIX_PLACEHOLDER};
+use crate::shell_installer;
 
 /// Where the placeholder goes in the library: after the load commands, in the header's padding.
 const PLACEHOLDER_SUFFIX: &str = "/lib/standin";
@@ -130,30 +131,8 @@ pub fn macos_packages(
         ],
         entry_points: vec![],
     };
-    let tools = Package {
-        name: "standin-tools".into(),
-        version: "1.0".into(),
-        build: "h0_0".into(),
-        subdir: subdir.into(),
-        noarch: None,
-        depends: vec![],
-        files: vec![
-            PackageFile {
-                path: "bin/standin-config".into(),
-                bytes: format!("#!/bin/sh\necho {UNIX_PLACEHOLDER}/share\n").into_bytes(),
-                placeholder_mode: Some("text"),
-                mode: None,
-            },
-            PackageFile {
-                path: "lib/libstandin.dylib".into(),
-                bytes: with_placeholder(macho),
-                placeholder_mode: Some("binary"),
-                mode: None,
-            },
-        ],
-        links: vec![],
-        entry_points: vec![],
-    };
+    let tools =
+        shell_installer::standin_tools(subdir, "lib/libstandin.dylib", with_placeholder(macho));
     vec![python, tools, constructor::pip_package(pip_wheel)]
 }
 

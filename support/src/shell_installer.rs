@@ -242,11 +242,18 @@ pub fn linux_aarch64_packages(debs: &[PathBuf], pip_wheel: &Path) -> Vec<Package
     let mut binary = b"\x7fSTANDIN\0".to_vec();
     binary.extend_from_slice(UNIX_PLACEHOLDER.as_bytes());
     binary.extend_from_slice(b"/share/standin\0after\0");
-    let tools = Package {
+    let tools = standin_tools("linux-aarch64", "share/standin/prefix.bin", binary);
+    vec![python, tools, constructor::pip_package(pip_wheel)]
+}
+
+/// `standin-tools` for a Unix `subdir`: a script holding the prefix placeholder in text, and
+/// `binary` (holding it too) at `binary_path`.
+pub fn standin_tools(subdir: &str, binary_path: &str, binary: Vec<u8>) -> Package {
+    Package {
         name: "standin-tools".into(),
         version: "1.0".into(),
         build: "h0_0".into(),
-        subdir: "linux-aarch64".into(),
+        subdir: subdir.into(),
         noarch: None,
         depends: vec![],
         files: vec![
@@ -257,7 +264,7 @@ pub fn linux_aarch64_packages(debs: &[PathBuf], pip_wheel: &Path) -> Vec<Package
                 mode: None,
             },
             PackageFile {
-                path: "share/standin/prefix.bin".into(),
+                path: binary_path.into(),
                 bytes: binary,
                 placeholder_mode: Some("binary"),
                 mode: None,
@@ -265,8 +272,7 @@ pub fn linux_aarch64_packages(debs: &[PathBuf], pip_wheel: &Path) -> Vec<Package
         ],
         links: vec![],
         entry_points: vec![],
-    };
-    vec![python, tools, constructor::pip_package(pip_wheel)]
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -337,10 +337,10 @@ struct CrossProduct {
     _temp: tempfile::TempDir,
 }
 
-fn cross_product(name: &str, edit: impl FnOnce(&mut Value)) -> CrossProduct {
-    let keep = std::env::var_os("ANYMATIX_REAL_PRODUCT_DIR").map(|d| PathBuf::from(d).join(name));
-    let temp = tempfile::tempdir().unwrap();
-    let dir = keep.unwrap_or_else(|| temp.path().to_path_buf());
+/// Git repositories of the product snapshots in `dir/repos` (made anew): ComfyUI's, tagged as
+/// the version its comfyui_version.py says (not as the release the default distribution names),
+/// and ComfyUI-Manager's. Returns (ComfyUI, its tag, ComfyUI-Manager).
+fn product_repos(dir: &Path) -> (PathBuf, String, PathBuf) {
     let repos = dir.join("repos");
     if repos.exists() {
         std::fs::remove_dir_all(&repos).unwrap();
@@ -360,6 +360,14 @@ fn cross_product(name: &str, edit: impl FnOnce(&mut Value)) -> CrossProduct {
         &repos,
         None,
     );
+    (comfy, comfy_tag, manager)
+}
+
+fn cross_product(name: &str, edit: impl FnOnce(&mut Value)) -> CrossProduct {
+    let keep = std::env::var_os("ANYMATIX_REAL_PRODUCT_DIR").map(|d| PathBuf::from(d).join(name));
+    let temp = tempfile::tempdir().unwrap();
+    let dir = keep.unwrap_or_else(|| temp.path().to_path_buf());
+    let (comfy, comfy_tag, manager) = product_repos(&dir);
     let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml");
     let mut doc: Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(default).unwrap()).unwrap();
@@ -499,27 +507,8 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
     let keep = std::env::var_os("ANYMATIX_REAL_PRODUCT_DIR").map(PathBuf::from);
     let temp = tempfile::tempdir().unwrap();
     let dir = keep.clone().unwrap_or_else(|| temp.path().to_path_buf());
-    let repos = dir.join("repos");
-    if repos.exists() {
-        std::fs::remove_dir_all(&repos).unwrap();
-    }
-    let product = shared_product();
-    // Tagged as the version its comfyui_version.py says, not as the release the default
-    // distribution names.
     let comfy_version = comfyui_version();
-    let comfy_tag = format!("v{comfy_version}");
-    let comfy = snapshot_repo(
-        &support::entry_starting_with(&product, comfyui_snapshot(&comfy_version)),
-        "ComfyUI",
-        &repos,
-        Some(&comfy_tag),
-    );
-    let manager = snapshot_repo(
-        &support::entry_starting_with(&product, "ComfyUI-Manager-"),
-        "ComfyUI-Manager",
-        &repos,
-        None,
-    );
+    let (comfy, comfy_tag, manager) = product_repos(&dir);
 
     let manifest = real_distribution(
         &dir.join("distribution.yml"),
