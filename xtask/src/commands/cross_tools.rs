@@ -28,7 +28,10 @@ pub fn install(tools: &Tools, distribution: &Distribution, platform: Platform) -
         _ => &[],
     };
     if !apt.is_empty() {
-        let root = std::env::var("USER").is_ok_and(|u| u == "root");
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
         let apt_get = |args: &[&str]| {
             let command = if root {
                 Command::new("apt-get")

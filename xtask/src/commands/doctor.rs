@@ -16,9 +16,9 @@ pub struct DoctorArgs {
     // folder, whose disk must have room.
     #[command(flatten)]
     pub target: Target,
-    /// First install what the cross route runs on this Linux x86_64 machine for --platform
-    /// (uv; Wine, mingw-w64, 7-Zip; qemu-user; a CPython of a macOS zip's python version):
-    /// what a CI runner does before a cross build.
+    /// Instead, install what the cross route runs on this Linux x86_64 machine for --platform
+    /// (uv; Wine, mingw-w64, 7-Zip; qemu-user; a CPython of a macOS zip's python version), then
+    /// check only the route: what a CI runner does before a cross build.
     #[arg(long)]
     pub install_cross_tools: bool,
 }
@@ -57,7 +57,13 @@ impl DoctorArgs {
         let ctx = self.target.resolve(&LockFlags::default())?;
         let (platform, manifest, layout) = (ctx.platform, &ctx.distribution, &ctx.layout);
         if self.install_cross_tools {
+            // Installs, then checks only that the route has what it runs: a CI runner's disk
+            // and sources are the build's to judge.
             super::cross_tools::install(&ctx.tools, manifest, platform)?;
+            let route = crate::build::cross::Route::for_target(platform);
+            ctx.check_host(route)?;
+            println!("ok   route: {route}");
+            return Ok(());
         }
         let mut checks = Checks { failed: 0 };
 
