@@ -1,7 +1,8 @@
 """Build-only, never in a zip. Lists the module files that the smoke imports, checks and
-commands reach through their import statements, read without running them (what `if TYPE_CHECKING:` imports is left out): where the target's
-python cannot run (a macOS zip built on Linux), a CPython of this machine of the same version
-stands in for it (sys.prefix is the target's), and this takes the place of the recording run.
+commands reach through their import statements, read without running them (what an
+`if TYPE_CHECKING:` block imports is left out): where the target's python cannot run (a macOS
+zip built on Linux), a CPython of this machine of the same version stands in for it (sys.prefix
+is the target's), and this takes the place of the recording run.
 It finds more than a run imports (every import statement, taken or not) and less (what is
 imported by name at run time, such as ComfyUI's nodes and custom nodes): the first costs some
 bytecode, the second a compile at the first start.
