@@ -76,11 +76,21 @@ fn every_variant_of_the_distribution_has_a_plan() {
         .unwrap();
     assert!(out.status.success());
     let matrix: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    // As a workflow step's output: appended, one line.
-    assert_eq!(
-        std::fs::read_to_string(&github_output).unwrap(),
-        format!("earlier=1\nmatrix={}", String::from_utf8_lossy(&out.stdout))
-    );
+    // As a workflow step's outputs: appended, one line each; `verify` holds the jobs whose zip
+    // is checked on another runner than the one that built it.
+    let written = std::fs::read_to_string(&github_output).unwrap();
+    let built = format!("earlier=1\nmatrix={}", String::from_utf8_lossy(&out.stdout));
+    assert!(written.starts_with(&built), "{written}");
+    let verify = written[built.len()..]
+        .strip_prefix("verify=")
+        .and_then(|v| v.strip_suffix('\n'))
+        .expect("a verify= line");
+    let verify: serde_json::Value = serde_json::from_str(verify).unwrap();
+    let to_verify = verify["include"].as_array().unwrap();
+    assert!(!to_verify.is_empty());
+    assert!(to_verify
+        .iter()
+        .all(|job| job["verify_runner"] != "" && job["build_runner"] != job["verify_runner"]));
     let mut wanted: Vec<String> = matrix["include"]
         .as_array()
         .unwrap()
