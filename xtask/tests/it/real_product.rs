@@ -130,6 +130,20 @@ fn timed_steps(record: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// Every volume unpacked with `unzip` into `home`, as a user would: into the same folder.
+fn unzip_all(zips: &[PathBuf], home: &Path) {
+    for zip in zips {
+        let status = Command::new("unzip")
+            .args(["-q", "-o"])
+            .arg(zip)
+            .arg("-d")
+            .arg(home)
+            .status()
+            .unwrap();
+        assert!(status.success(), "unzip {}", zip.display());
+    }
+}
+
 /// The zip or its volumes, and their bytes together.
 fn zip_volumes(zip: &Path) -> (Vec<PathBuf>, u64) {
     let zips = xtask::stages::archive::zip_or_volumes(zip);
@@ -456,16 +470,7 @@ impl CrossProduct {
         let home = self.dir.join("unpacked elsewhere é");
         let _ = std::fs::remove_dir_all(&home);
         std::fs::create_dir_all(&home).unwrap();
-        for zip in &zips {
-            let status = Command::new("unzip")
-                .args(["-q", "-o"])
-                .arg(zip)
-                .arg("-d")
-                .arg(&home)
-                .status()
-                .unwrap();
-            assert!(status.success(), "unzip {}", zip.display());
-        }
+        unzip_all(&zips, &home);
         for working in ["stage", "verify"] {
             let _ = std::fs::remove_dir_all(self.out.join(working));
         }
@@ -560,16 +565,7 @@ fn the_real_product_builds_and_comfyui_starts_from_the_unpacked_zip() {
     // As a user would: every volume with `unzip`, into the same folder.
     drop(archive);
     let unpack_started = Instant::now();
-    for zip in &zips {
-        let status = Command::new("unzip")
-            .args(["-q", "-o"])
-            .arg(zip)
-            .arg("-d")
-            .arg(&home)
-            .status()
-            .unwrap();
-        assert!(status.success(), "unzip {}", zip.display());
-    }
+    unzip_all(&zips, &home);
     let unpack_time = unpack_started.elapsed();
     for working in ["stage", "verify"] {
         let path = out.join(working);

@@ -70,16 +70,7 @@ fn unpack(release: &Release, home: &Path) -> PathBuf {
         std::fs::remove_dir_all(home).unwrap();
     }
     std::fs::create_dir_all(home).unwrap();
-    for zip in &release.volumes {
-        let status = Command::new("unzip")
-            .args(["-q", "-o"])
-            .arg(zip)
-            .arg("-d")
-            .arg(home)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    super::unzip_all(&release.volumes, home);
     home.join("anymatix")
 }
 
