@@ -127,7 +127,7 @@ while [ $# -gt 0 ]; do
     --yes|-y|--override-channels) ;;
     --offline) offline=1 ;;
     --prefix|-p) prefix="$2"; shift ;;
-    --channel|-c) [ "$2" = conda-forge ] || {{ echo "unexpected channel $2" >&2; exit 2; }}; shift ;;
+    --channel|-c) case "$2" in */conda-forge) ;; *) echo "unexpected channel $2" >&2; exit 2 ;; esac; shift ;;
     -*) echo "mamba stand-in: unknown option $1" >&2; exit 2 ;;
     *) specs+=("$1") ;;
   esac

@@ -4,6 +4,7 @@
 //! helpers that run `cargo xtask` and read what it made.
 
 pub mod binaries;
+pub mod channel;
 pub mod constructor;
 pub mod http;
 pub mod installer;
@@ -300,6 +301,7 @@ impl World {
             r#"installer:
   release: {release}
   base_url: {base}
+  channel: {base_root}/conda-forge
 pip:
   find_links: ['{wheels}']
   no_index: true
@@ -330,6 +332,7 @@ smoke:
       fail_on: ["IMPORT FAILED"]
 {extra}"#,
             base = sources.base,
+            base_root = sources.base.trim_end_matches("/releases"),
             wheels = sources.wheelhouse.display(),
             comfy = sources.comfy_repo.display(),
             node = sources.node_repo.display(),

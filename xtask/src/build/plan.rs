@@ -15,6 +15,7 @@ use crate::model::lock::Lock;
 use crate::model::platform::{Os, Platform};
 use crate::stages::archive::{Archive, Compression};
 use crate::stages::bytecode::CompileImported;
+use crate::stages::conda::solve::{self, CondaSolve};
 use crate::stages::conda::LinkBase;
 use crate::stages::install::{CondaInstall, InstallBase};
 use crate::stages::manifest::WriteManifest;
@@ -365,17 +366,41 @@ fn base_steps(
             prefix: prefix.to_path_buf(),
         }),
     };
-    let mut steps = vec![Step::DownloadInstaller(fetch), base];
     let packages = distribution.conda_packages_for(platform);
-    if !packages.is_empty() {
-        steps.push(Step::CondaInstall(CondaInstall {
+    let conda = match route {
+        _ if packages.is_empty() => None,
+        Route::Native => Some(Step::CondaInstall(CondaInstall {
             platform,
             prefix: prefix.to_path_buf(),
             packages,
+            channel: installer.channel.clone(),
             pkgs_dir: layout.conda_pkgs.clone(),
             offline: options.offline,
-        }));
-    }
+        })),
+        Route::Cross => Some(Step::CondaSolve(CondaSolve {
+            platform,
+            prefix: prefix.to_path_buf(),
+            packages,
+            channel: installer.channel.clone(),
+            // The cross route's host is Linux x86_64 (`builds_across`).
+            solver: DownloadInstaller {
+                platform: Platform::LinuxX86_64,
+                locked_sha256: None,
+                ..fetch.clone()
+            },
+            conda_dir: layout.env.join("solver"),
+            payload: layout.installer_payload.clone(),
+            pkgs_dir: layout.conda_pkgs.clone(),
+            overrides: solve::virtual_package_overrides(
+                platform,
+                &distribution.requires_at_most(platform),
+            ),
+            offline: options.offline,
+            answer: layout.env.join("conda-solve.json"),
+        })),
+    };
+    let mut steps = vec![Step::DownloadInstaller(fetch), base];
+    steps.extend(conda);
     steps
 }
 
@@ -496,10 +521,23 @@ mod tests {
     }
 
     #[test]
-    fn conda_packages_use_the_bases_own_mamba() {
+    fn conda_packages_use_the_bases_own_mamba_natively_and_this_machines_conda_across() {
         let m = manifest("platforms: {macos-x86_64: {conda_packages: [python=3.12]}}\n");
-        let plan = plan_for(&m, Platform::MacosX86_64, Some("t"));
-        let conda: Vec<String> = plan
+        let native = Options {
+            tag: Tag::Resolved("t".into()),
+            route: Some(Route::Native),
+            ..Options::default()
+        };
+        let layout = Layout::new(Path::new("/o"), &Variant::plain(Platform::MacosX86_64));
+        let plan_native = plan(
+            &m,
+            Platform::MacosX86_64,
+            "0.1.0",
+            &layout,
+            &policy(),
+            native,
+        );
+        let conda: Vec<String> = plan_native
             .steps
             .iter()
             .filter_map(|s| match s {
@@ -511,13 +549,54 @@ mod tests {
             conda,
             ["MAMBA_ROOT_PREFIX=/o/stage/macos-x86_64/env/anymatix/python CONDA_PKGS_DIRS=/o/cache/conda-pkgs/macos-x86_64 \
               /o/stage/macos-x86_64/env/anymatix/python/bin/mamba install --yes --prefix /o/stage/macos-x86_64/env/anymatix/python \
-              --override-channels --channel conda-forge python=3.12"]
+              --override-channels --channel https://conda.anaconda.org/conda-forge python=3.12"]
         );
+        // Across, the solve is this machine's: its installer of the same release, the target's
+        // subdir and virtual packages.
+        let cross = Options {
+            tag: Tag::Resolved("t".into()),
+            route: Some(Route::Cross),
+            ..Options::default()
+        };
+        let plan_cross = plan(
+            &m,
+            Platform::MacosX86_64,
+            "0.1.0",
+            &layout,
+            &policy(),
+            cross,
+        );
+        let solve = plan_cross
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::CondaSolve(c) => Some(c),
+                _ => None,
+            })
+            .expect("a solve step");
+        assert_eq!(
+            solve.solver.download().unwrap().1,
+            Path::new("/o/cache/Miniforge3-t-Linux-x86_64.sh")
+        );
+        let command = solve.command("/c/_conda".into()).to_string();
+        for part in [
+            "CONDA_SUBDIR=osx-64",
+            // No `requires_at_most` here: Miniforge's own minimum.
+            "CONDA_OVERRIDE_OSX=11.0",
+            "/c/_conda install --dry-run --json",
+            "--channel https://conda.anaconda.org/conda-forge python=3.12",
+        ] {
+            assert!(command.contains(part), "{part}: {command}");
+        }
+        assert!(!plan_cross
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::CondaInstall(_))));
         let plan = plan_for(&m, Platform::LinuxX86_64, Some("t"));
         assert!(!plan
             .steps
             .iter()
-            .any(|s| matches!(s, Step::CondaInstall(_))));
+            .any(|s| matches!(s, Step::CondaInstall(_) | Step::CondaSolve(_))));
     }
 
     #[test]

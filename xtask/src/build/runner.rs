@@ -132,6 +132,7 @@ fn dispatch(step: &Step, tools: &Tools, found: &mut Results) -> Result<()> {
         Step::InstallBase(s) => s.run(tools)?,
         Step::LinkBase(s) => s.run(tools)?,
         Step::CondaInstall(s) => s.run(tools)?,
+        Step::CondaSolve(s) => s.run(tools)?,
         Step::Clone(s) => found.installed.checkouts.push(s.run(tools)?),
         Step::WriteFile(s) => s.run()?,
         Step::PipInstall(s) => found.installed.pip = Some(s.run(tools)?),

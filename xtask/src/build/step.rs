@@ -6,6 +6,7 @@ use std::fmt;
 
 use crate::stages::archive::Archive;
 use crate::stages::bytecode::CompileImported;
+use crate::stages::conda::solve::CondaSolve;
 use crate::stages::conda::LinkBase;
 use crate::stages::describe::{Describe, Stage};
 use crate::stages::install::{CondaInstall, InstallBase};
@@ -29,6 +30,7 @@ pub enum Step {
     InstallBase(InstallBase),
     LinkBase(LinkBase),
     CondaInstall(CondaInstall),
+    CondaSolve(CondaSolve),
     Clone(CloneRepo),
     WriteFile(WriteFile),
     PipInstall(PipInstall),
@@ -57,6 +59,7 @@ impl Step {
             Step::InstallBase(s) => s,
             Step::LinkBase(s) => s,
             Step::CondaInstall(s) => s,
+            Step::CondaSolve(s) => s,
             Step::Clone(s) => s,
             Step::WriteFile(s) => s,
             Step::PipInstall(s) => s,

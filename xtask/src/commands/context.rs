@@ -158,14 +158,6 @@ impl Context {
                      has a runner for each), or pass --dry-run to see its plan"
                 );
             }
-            let conda = self.distribution.conda_packages_for(platform);
-            if !conda.is_empty() {
-                bail!(
-                    "{platform} asks for conda packages ({}), which need conda's solver: the cross route \
-                     links only the installer's own packages. Build it on {platform}",
-                    conda.join(" ")
-                );
-            }
             for (tool, hint) in [
                 (
                     "uv",

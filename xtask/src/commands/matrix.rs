@@ -30,8 +30,8 @@ Which machine builds and which verifies each zip:
   linux-x86_64    native on ubuntu-latest; verified by its build
   windows-x86_64  cross on ubuntu-latest (checked under Wine); verified on windows-latest
   macos-arm64     cross on ubuntu-latest (signatures checked); verified on macos-15
-  macos-x86_64    native on macos-15-intel while it asks for conda packages (the cross route
-                  has no conda solver yet); cross, verified there, once it does not
+  macos-x86_64    cross on ubuntu-latest (its python=3.12 solved by conda for osx-64, signatures
+                  checked); verified on macos-15-intel
   linux-aarch64   native on ubuntu-24.04-arm (ARM runners cost what x86_64 ones do, and run
                   its python natively instead of under qemu)
 
@@ -74,7 +74,7 @@ pub struct Job {
 }
 
 /// Where the release builds `platform`'s zips, on which route, and why.
-pub fn release_route(distribution: &Distribution, platform: Platform) -> (Route, Platform, String) {
+pub fn release_route(platform: Platform) -> (Route, Platform, String) {
     let linux = Platform::LinuxX86_64;
     match platform {
         Platform::LinuxX86_64 => (Route::Native, linux, "its own platform".into()),
@@ -84,14 +84,6 @@ pub fn release_route(distribution: &Distribution, platform: Platform) -> (Route,
             "ARM runners cost what x86_64 ones do, and run its python natively instead of \
              under qemu"
                 .into(),
-        ),
-        _ if !distribution.conda_packages_for(platform).is_empty() => (
-            Route::Native,
-            platform,
-            format!(
-                "it asks for conda packages ({}), and the cross route has no conda solver yet",
-                distribution.conda_packages_for(platform).join(" ")
-            ),
         ),
         Platform::WindowsX86_64 => (
             Route::Cross,
@@ -134,7 +126,7 @@ pub fn matrix(distribution: &Distribution) -> Matrix {
         .into_iter()
         .map(|variant| {
             let platform = variant.platform;
-            let (route, builder, why) = release_route(distribution, platform);
+            let (route, builder, why) = release_route(platform);
             Job {
                 id: variant.id(),
                 platform: platform.to_string(),

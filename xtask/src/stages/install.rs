@@ -83,12 +83,14 @@ impl Describe for InstallBase {
     }
 }
 
-/// Installs conda packages into the base with its own mamba, from conda-forge.
+/// Installs conda packages into the base with its own mamba, from the distribution's channel.
 #[derive(Debug, Clone)]
 pub struct CondaInstall {
     pub platform: Platform,
     pub prefix: PathBuf,
     pub packages: Vec<String>,
+    /// The channel, as the distribution names it (conda-forge's URL by default).
+    pub channel: String,
     /// conda's package cache, shared by builds: what `fetch` put there, `--offline` installs.
     pub pkgs_dir: PathBuf,
     pub offline: bool,
@@ -99,7 +101,8 @@ impl CondaInstall {
         let mut cmd = Command::new(self.prefix.join(self.platform.mamba_in_prefix()))
             .args(["install", "--yes", "--prefix"])
             .arg(path_arg(&self.prefix))
-            .args(["--override-channels", "--channel", "conda-forge"]);
+            .args(["--override-channels", "--channel"])
+            .arg(self.channel.clone());
         if self.offline {
             cmd = cmd.arg("--offline");
         }

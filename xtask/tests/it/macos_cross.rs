@@ -8,15 +8,16 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use support::{macos, TAG};
+use support::{channel, macos, TAG};
 use xtask::model::platform::Platform;
 use xtask::stages::verify::signatures;
 use xtask::util::codesign::{self, State};
 
-/// The stand-in installer's bytes and the Mach-O it was made from, made once per test binary.
-fn installer() -> &'static (Vec<u8>, Vec<u8>) {
-    static INSTALLER: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
-    INSTALLER.get_or_init(|| {
+/// What the macOS stand-ins are made of: a real signed arm64 Mach-O and pip's wheel, downloaded
+/// once per test binary.
+fn parts() -> &'static (Vec<u8>, std::path::PathBuf) {
+    static PARTS: OnceLock<(Vec<u8>, std::path::PathBuf)> = OnceLock::new();
+    PARTS.get_or_init(|| {
         let downloads = support::xtask_binary()
             .parent()
             .unwrap()
@@ -29,17 +30,33 @@ fn installer() -> &'static (Vec<u8>, Vec<u8>) {
             &[],
             &host.version,
         );
-        let stdlib = host.prefix.join(format!("lib/python{}", host.version));
-        let packages = macos::macos_packages("osx-arm64", &host.version, &stdlib, &macho, &pip[0]);
+        (macho, pip[0].clone())
+    })
+}
+
+/// The packages of a macOS stand-in for `subdir` with python `version` (the host's stdlib).
+fn packages(subdir: &str, version: &str) -> Vec<support::constructor::Package> {
+    let host = &support::world().host;
+    let (macho, pip) = parts();
+    let stdlib = host.prefix.join(format!("lib/python{}", host.version));
+    macos::macos_packages(subdir, version, &stdlib, macho, pip)
+}
+
+/// The stand-in installer's bytes and the Mach-O it was made from, made once per test binary.
+fn installer() -> &'static (Vec<u8>, Vec<u8>) {
+    static INSTALLER: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    INSTALLER.get_or_init(|| {
+        let host = &support::world().host;
+        let macho = &parts().0;
         let sh = support::shell_installer::shell_installer(
             support::shell_installer::READ_ONLY_BODY,
-            &packages,
+            &packages("osx-arm64", &host.version),
             "osx-arm64",
             TAG,
             // conda-standalone is a signed Mach-O program too, checked with the rest.
-            &macho,
+            macho,
         );
-        (sh, macho)
+        (sh, macho.clone())
     })
 }
 
@@ -135,6 +152,97 @@ fn a_mach_o_file_whose_bytes_no_longer_match_its_signature_fails_the_check() {
         "{err}"
     );
     assert!(!err.contains("good.so"), "{err}");
+}
+
+/// `conda_packages` on the cross route: this machine's conda-standalone (the stand-in solver, from
+/// the Linux `.sh` of the same release) solves `python=<host X.Y>` for osx-64 against a base
+/// whose python is another `X.Y`, and the tool carries out its answer: the old python unlinked,
+/// the channel's downloaded and linked, and pip (`noarch: python`) relinked from the installer's
+/// own package into the new python's site-packages.
+#[test]
+#[ignore = "needs PyPI (a macOS wheel's Mach-O files, pip's wheel)"]
+fn conda_packages_for_macos_are_solved_by_this_machines_conda_and_linked() {
+    const SOLVE_TAG: &str = "26.3.2-7";
+    let host = &support::world().host;
+    let (major, minor) = host.version.split_once('.').unwrap();
+    let base_version = format!("{major}.{}", minor.parse::<u32>().unwrap() - 1);
+    let sh = support::shell_installer::shell_installer(
+        support::shell_installer::READ_ONLY_BODY,
+        &packages("osx-64", &base_version),
+        "osx-64",
+        SOLVE_TAG,
+        &parts().0,
+    );
+    support::serve_installer(Platform::MacosX86_64, SOLVE_TAG, &sh);
+    support::serve_installer(
+        Platform::LinuxX86_64,
+        SOLVE_TAG,
+        &channel::solver_installer(SOLVE_TAG),
+    );
+    let mut python = packages("osx-64", &host.version).remove(0);
+    python.depends = vec!["__osx >=10.13".into()];
+    let python_file = python.file_name();
+    channel::serve_channel(&[python], &["osx-64", "noarch"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("conda_packages: [python={}]\n", host.version);
+    let manifest = support::world().manifest(dir.path(), SOLVE_TAG, &extra);
+    let out = dir.path().join("out");
+    let done = support::portable(&manifest, &out, "1.0.0", &["--platform", "macos-x86_64"]);
+    let log = support::stderr(&done);
+    assert!(done.status.success(), "{log}");
+    assert!(
+        log.contains(
+            "conda's solve for macos-x86_64 (osx-64): 2 unlinked, 2 linked (1 from the \
+             installer, 1 downloaded or cached)"
+        ),
+        "{log}"
+    );
+    assert!(
+        out.join("anymatix-1.0.0-macos-x86_64.zip").is_file(),
+        "{log}"
+    );
+    let requests = support::world().requests_of(&support::client_name(dir.path()));
+    for path in [
+        "osx-64/repodata.json".to_string(),
+        "noarch/repodata.json".to_string(),
+        format!("osx-64/{python_file}"),
+    ] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.ends_with(&format!("/conda-forge/{path}"))),
+            "{path}: {requests:?}"
+        );
+    }
+
+    // The base's python is gone, every file of it; the new one and pip are in its place.
+    let prefix = out.join("stage/macos-x86_64/env/anymatix/python");
+    let v = &host.version;
+    assert!(!prefix.join(format!("lib/python{base_version}")).exists());
+    assert!(!prefix.join(format!("bin/python{base_version}")).exists());
+    assert_eq!(
+        std::fs::read_link(prefix.join("bin/python3")).unwrap(),
+        Path::new(&format!("python{v}"))
+    );
+    let site = prefix.join(format!("lib/python{v}/site-packages"));
+    assert!(site.join("pip/__init__.py").is_file());
+    let pip = std::fs::read_to_string(prefix.join("bin/pip")).unwrap();
+    assert!(
+        pip.starts_with(&format!("#!{}/bin/python{v}\n", prefix.display())),
+        "{pip}"
+    );
+    let records: Vec<String> = std::fs::read_dir(prefix.join("conda-meta"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("python-"))
+        .collect();
+    assert_eq!(records, [format!("python-{v}.0-h0_0_cpython.json")]);
+    let answer: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("stage/macos-x86_64/env/conda-solve.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(answer["actions"]["LINK"][1]["name"], "pip", "{answer}");
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -18,6 +18,8 @@ mod variants;
 pub use variants::{Variant, VariantInfo, VariantSection};
 
 pub const DEFAULT_MINIFORGE_BASE_URL: &str = "https://github.com/conda-forge/miniforge/releases";
+/// conda-forge, as conda names it by URL.
+pub const DEFAULT_CONDA_CHANNEL: &str = "https://conda.anaconda.org/conda-forge";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +55,9 @@ pub struct Installer {
     pub release: Release,
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// The conda channel `conda_packages` come from (a mirror's URL, or a local one in tests).
+    #[serde(default = "default_channel")]
+    pub channel: String,
 }
 
 impl Default for Installer {
@@ -60,8 +65,13 @@ impl Default for Installer {
         Installer {
             release: Release::Latest,
             base_url: default_base_url(),
+            channel: default_channel(),
         }
     }
+}
+
+fn default_channel() -> String {
+    DEFAULT_CONDA_CHANNEL.to_string()
 }
 
 fn default_base_url() -> String {

@@ -14,6 +14,7 @@ fn minimal_manifest_takes_defaults() {
     let m = parse("python_packages: [pillow]\n").unwrap();
     assert_eq!(m.installer.release, Release::Latest);
     assert_eq!(m.installer.base_url, DEFAULT_MINIFORGE_BASE_URL);
+    assert_eq!(m.installer.channel, DEFAULT_CONDA_CHANNEL);
     assert_eq!(m.python_packages_for(Platform::LinuxX86_64), ["pillow"]);
 }
 

@@ -1,12 +1,15 @@
 //! The Miniforge base for another platform, without running its installer: the installer's
 //! files taken out (`constructor`), each of its conda packages unpacked (`package`) and linked
 //! for the target (`link`) in the order its explicit list gives, then the console scripts of its
-//! `noarch: python` packages written as the target's launchers. No solve, nothing fetched.
+//! `noarch: python` packages written as the target's launchers. `conda_packages` are solved by
+//! this machine's conda for the target and linked the same way (`solve`, `transaction`).
 
 pub mod constructor;
 pub mod link;
 pub mod package;
 pub mod shar;
+pub mod solve;
+pub mod transaction;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -112,7 +115,7 @@ impl Describe for LinkBase {
     }
 }
 
-fn major_minor(version: &str) -> String {
+pub(crate) fn major_minor(version: &str) -> String {
     version.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
@@ -145,7 +148,7 @@ fn copy_installer_files(payload: &Path, prefix: &Path) -> Result<()> {
 /// from the stub pip ships (as pip writes them), relative to the python beside it; on macOS and
 /// Linux a script whose `#!` names the prefix's python, as conda writes it (the relocate stage
 /// then makes it find the python beside it).
-fn write_entry_points(target: &link::Target, entry_points: &[String]) -> Result<usize> {
+pub(crate) fn write_entry_points(target: &link::Target, entry_points: &[String]) -> Result<usize> {
     if entry_points.is_empty() {
         return Ok(0);
     }

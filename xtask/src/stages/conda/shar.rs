@@ -17,7 +17,7 @@
 //! `.condarc`. Taken out, the folder is laid out as the Windows installer's.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use md5::{Digest, Md5};
@@ -136,36 +136,8 @@ fn supporting_file(rest: &str) -> Result<(String, u64, u64)> {
 /// its length and MD5 against its header, writes conda-standalone and its files, unpacks the
 /// package tar, then preconda's and postconda's files over it, as the header itself does.
 pub fn unpack(tools: &Tools, installer: &Path, into: &Path) -> Result<()> {
-    let mut file = fs_err::File::open(installer)?;
-    let mut head = Vec::new();
-    (&mut file).take(4 << 20).read_to_end(&mut head)?;
-    let header = read_header(&head).with_context(|| format!("{}", installer.display()))?;
-    let size = file.metadata()?.len();
-    if size != header.end() {
-        bail!(
-            "{} is {size} bytes, its header says {}: a damaged or truncated download; delete it \
-             and build again, which downloads it anew",
-            installer.display(),
-            header.end()
-        );
-    }
-    let md5 = payload_md5(&mut file, header.length)?;
-    if md5 != header.md5 {
-        bail!(
-            "{}: the payloads' MD5 is {md5}, its header says {}: a damaged download; delete it \
-             and build again",
-            installer.display(),
-            header.md5
-        );
-    }
-    let (start, end) = header.range(0);
-    copy_range(&mut file, start, end, &into.join(&header.conda_exe), true)?;
-    if header.payload_sizes.len() == 3 {
-        let (base, _) = header.range(1);
-        for (name, from, to) in &header.conda_exe_files {
-            copy_range(&mut file, base + from, base + to, &into.join(name), false)?;
-        }
-    }
+    let (mut file, header) = open_checked(installer)?;
+    write_conda_exe(&mut file, &header, into)?;
     let (start, end) = header.range(header.payload_sizes.len() - 1);
     file.seek(SeekFrom::Start(start))?;
     let mut tar = tar::Archive::new((&mut file).take(end - start));
@@ -202,6 +174,53 @@ pub fn unpack(tools: &Tools, installer: &Path, into: &Path) -> Result<()> {
             );
         }
         fs_err::remove_file(&path)?;
+    }
+    Ok(())
+}
+
+/// Writes only conda-standalone (and its supporting files) of the `.sh` `installer` into
+/// `into`, after the same checks as [`unpack`]; returns the program's path.
+pub fn take_conda_exe(installer: &Path, into: &Path) -> Result<PathBuf> {
+    let (mut file, header) = open_checked(installer)?;
+    write_conda_exe(&mut file, &header, into)?;
+    Ok(into.join(&header.conda_exe))
+}
+
+/// The installer opened, its header read, and its length and MD5 checked against it.
+fn open_checked(installer: &Path) -> Result<(fs_err::File, Header)> {
+    let mut file = fs_err::File::open(installer)?;
+    let mut head = Vec::new();
+    (&mut file).take(4 << 20).read_to_end(&mut head)?;
+    let header = read_header(&head).with_context(|| format!("{}", installer.display()))?;
+    let size = file.metadata()?.len();
+    if size != header.end() {
+        bail!(
+            "{} is {size} bytes, its header says {}: a damaged or truncated download; delete it \
+             and build again, which downloads it anew",
+            installer.display(),
+            header.end()
+        );
+    }
+    let md5 = payload_md5(&mut file, header.length)?;
+    if md5 != header.md5 {
+        bail!(
+            "{}: the payloads' MD5 is {md5}, its header says {}: a damaged download; delete it \
+             and build again",
+            installer.display(),
+            header.md5
+        );
+    }
+    Ok((file, header))
+}
+
+fn write_conda_exe(file: &mut fs_err::File, header: &Header, into: &Path) -> Result<()> {
+    let (start, end) = header.range(0);
+    copy_range(file, start, end, &into.join(&header.conda_exe), true)?;
+    if header.payload_sizes.len() == 3 {
+        let (base, _) = header.range(1);
+        for (name, from, to) in &header.conda_exe_files {
+            copy_range(file, base + from, base + to, &into.join(name), false)?;
+        }
     }
     Ok(())
 }
