@@ -12,6 +12,7 @@ use crate::model::distribution::{Distribution, Variant};
 use crate::model::lock::{self, Lock};
 use crate::model::platform::Platform;
 use crate::project_root;
+use crate::stages::resolve;
 use crate::util::process;
 use crate::util::tools::Tools;
 
@@ -186,6 +187,13 @@ impl Context {
                 if platform == Platform::LinuxAarch64 {
                     cross::emulates_aarch64()?;
                 }
+            }
+            // The stand-in CPython, found now where the distribution pins the python
+            // (`python=X.Y`), not minutes into the build; else its `X.Y` is the base's, known
+            // once the base is linked.
+            let pinned = resolve::python_version(&self.distribution, platform, "");
+            if platform.is_macos() && !pinned.is_empty() {
+                crate::util::host_python::find(&pinned)?;
             }
         }
         if !platform.is_windows() {

@@ -385,7 +385,13 @@ fn cross_product(name: &str, edit: impl FnOnce(&mut Value)) -> CrossProduct {
     let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../anymatix/distribution.yml");
     let mut doc: Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(default).unwrap()).unwrap();
-    doc["installer"]["base_url"] = Value::from(world().base_url(&format!("real-product-{name}")));
+    let base_url = world().base_url(&format!("real-product-{name}"));
+    // conda packages from the world's loopback channel (`support::channel`), as every stand-in's.
+    doc["installer"]["channel"] = Value::from(format!(
+        "{}/conda-forge",
+        base_url.trim_end_matches("/releases")
+    ));
+    doc["installer"]["base_url"] = Value::from(base_url);
     for repo in doc["repos"].as_sequence_mut().unwrap().iter_mut() {
         let (url, rev) = match repo["name"].as_str().unwrap() {
             "ComfyUI" => (&comfy, comfy_tag.as_str()),

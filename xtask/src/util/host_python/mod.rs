@@ -127,7 +127,9 @@ fn target_version(target: &Path) -> Result<String> {
     }
 }
 
-fn find(version: &str) -> Result<PathBuf> {
+/// The CPython `X.Y` of this machine that stands in for the target's: `$ANYMATIX_HOST_PYTHON`, else
+/// `pythonX.Y` on the PATH, else `uv python find X.Y`, each probed.
+pub fn find(version: &str) -> Result<PathBuf> {
     if let Some(named) = std::env::var_os(HOST_PYTHON_VAR) {
         let python = PathBuf::from(named);
         let found = probe(&python)
