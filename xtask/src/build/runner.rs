@@ -134,6 +134,7 @@ fn dispatch(step: &Step, tools: &Tools, found: &mut Results) -> Result<()> {
         Step::CondaInstall(s) => s.run(tools)?,
         Step::CondaSolve(s) => s.run(tools)?,
         Step::Clone(s) => found.installed.checkouts.push(s.run(tools)?),
+        Step::SkipRequirements(s) => s.run(&tools.reporter)?,
         Step::WriteFile(s) => s.run()?,
         Step::PipInstall(s) => found.installed.pip = Some(s.run(tools)?),
         Step::CrossPipInstall(s) => found.installed.pip = Some(s.run(tools)?),

@@ -15,6 +15,7 @@ use crate::stages::miniforge::DownloadInstaller;
 use crate::stages::packages::PackageTools;
 use crate::stages::pip::cross::CrossPipInstall;
 use crate::stages::pip::leave_out::LeaveOutPackages;
+use crate::stages::pip::requirements::SkipRequirements;
 use crate::stages::pip::{PipInstall, Wheelhouse, WriteFile};
 use crate::stages::prune::{LinkTree, Prune};
 use crate::stages::publish::Publish;
@@ -32,6 +33,7 @@ pub enum Step {
     CondaInstall(CondaInstall),
     CondaSolve(CondaSolve),
     Clone(CloneRepo),
+    SkipRequirements(SkipRequirements),
     WriteFile(WriteFile),
     PipInstall(PipInstall),
     CrossPipInstall(CrossPipInstall),
@@ -61,6 +63,7 @@ impl Step {
             Step::CondaInstall(s) => s,
             Step::CondaSolve(s) => s,
             Step::Clone(s) => s,
+            Step::SkipRequirements(s) => s,
             Step::WriteFile(s) => s,
             Step::PipInstall(s) => s,
             Step::CrossPipInstall(s) => s,

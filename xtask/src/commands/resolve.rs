@@ -10,6 +10,7 @@ use xshell::Shell;
 use super::context::Paths;
 use crate::model::distribution::{Distribution, Variant};
 use crate::model::platform::Platform;
+use crate::stages::pip::requirements;
 use crate::stages::{repos, resolve};
 use crate::util::process;
 use crate::util::progress::Reporter;
@@ -89,7 +90,7 @@ impl ResolveArgs {
             if !file.is_file() {
                 bail!("repo {} at {} has no {requirements}", repo.name, repo.rev);
             }
-            requirement_files.push(file);
+            requirement_files.push((repo.name.clone(), file));
             stage.finish();
         }
 
@@ -110,6 +111,16 @@ impl ResolveArgs {
                 manifest.python_packages_for(platform).join("\n") + "\n",
             )?;
             let output = out.join(format!("{id}.txt"));
+            // The requirements as this platform's build reads them (its skip_requirements).
+            let (skip, requirement_files) = requirements::skipping(
+                platform,
+                manifest.skip_requirements_for(platform),
+                requirement_files.clone(),
+                &scratch.path().join("skipped").join(&id),
+            );
+            if let Some(skip) = skip {
+                skip.run(&reporter)?;
+            }
             let command = resolve::compile_command(
                 &manifest,
                 platform,

@@ -49,6 +49,10 @@ pub struct SmokeCommand {
     /// exits 0 (ComfyUI logs `IMPORT FAILED` for a node that did not load, and goes on).
     #[serde(default)]
     pub fail_on: Vec<String>,
+    /// Text of lines that are expected despite `fail_on` (a node the platform cannot load, as its
+    /// `skip_requirements` say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected: Vec<String>,
 }
 
 fn default_timeout() -> u64 {

@@ -22,7 +22,9 @@ use crate::stages::manifest::WriteManifest;
 use crate::stages::miniforge::{DownloadInstaller, Tag};
 use crate::stages::packages::{Folder, PackageTools};
 use crate::stages::pip::leave_out::LeaveOutPackages;
-use crate::stages::pip::{self, PipInstall, PipRequest, Wanted, Wheelhouse, WriteFile};
+use crate::stages::pip::{
+    self, requirements, PipInstall, PipRequest, Wanted, Wheelhouse, WriteFile,
+};
 use crate::stages::prune::{LinkTree, Policy, Prune};
 use crate::stages::publish::Publish;
 use crate::stages::relocate::Relocate;
@@ -104,7 +106,7 @@ pub fn plan(
     for repo in &distribution.repos {
         let dest = layout.env_tree.join(&repo.path);
         let requirements = repo.requirements.as_ref().map(|r| dest.join(r));
-        requirement_files.extend(requirements.clone());
+        requirement_files.extend(requirements.clone().map(|r| (repo.name.clone(), r)));
         steps.push(Step::Clone(CloneRepo {
             name: repo.name.clone(),
             url: repo.url.clone(),
@@ -123,6 +125,13 @@ pub fn plan(
             tree: layout.env_tree.clone(),
         }));
     }
+    let (skip, requirement_files) = requirements::skipping(
+        platform,
+        distribution.skip_requirements_for(platform),
+        requirement_files,
+        &layout.env.join("requirements"),
+    );
+    steps.extend(skip.map(Step::SkipRequirements));
 
     let python = layout.prefix.join(platform.python_in_prefix());
     if route == Route::Cross {
@@ -293,7 +302,11 @@ pub fn fetch_plan(
                 scratch.join(format!("{}-requirements.txt", repo.name)),
             )
         });
-        requirement_files.extend(requirements.iter().map(|(_, out)| out.clone()));
+        requirement_files.extend(
+            requirements
+                .iter()
+                .map(|(_, out)| (repo.name.clone(), out.clone())),
+        );
         steps.push(Step::Mirror(Mirror {
             name: repo.name.clone(),
             url: repo.url.clone(),
@@ -306,6 +319,13 @@ pub fn fetch_plan(
             requirements,
         }));
     }
+    let (skip, requirement_files) = requirements::skipping(
+        platform,
+        distribution.skip_requirements_for(platform),
+        requirement_files,
+        &scratch.join("skipped"),
+    );
+    steps.extend(skip.map(Step::SkipRequirements));
     let (written, request) = pip_request(
         distribution,
         platform,

@@ -165,12 +165,30 @@ pub struct PlatformSection {
     pub leave_out: Vec<LeaveOut>,
     #[serde(default)]
     pub protected: Vec<String>,
+    /// Requirements of the repos' requirements files this platform does without (a package with
+    /// no wheel for it), each with why, and the nodes ComfyUI then cannot import.
+    #[serde(default)]
+    pub skip_requirements: Vec<SkippedRequirement>,
     /// The zips this platform is built as, each what it adds to this entry; one is the default.
     #[serde(default)]
     pub variants: variants::Variants,
     /// The variant `*_for` follow, when not the default (see `Distribution::for_variant`).
     #[serde(skip)]
     chosen: Option<String>,
+}
+
+/// A repo's requirement a platform does without.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkippedRequirement {
+    /// The requirement's name as the file spells it (compared as pip does: case, `-_.` alike).
+    pub name: String,
+    /// Why the platform does without it (for the reviewer, and written where it is skipped).
+    pub reason: String,
+    /// Node files ComfyUI then fails to import (`nodes_glsl.py`): their `IMPORT FAILED: <file>`
+    /// line is expected from this platform's zip, not a failure of its smoke commands.
+    #[serde(default)]
+    pub import_failures: Vec<String>,
 }
 
 /// An installed package the zip leaves out: a name, or a name and why that is safe, which a
@@ -471,7 +489,23 @@ impl Distribution {
     pub fn smoke_for(&self, platform: Platform) -> Smoke {
         let mut smoke = self.smoke.clone();
         smoke.checks.extend(self.variant_checks(platform));
+        let expected: Vec<String> = self
+            .skip_requirements_for(platform)
+            .iter()
+            .flat_map(|s| &s.import_failures)
+            .map(|file| format!("IMPORT FAILED: {file}"))
+            .collect();
+        for command in &mut smoke.commands {
+            command.expected.extend(expected.iter().cloned());
+        }
         smoke
+    }
+
+    /// The repos' requirements `platform` does without.
+    pub fn skip_requirements_for(&self, platform: Platform) -> &[SkippedRequirement] {
+        self.platforms
+            .get(&platform)
+            .map_or(&[], |s| s.skip_requirements.as_slice())
     }
 
     /// What `platform`'s zip leaves out: the shared entries, then the platform's, each with the

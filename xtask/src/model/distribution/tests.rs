@@ -521,3 +521,25 @@ fn the_cuda_checks_pass_and_fail_as_python_runs_them() {
         "{err}"
     );
 }
+
+#[test]
+fn skipped_requirements_are_the_platforms_and_their_import_failures_are_expected() {
+    let m = parse(
+        "smoke:\n  commands:\n    - {name: starts, run: ['{python}', main.py], fail_on: [IMPORT FAILED]}\n\
+         platforms:\n  macos-x86_64:\n    skip_requirements:\n      - {name: comfy-angle, reason: no wheel, import_failures: [nodes_glsl.py]}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        m.skip_requirements_for(Platform::MacosX86_64)[0].name,
+        "comfy-angle"
+    );
+    assert!(m.skip_requirements_for(Platform::MacosArm64).is_empty());
+    let smoke = m.smoke_for(Platform::MacosX86_64);
+    assert_eq!(smoke.commands[0].expected, ["IMPORT FAILED: nodes_glsl.py"]);
+    assert!(m.smoke_for(Platform::LinuxX86_64).commands[0]
+        .expected
+        .is_empty());
+    let err =
+        parse("platforms:\n  macos-x86_64:\n    skip_requirements: [comfy-angle]\n").unwrap_err();
+    assert!(format!("{err:#}").contains("skip_requirements"), "{err:#}");
+}

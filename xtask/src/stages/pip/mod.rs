@@ -4,6 +4,7 @@
 
 pub mod cross;
 pub mod leave_out;
+pub mod requirements;
 pub mod settings;
 pub mod wheel;
 

@@ -159,8 +159,13 @@ fn summary(smoke: &Smoke, unpacked: bool) -> String {
     }
     if unpacked {
         for command in &smoke.commands {
+            let expected = if command.expected.is_empty() {
+                String::new()
+            } else {
+                format!(", expecting `{}`", command.expected.join("`, `"))
+            };
             parts.push(format!(
-                "run `{}` ({})",
+                "run `{}` ({}{expected})",
                 command.run.join(" "),
                 command.name
             ));
@@ -414,6 +419,14 @@ fn substitute(arg: &str, python: &Path, root: &Path) -> String {
         .replace("{root}", &root.to_string_lossy())
 }
 
+/// The lines of `output` holding a `fail_on` text: (those `expected` also names, the others).
+fn flagged_lines<'a>(command: &SmokeCommand, output: &'a str) -> (Vec<&'a str>, Vec<&'a str>) {
+    output
+        .lines()
+        .filter(|line| command.fail_on.iter().any(|t| line.contains(t.as_str())))
+        .partition(|line| command.expected.iter().any(|t| line.contains(t.as_str())))
+}
+
 /// Runs one smoke command from the unpacked copy, within its timeout; fails on a non-zero exit
 /// or on a line of output that holds one of its `fail_on` texts, showing what it printed.
 fn run_command(
@@ -470,16 +483,13 @@ fn run_command(
             tail()
         );
     }
-    let flagged: Vec<&str> = finished
-        .output
-        .lines()
-        .filter(|line| {
-            command
-                .fail_on
-                .iter()
-                .any(|text| line.contains(text.as_str()))
-        })
-        .collect();
+    let (expected, flagged) = flagged_lines(command, &finished.output);
+    for line in expected {
+        reporter.note(format!(
+            "expected on this platform (its skip_requirements): {}",
+            line.trim()
+        ));
+    }
     if !flagged.is_empty() {
         bail!(
             "smoke command `{}` exited 0, but {} line(s) of its output contain {}:\n{}",
@@ -610,6 +620,30 @@ fn check<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expected_import_failure_is_told_apart_from_another() {
+        let command = SmokeCommand {
+            name: "ComfyUI starts".into(),
+            run: vec![],
+            cwd: None,
+            timeout: 1,
+            fail_on: vec!["IMPORT FAILED".into()],
+            expected: vec!["IMPORT FAILED: nodes_glsl.py".into()],
+        };
+        let output =
+            "Starting server\nIMPORT FAILED: nodes_glsl.py\nIMPORT FAILED: nodes_audio.py\n\
+                      0.1 seconds (IMPORT FAILED): custom_nodes/x\n";
+        let (expected, flagged) = flagged_lines(&command, output);
+        assert_eq!(expected, ["IMPORT FAILED: nodes_glsl.py"]);
+        assert_eq!(
+            flagged,
+            [
+                "IMPORT FAILED: nodes_audio.py",
+                "0.1 seconds (IMPORT FAILED): custom_nodes/x"
+            ]
+        );
+    }
 
     #[test]
     fn an_environment_moved_aside_comes_back_even_after_an_interruption() {
