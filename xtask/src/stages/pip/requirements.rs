@@ -61,9 +61,9 @@ impl SkipRequirements {
             self.platform,
             self.skip
                 .iter()
-                .map(|s| format!("{} ({})", s.name, s.reason))
+                .map(|s| format!("{}: {}", s.name, s.reason))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join("; ")
         ));
         Ok(())
     }
