@@ -103,6 +103,18 @@ pub fn runner_for(route: Route, platform: Platform, layout: &Layout) -> Runner {
     }
 }
 
+/// Who compiles the bytecode of a target whose python runs here only emulated (Linux ARM under
+/// qemu, five times slower): this machine's CPython of the same `X.Y`, where it has one.
+pub fn host_compiler(route: Route, platform: Platform) -> Option<Runner> {
+    (route == Route::Cross && platform == Platform::LinuxAarch64).then(|| {
+        Runner::HostPython(HostPython::new(Markers {
+            sys_platform: "linux",
+            platform_system: "Linux",
+            platform_machine: "aarch64",
+        }))
+    })
+}
+
 /// The cross route's pip: the set uv resolves for the target (or the lock's), its wheels
 /// downloaded by this machine's pip and installed by the tool.
 pub fn cross_pip_steps(

@@ -97,6 +97,47 @@ fn a_linux_arm_zip_is_built_here_from_miniforges_own_packages_and_runs_under_qem
         serde_json::json!(["bin/standin-config", "share/standin/prefix.bin"])
     );
 
+    // The bytecode was compiled by this machine's CPython 3.11, at native speed: each `.pyc` is
+    // the bytes the target's own python compiles from the same source (under qemu).
+    assert!(
+        log.contains("compiled ") && !log.contains("compiling with the target's own python"),
+        "{log}"
+    );
+    let tree = out.join("stage/linux-aarch64/dist/anymatix");
+    let listing =
+        std::fs::read_to_string(out.join("stage/linux-aarch64/dist/imported-modules.txt")).unwrap();
+    let sample: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.ends_with("/json/decoder.py") || l.ends_with("anyfix_native/__init__.py"))
+        .collect();
+    assert_eq!(sample.len(), 2, "{listing}");
+    for rel in sample {
+        let source = tree.join(rel);
+        let stem = source.file_stem().unwrap().to_string_lossy().into_owned();
+        let shipped = source
+            .parent()
+            .unwrap()
+            .join(format!("__pycache__/{stem}.cpython-311.pyc"));
+        let theirs = dir.path().join(format!("{stem}.target.pyc"));
+        let status = std::process::Command::new(tree.join("python/bin/python3.11"))
+            .args([
+                "-c",
+                "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], \
+                 dfile=sys.argv[3], doraise=True, \
+                 invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)",
+            ])
+            .arg(&source)
+            .arg(&theirs)
+            .arg(rel)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            std::fs::read(&shipped).unwrap() == std::fs::read(&theirs).unwrap(),
+            "{rel}: the shipped .pyc differs from the target's own"
+        );
+    }
+
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../../../snapshots");
     settings.set_prepend_module_to_snapshot(false);

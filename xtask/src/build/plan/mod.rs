@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::build::cross::Route;
-use crate::build::cross::{cross_pip_steps, runner_for};
+use crate::build::cross::{cross_pip_steps, host_compiler, runner_for};
 use crate::build::layout::{Artifacts, Layout};
 use crate::build::step::Step;
 use crate::model::distribution::{Distribution, Release};
@@ -225,6 +225,7 @@ pub fn plan(
         listing: layout.dist.join("imported-modules.txt"),
         bytecode_cache: layout.bytecode_cache.clone(),
         installed_at: layout.env_tree.clone(),
+        host_compiler: host_compiler(route, platform),
     }));
     steps.push(Step::WriteManifest(WriteManifest {
         version: version.to_string(),

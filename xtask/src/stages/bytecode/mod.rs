@@ -110,6 +110,10 @@ pub struct CompileImported {
     /// bytecode through a link in the cache, instead of compiling torch again.
     pub bytecode_cache: PathBuf,
     pub installed_at: PathBuf,
+    /// Where the target's python runs here only emulated (Linux ARM under qemu): a CPython of
+    /// this machine of the same `X.Y` to compile with, at native speed. A `.pyc` depends only on
+    /// the source and the CPython `X.Y` (its magic number); without one, the target's compiles.
+    pub host_compiler: Option<Runner>,
 }
 
 impl CompileImported {
@@ -158,9 +162,21 @@ impl CompileImported {
             cores
         };
         let recorded_in = recording.elapsed();
+        let compiler = match &self.host_compiler {
+            Some(host) => match host.prepare(&tools.reporter, &python) {
+                Ok(()) => host,
+                Err(e) => {
+                    tools.reporter.note(format!(
+                        "compiling with the target's own python, emulated: {e:#}"
+                    ));
+                    runner
+                }
+            },
+            None => runner,
+        };
         let before = snapshot(&self.tree)?;
         let compiling = std::time::Instant::now();
-        compile(runner, &python, &self.tree, &modules, workers)?;
+        compile(compiler, &python, &self.tree, &modules, workers)?;
         let compiled_in = compiling.elapsed();
         let after = snapshot(&self.tree)?;
         let bytes: u64 = after
@@ -263,8 +279,13 @@ impl Describe for CompileImported {
             Bytecode::Imported => write!(
                 f,
                 "run the smoke checks and commands from {} recording the modules they import, \
-                 then compile those as checked-hash .pyc",
-                self.tree.display()
+                 then compile those as checked-hash .pyc{}",
+                self.tree.display(),
+                if self.host_compiler.is_some() {
+                    " (by this machine's CPython of the same X.Y where it has one)"
+                } else {
+                    ""
+                }
             ),
         }
     }

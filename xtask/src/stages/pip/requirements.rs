@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::model::distribution::SkippedRequirement;
+use crate::model::distribution::{normalise_package_name, SkippedRequirement};
 use crate::model::platform::Platform;
 use crate::stages::describe::{Describe, Stage};
 use crate::util::inputs::Inputs;
@@ -41,7 +41,7 @@ impl SkipRequirements {
             .skip
             .iter()
             .map(|s| s.name.as_str())
-            .filter(|name| !found.contains(&normalize(name)))
+            .filter(|name| !found.contains(&normalise_package_name(name)))
             .collect();
         if !unused.is_empty() {
             bail!(
@@ -140,10 +140,10 @@ pub fn without(
         let name = requirement_name(line);
         match skip
             .iter()
-            .find(|s| name.as_deref() == Some(normalize(&s.name).as_str()))
+            .find(|s| name.as_deref() == Some(normalise_package_name(&s.name).as_str()))
         {
             Some(skipped) => {
-                found.push(normalize(&skipped.name));
+                found.push(normalise_package_name(&skipped.name));
                 out.push_str(&format!(
                     "# skipped on {platform} (skip_requirements: {}): {line}\n",
                     skipped.reason
@@ -168,22 +168,7 @@ fn requirement_name(line: &str) -> Option<String> {
     let end = line
         .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
         .unwrap_or(line.len());
-    Some(normalize(&line[..end])).filter(|n| !n.is_empty())
-}
-
-/// A name as pip compares names: lower case, runs of `-_.` one `-`.
-fn normalize(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.trim().chars() {
-        if "-_.".contains(c) {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
+    Some(normalise_package_name(&line[..end])).filter(|n| !n.is_empty())
 }
 
 #[cfg(test)]
