@@ -15,6 +15,7 @@
 //! `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps the build there (and its wheelhouse, so a second
 //! run downloads nothing new).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -375,6 +376,37 @@ fn product_repos(dir: &Path) -> (PathBuf, String, PathBuf) {
         None,
     );
     (comfy, comfy_tag, manager)
+}
+
+/// The zip's tree as a reviewer reads it: its folders two levels down, and the top-level names
+/// of site-packages (versions cut from `.dist-info` names), each with its file count.
+fn tree_shape(zip: &Path, python: &str) -> String {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    let site = format!("anymatix/python/lib/python{python}/site-packages/");
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..archive.len() {
+        let entry = archive.by_index(i).unwrap();
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name().unwrap().to_string();
+        let key = if let Some(rest) = name.strip_prefix(&site) {
+            let top = rest.split('/').next().unwrap();
+            let top = match top.find(".dist-info") {
+                Some(_) => format!("{}-*.dist-info", top.split('-').next().unwrap()),
+                None => top.to_string(),
+            };
+            format!("{site}{top}")
+        } else {
+            let parts: Vec<&str> = name.split('/').collect();
+            parts[..parts.len().min(3)].join("/")
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k} ({} files)\n", if *n > 10 { "many" } else { "few" }))
+        .collect()
 }
 
 fn cross_product(name: &str, edit: impl FnOnce(&mut Value)) -> CrossProduct {

@@ -64,6 +64,11 @@ fn the_linux_arm_product_is_built_here_and_comfyui_starts_under_qemu() {
                 .len()
         })
         .sum();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../../../../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    let shape: String = zips.iter().map(|z| super::tree_shape(z, "3.11")).collect();
+    settings.bind(|| insta::assert_snapshot!("real_product_tree@linux-aarch64", shape));
     let root = product.unpack(id);
     let python = root.join("python/bin/python3");
 

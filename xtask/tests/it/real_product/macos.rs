@@ -20,7 +20,6 @@
 //! (or `python3.13`/`python3.12` on the PATH.) `ANYMATIX_REAL_PRODUCT_DIR=/some/dir` keeps each
 //! build in `/some/dir/macos` and `/some/dir/macos-x86_64` (and its wheels).
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,37 +44,6 @@ fn stdlib_of(python: &Path) -> PathBuf {
         .output()
         .unwrap();
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// The zip's tree as a reviewer reads it: its folders two levels down, and the top-level names
-/// of site-packages (versions cut from `.dist-info` names), each with its file count.
-fn tree_shape(zip: &Path, python: &str) -> String {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
-    let site = format!("anymatix/python/lib/python{python}/site-packages/");
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for i in 0..archive.len() {
-        let entry = archive.by_index(i).unwrap();
-        if entry.is_dir() {
-            continue;
-        }
-        let name = entry.name().unwrap().to_string();
-        let key = if let Some(rest) = name.strip_prefix(&site) {
-            let top = rest.split('/').next().unwrap();
-            let top = match top.find(".dist-info") {
-                Some(_) => format!("{}-*.dist-info", top.split('-').next().unwrap()),
-                None => top.to_string(),
-            };
-            format!("{site}{top}")
-        } else {
-            let parts: Vec<&str> = name.split('/').collect();
-            parts[..parts.len().min(3)].join("/")
-        };
-        *counts.entry(key).or_default() += 1;
-    }
-    counts
-        .iter()
-        .map(|(k, n)| format!("{k} ({} files)\n", if *n > 10 { "many" } else { "few" }))
-        .collect()
 }
 
 #[test]
@@ -220,14 +188,14 @@ fn build_and_check(
     assert!(macho_files > 100, "{macho_files} Mach-O files");
     assert!(protected.contains(&format!("\n{torch}\n")), "{protected}");
     assert!(
-        tree_shape(&zips[0], python).contains("site-packages/torch (many files)"),
+        super::tree_shape(&zips[0], python).contains("site-packages/torch (many files)"),
         "torch is in the first volume"
     );
 
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../../../../snapshots");
     settings.set_prepend_module_to_snapshot(false);
-    let shape: String = zips.iter().map(|z| tree_shape(z, python)).collect();
+    let shape: String = zips.iter().map(|z| super::tree_shape(z, python)).collect();
     let name = format!("real_product_tree@{platform}");
     settings.bind(|| insta::assert_snapshot!(name, shape));
 
