@@ -29,8 +29,8 @@ fn entries(zip: &Path) -> BTreeMap<String, (u32, u64, u32)> {
         .collect()
 }
 
-/// The world's manifest for `release`, without conda packages (the cross route links only the
-/// installer's own).
+/// The world's manifest for `release`, without conda packages: the native route's stand-in mamba
+/// only records them, and the cross route's solve has its own test (`macos_cross`).
 fn manifest(dir: &Path, release: &str) -> PathBuf {
     let path = world().manifest(dir, release, "");
     let text = std::fs::read_to_string(&path).unwrap();
