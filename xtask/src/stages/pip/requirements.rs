@@ -44,16 +44,21 @@ impl SkipRequirements {
             .filter(|name| !found.contains(&normalise_package_name(name)))
             .collect();
         if !unused.is_empty() {
-            bail!(
-                "platforms.{}.skip_requirements names {}, which no repo's requirements file has \
-                 (read: {}): remove the entry from the distribution",
-                self.platform,
-                unused.join(", "),
-                self.files
+            let read = if self.files.is_empty() {
+                "no repo has a requirements file".to_string()
+            } else {
+                let files: Vec<String> = self
+                    .files
                     .iter()
                     .map(|(from, _)| from.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                    .collect();
+                format!("read: {}", files.join(", "))
+            };
+            bail!(
+                "platforms.{}.skip_requirements names {}, which no repo's requirements file has \
+                 ({read}): remove the entry from the distribution",
+                self.platform,
+                unused.join(", "),
             );
         }
         reporter.note(format!(
@@ -200,5 +205,52 @@ mod tests {
             "# skipped on macos-x86_64 (skip_requirements: no wheel for Intel Macs): comfy-angle\n"
         ));
         assert_eq!(requirement_name("# comfy-angle"), None);
+    }
+
+    #[test]
+    fn an_entry_no_requirements_file_has_is_refused_naming_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("requirements.txt");
+        fs_err::write(&from, "torch\ncomfy-angle\n").unwrap();
+        let entry = |name: &str| SkippedRequirement {
+            name: name.into(),
+            reason: "none".into(),
+            import_failures: vec![],
+        };
+        let step = |files: Vec<(PathBuf, PathBuf)>, name: &str| SkipRequirements {
+            platform: Platform::MacosX86_64,
+            files,
+            skip: vec![entry(name)],
+        };
+        let reporter = Reporter::new(false);
+        let copy = dir.path().join("copy/ComfyUI-requirements.txt");
+        step(vec![(from.clone(), copy.clone())], "comfy-angle")
+            .run(&reporter)
+            .unwrap();
+        assert!(fs_err::read_to_string(&copy)
+            .unwrap()
+            .contains("# skipped on"));
+
+        let stale = step(vec![(from.clone(), copy)], "pyopengl")
+            .run(&reporter)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            stale.contains("skip_requirements names pyopengl"),
+            "{stale}"
+        );
+        assert!(
+            stale.contains(&format!("read: {}", from.display())),
+            "{stale}"
+        );
+
+        let no_files = step(vec![], "comfy-angle")
+            .run(&reporter)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            no_files.contains("no repo has a requirements file"),
+            "{no_files}"
+        );
     }
 }
