@@ -43,41 +43,24 @@ impl LinkBase {
         }
         let payload = constructor::unpack(tools, &self.installer, self.platform, &self.payload)?;
         copy_installer_files(&payload.root, &self.prefix)?;
-        let mut target = link::Target {
+        let target = link::Target {
             platform: self.platform,
             prefix: self.prefix.clone(),
             prefix_text: self.prefix.to_string_lossy().into_owned(),
             python: None,
         };
-        let unpacked_root = self.payload.join(".unpacked");
-        let mut entry_points = Vec::new();
-        let mut post_links = Vec::new();
+        let mut linker = Linker::new(target, self.payload.join(".unpacked"));
         for listed in &payload.packages {
-            let file = payload.package_file(listed);
-            let dist = listed.file.trim_end_matches(".conda");
-            let unpacked = package::unpack(&file, &unpacked_root.join(dist))?;
-            if unpacked.index.name == "python" {
-                target.python = Some(major_minor(&unpacked.index.version));
-            }
-            let linked = link::link(&unpacked, &target, &payload.record(listed)?)?;
-            entry_points.extend(linked.entry_points);
-            post_links.extend(linked.post_link.map(|s| format!("{} ({s})", linked.name)));
-            fs_err::remove_dir_all(&unpacked.dir)?;
+            let (file, record) = (payload.package_file(listed), payload.record(listed)?);
+            linker.link(&file, listed.file.trim_end_matches(".conda"), &record)?;
         }
-        let written = write_entry_points(&target, &entry_points)?;
+        let (target, written) = linker.finish()?;
         tools.reporter.note(format!(
             "{} conda packages linked for {} (Python {}), {written} console scripts",
             payload.packages.len(),
             self.platform,
             target.python.as_deref().unwrap_or("none"),
         ));
-        if !post_links.is_empty() {
-            bail!(
-                "conda would run these packages' post-link scripts on {}, which cannot run here: {}",
-                self.platform,
-                post_links.join(", ")
-            );
-        }
         Ok(())
     }
 }
@@ -112,6 +95,55 @@ impl Describe for LinkBase {
     fn inputs(&self, inputs: &mut Inputs) {
         inputs.set("Miniforge base", self.installer.to_string_lossy());
         inputs.set("Miniforge base route", "linked for the target");
+    }
+}
+
+/// Links packages one after another into a target (the base's, then conda's solve's), gathering
+/// their console scripts, which it writes at the end with every package in place.
+pub(crate) struct Linker {
+    target: link::Target,
+    unpacked_root: PathBuf,
+    entry_points: Vec<String>,
+    post_links: Vec<String>,
+}
+
+impl Linker {
+    pub fn new(target: link::Target, unpacked_root: PathBuf) -> Linker {
+        Linker {
+            target,
+            unpacked_root,
+            entry_points: Vec::new(),
+            post_links: Vec::new(),
+        }
+    }
+
+    /// Unpacks the package `file` (conda's `dist` name), links it with its `record`, and removes
+    /// what was unpacked. Linking python sets the target's Python version, for the scripts.
+    pub fn link(&mut self, file: &Path, dist: &str, record: &serde_json::Value) -> Result<()> {
+        let unpacked = package::unpack(file, &self.unpacked_root.join(dist))?;
+        if unpacked.index.name == "python" {
+            self.target.python = Some(major_minor(&unpacked.index.version));
+        }
+        let linked = link::link(&unpacked, &self.target, record)?;
+        self.entry_points.extend(linked.entry_points);
+        let post_link = linked.post_link.map(|s| format!("{} ({s})", linked.name));
+        self.post_links.extend(post_link);
+        fs_err::remove_dir_all(&unpacked.dir)?;
+        Ok(())
+    }
+
+    /// Refuses packages with a post-link script (it would have to run on the target), then
+    /// writes the console scripts: the target as linked, and how many scripts.
+    pub fn finish(self) -> Result<(link::Target, usize)> {
+        if !self.post_links.is_empty() {
+            bail!(
+                "conda would run these packages' post-link scripts on {}, which cannot run here: {}",
+                self.target.platform,
+                self.post_links.join(", ")
+            );
+        }
+        let written = write_entry_points(&self.target, &self.entry_points)?;
+        Ok((self.target, written))
     }
 }
 
@@ -198,4 +230,75 @@ pub(crate) fn write_entry_points(target: &link::Target, entry_points: &[String])
         }
     }
     Ok(entry_points.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use support::constructor::{Package, PackageFile};
+
+    fn package(name: &str, files: &[&str]) -> Package {
+        Package {
+            name: name.into(),
+            version: "1.0".into(),
+            build: "h0_0".into(),
+            subdir: "linux-aarch64".into(),
+            noarch: None,
+            depends: vec![],
+            files: files
+                .iter()
+                .map(|path| PackageFile {
+                    path: path.to_string(),
+                    bytes: format!("{name}\n").into_bytes(),
+                    placeholder_mode: None,
+                    mode: None,
+                })
+                .collect(),
+            links: vec![],
+            entry_points: vec![],
+        }
+    }
+
+    #[test]
+    fn a_package_with_a_post_link_script_is_refused_once_all_are_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("prefix");
+        let link_all = |packages: &[Package]| {
+            let _ = fs_err::remove_dir_all(&prefix);
+            let target = link::Target {
+                platform: Platform::LinuxAarch64,
+                prefix: prefix.clone(),
+                prefix_text: prefix.to_string_lossy().into_owned(),
+                python: None,
+            };
+            let mut linker = Linker::new(target, dir.path().join(".unpacked"));
+            for package in packages {
+                let file = dir.path().join(package.file_name());
+                fs_err::write(&file, package.conda_bytes()).unwrap();
+                let record = serde_json::json!({"fn": package.file_name()});
+                linker.link(&file, &package.dist(), &record).unwrap();
+            }
+            linker.finish()
+        };
+        let plain = package("plain", &["share/plain.txt"]);
+        let (_, scripts) = link_all(&[plain]).unwrap();
+        assert_eq!(scripts, 0);
+        assert!(prefix.join("share/plain.txt").is_file());
+        assert!(prefix.join("conda-meta/plain-1.0-h0_0.json").is_file());
+        assert!(!dir.path().join(".unpacked/plain-1.0-h0_0").exists());
+
+        let hooked = package("hooked", &["bin/.hooked-post-link.sh"]);
+        let error = link_all(&[package("plain", &["share/plain.txt"]), hooked])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("post-link scripts on linux-aarch64"),
+            "{error}"
+        );
+        assert!(
+            error.contains("hooked (bin/.hooked-post-link.sh)"),
+            "{error}"
+        );
+        assert!(!error.contains("plain"), "{error}");
+    }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::model::platform::Platform;
-use crate::stages::conda::{link, major_minor, package, write_entry_points};
+use crate::stages::conda::{link, major_minor, Linker};
 use crate::util::digest;
 use crate::util::tools::Tools;
 
@@ -102,14 +102,13 @@ pub fn apply(tools: &Tools, transaction: &Transaction, sources: &Sources) -> Res
         unlink(sources.prefix, dist)?;
         applied.unlinked += 1;
     }
-    let mut target = link::Target {
+    let target = link::Target {
         platform: sources.platform,
         prefix: sources.prefix.to_path_buf(),
         prefix_text: sources.prefix.to_string_lossy().into_owned(),
         python: installed_python(sources.prefix)?,
     };
-    let unpacked_root = sources.pkgs_dir.join(".unpacked");
-    let (mut entry_points, mut post_links) = (Vec::new(), Vec::new());
+    let mut linker = Linker::new(target, sources.pkgs_dir.join(".unpacked"));
     for dist in &transaction.link {
         let record = transaction
             .fetch
@@ -124,24 +123,10 @@ pub fn apply(tools: &Tools, transaction: &Transaction, sources: &Sources) -> Res
         let (file, from_installer) = package_file(tools, record, sources)
             .with_context(|| format!("the package {} of conda's solve", dist.dist_name))?;
         applied.from_installer += usize::from(from_installer);
-        let unpacked = package::unpack(&file, &unpacked_root.join(&dist.dist_name))?;
-        if unpacked.index.name == "python" {
-            target.python = Some(major_minor(&unpacked.index.version));
-        }
-        let linked = link::link(&unpacked, &target, record)?;
-        entry_points.extend(linked.entry_points);
-        post_links.extend(linked.post_link.map(|s| format!("{} ({s})", linked.name)));
-        fs_err::remove_dir_all(&unpacked.dir)?;
+        linker.link(&file, &dist.dist_name, record)?;
         applied.linked += 1;
     }
-    if !post_links.is_empty() {
-        bail!(
-            "conda would run these packages' post-link scripts on {}, which cannot run here: {}",
-            sources.platform,
-            post_links.join(", ")
-        );
-    }
-    applied.scripts = write_entry_points(&target, &entry_points)?;
+    applied.scripts = linker.finish()?.1;
     Ok(applied)
 }
 
