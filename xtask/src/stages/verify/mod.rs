@@ -486,7 +486,7 @@ fn run_command(
     let (expected, flagged) = flagged_lines(command, &finished.output);
     for line in expected {
         reporter.note(format!(
-            "expected on this platform (its skip_requirements): {}",
+            "expected, not a failure (the command's `expected`, or the platform's skip_requirements): {}",
             line.trim()
         ));
     }
